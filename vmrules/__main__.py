@@ -1,0 +1,5 @@
+"""`python -m vmrules` runs the command line."""
+
+from vmrules.cli import main
+
+main()

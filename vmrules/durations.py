@@ -1,0 +1,58 @@
+"""Durations (`30s`, `5m`, `1h30m`, `1w`) and points in time (RFC 3339, unix seconds, `now-1h`)."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+
+UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+_PART = re.compile(r"(\d+)(ms|s|m|h|d|w)")
+DURATION_PATTERN = r"^([0-9]+(ms|s|m|h|d|w))+$"
+
+
+def parse_duration_ms(text: str) -> int:
+    """Milliseconds in a duration such as `1h30m`; ValueError when it is not one."""
+    if not isinstance(text, str) or not re.fullmatch(DURATION_PATTERN, text):
+        raise ValueError(f"invalid duration {text!r}: use a number and a unit (ms s m h d w), e.g. 5m or 1h30m")
+    return sum(int(n) * UNITS_MS[u] for n, u in _PART.findall(text))
+
+
+def parse_time_ms(text: str, now_ms: int) -> int:
+    """A point in time as unix milliseconds: RFC 3339, unix seconds, `now`, `now-1h`."""
+    s = text.strip()
+    if s == "now":
+        return now_ms
+    m = re.fullmatch(r"now\s*([+-])\s*(\S+)", s)
+    if m:
+        delta = parse_duration_ms(m.group(2))
+        return now_ms - delta if m.group(1) == "-" else now_ms + delta
+    if re.fullmatch(r"-?\d+(\.\d+)?", s):
+        return round(float(s) * 1000)
+    try:
+        d = datetime.fromisoformat(s.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"invalid time {text!r}: use RFC 3339, unix seconds, now or now-1h") from None
+    if d.tzinfo is None:
+        d = d.replace(tzinfo=timezone.utc)
+    return round(d.timestamp() * 1000)
+
+
+def format_time_ms(ms: int) -> str:
+    """RFC 3339 in UTC, seconds precision unless milliseconds are set."""
+    d = datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    text = d.strftime("%Y-%m-%dT%H:%M:%S")
+    if ms % 1000:
+        text += f".{ms % 1000:03d}"
+    return text + "Z"
+
+
+def format_duration_ms(ms: int) -> str:
+    """The shortest duration text for `ms`, e.g. 5400000 -> 1h30m."""
+    if ms == 0:
+        return "0s"
+    out = []
+    for unit in ("w", "d", "h", "m", "s", "ms"):
+        n, ms = divmod(ms, UNITS_MS[unit])
+        if n:
+            out.append(f"{n}{unit}")
+    return "".join(out)

@@ -1,0 +1,57 @@
+"""Locations and the errors a user can cause, each pointing at a file, line and column."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, order=True)
+class Location:
+    """A 1-based position in a rule file, printed `path:line:col`."""
+
+    path: str
+    line: int = 1
+    col: int = 1
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}:{self.col}"
+
+    def shifted(self, cols: int) -> Location:
+        """The same line, `cols` columns further right."""
+        return Location(self.path, self.line, self.col + cols)
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    """One thing wrong with the rule files."""
+
+    location: Location
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.location}: error: {self.message}"
+
+
+class VmrulesError(Exception):
+    """Base of every error vmrules raises on purpose."""
+
+
+class ConfigError(VmrulesError):
+    """The rule files are invalid; carries every problem found."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = sorted(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class RuleError(VmrulesError):
+    """A rule failed at run time (fetch, evaluate or export)."""
+
+    def __init__(self, rule: str, message: str):
+        self.rule = rule
+        self.message = message
+        super().__init__(f"rule {rule}: {message}")
+
+
+class UsageError(VmrulesError):
+    """A wrong argument of the library API or the command line."""

@@ -1,0 +1,177 @@
+"""Find rule files and load them as plain data, keeping the position of every node.
+
+YAML is read with safe-loader semantics (libyaml when present) and then walked
+by hand, so that duplicate keys, unknown tags, alias bombs and deep nesting are
+refused with the line and column where they occur.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from vmrules.errors import ConfigError, Location, Problem
+
+MAX_FILE_BYTES = 4 * 1024 * 1024
+MAX_NODES = 200_000          # nodes after expanding aliases; an alias bomb stops here
+MAX_DEPTH = 64
+RULE_SUFFIXES = (".yaml", ".yml")
+
+_Loader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_MAP_TAG = "tag:yaml.org,2002:map"
+_SEQ_TAG = "tag:yaml.org,2002:seq"
+
+Path = tuple[Any, ...]
+
+
+@dataclass
+class LoadedFile:
+    """One rule file: its data and where each value (and each mapping key) sits."""
+
+    path: str
+    data: Any
+    source: str = ""
+    marks: dict[Path, Location] = field(default_factory=dict)
+    key_marks: dict[Path, Location] = field(default_factory=dict)
+
+    def where(self, path: Iterable[Any]) -> Location:
+        """The location of the value at `path`, or of its nearest ancestor."""
+        p = tuple(path)
+        while p and p not in self.marks:
+            p = p[:-1]
+        return self.marks.get(p, Location(self.path))
+
+    def where_in(self, path: Iterable[Any], offset: int) -> Location:
+        """The location `offset` characters into the string value at `path` (after its quote)."""
+        loc = self.where(path)
+        lines = self.source.splitlines()
+        line = lines[loc.line - 1] if 0 < loc.line <= len(lines) else ""
+        quoted = line[loc.col - 1:loc.col] in ("'", '"')
+        return loc.shifted(offset + (1 if quoted else 0))
+
+    def where_key(self, path: Iterable[Any]) -> Location:
+        """The location of the key that holds `path` (falls back to the value)."""
+        p = tuple(path)
+        return self.key_marks.get(p) or self.where(p)
+
+
+def discover(paths: Iterable[str]) -> list[str]:
+    """Rule files under each path (recursively, sorted); a missing path raises FileNotFoundError."""
+    found: list[str] = []
+    for root in paths:
+        if os.path.isfile(root):
+            found.append(root)
+            continue
+        if not os.path.isdir(root):
+            raise FileNotFoundError(f"no such file or directory: {root}")
+        batch = []
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            batch += [os.path.join(dirpath, f) for f in filenames if f.endswith(RULE_SUFFIXES)]
+        found += sorted(batch)
+    return list(dict.fromkeys(found))
+
+
+def load_file(path: str) -> LoadedFile:
+    """Read and parse one rule file; raises ConfigError with the first problem."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise _error(Location(path), f"cannot read file: {exc.strerror or exc}") from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise _error(Location(path), f"file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise _error(Location(path, line, col), "file is not valid UTF-8") from None
+    return load_text(text, path)
+
+
+def load_text(text: str, path: str = "<string>") -> LoadedFile:
+    """Parse YAML text into a LoadedFile; raises ConfigError with the first problem."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        loc = Location(path, mark.line + 1, mark.column + 1) if mark else Location(path)
+        raise _error(loc, f"YAML syntax: {exc.problem or exc.context}") from None
+    except yaml.YAMLError as exc:
+        raise _error(Location(path), f"YAML syntax: {exc}") from None
+    except RecursionError:
+        raise _error(Location(path), "YAML is nested too deeply") from None
+    finally:
+        loader.dispose()
+    out = LoadedFile(path, None, text)
+    if node is not None:
+        out.data = _Walker(loader, out).value(node, (), 0)
+    return out
+
+
+def load_all(paths: Iterable[str]) -> tuple[list[LoadedFile], list[Problem]]:
+    """Load every file; problems of files that could not be parsed are collected."""
+    files, problems = [], []
+    for path in paths:
+        try:
+            files.append(load_file(path))
+        except ConfigError as exc:
+            problems += exc.problems
+    return files, problems
+
+
+class _Walker:
+    """Build plain Python values from composed nodes, recording positions."""
+
+    def __init__(self, loader: Any, out: LoadedFile):
+        self.loader = loader
+        self.out = out
+        self.count = 0
+
+    def loc(self, node: yaml.Node) -> Location:
+        return Location(self.out.path, node.start_mark.line + 1, node.start_mark.column + 1)
+
+    def value(self, node: yaml.Node, path: Path, depth: int) -> Any:
+        self.count += 1
+        if self.count > MAX_NODES:
+            raise _error(self.loc(node), f"document expands to more than {MAX_NODES} nodes (alias bomb?)")
+        if depth > MAX_DEPTH:
+            raise _error(self.loc(node), f"nesting deeper than {MAX_DEPTH} levels")
+        self.out.marks[path] = self.loc(node)
+        if isinstance(node, yaml.MappingNode):
+            return self.mapping(node, path, depth)
+        if isinstance(node, yaml.SequenceNode):
+            if node.tag != _SEQ_TAG:
+                raise _error(self.loc(node), f"unsupported YAML tag {node.tag}")
+            return [self.value(item, path + (i,), depth + 1) for i, item in enumerate(node.value)]
+        try:
+            return self.loader.construct_object(node, deep=True)
+        except yaml.constructor.ConstructorError as exc:
+            raise _error(self.loc(node), f"unsupported YAML value: {exc.problem}") from None
+
+    def mapping(self, node: yaml.MappingNode, path: Path, depth: int) -> dict[str, Any]:
+        if node.tag != _MAP_TAG:
+            raise _error(self.loc(node), f"unsupported YAML tag {node.tag}")
+        out: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise _error(self.loc(key_node), "mapping keys must be plain strings")
+            key = key_node.value
+            if key == "<<" and key_node.tag == "tag:yaml.org,2002:merge":
+                raise _error(self.loc(key_node), "merge keys (<<) are not supported; repeat the keys or use defaults:")
+            if key in out:
+                first = self.out.key_marks[path + (key,)]
+                raise _error(self.loc(key_node), f"duplicate key {key!r} (first at line {first.line})")
+            self.out.key_marks[path + (key,)] = self.loc(key_node)
+            out[key] = self.value(value_node, path + (key,), depth + 1)
+        return out
+
+
+def _error(loc: Location, message: str) -> ConfigError:
+    return ConfigError([Problem(loc, message)])

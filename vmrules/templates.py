@@ -1,0 +1,96 @@
+"""Sandboxed Jinja2 templates for paths, table names and bodies, and path confinement."""
+
+from __future__ import annotations
+
+import os
+import re
+from functools import lru_cache
+from typing import Any
+
+import jinja2
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+MAX_OUTPUT_CHARS = 4096
+TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+SAFE_FILTERS = ("lower", "upper", "replace", "default", "d", "trim", "truncate", "string", "int",
+                "float", "round", "join", "first", "last", "length", "format", "abs", "title", "tojson")
+
+
+class TemplateError(ValueError):
+    """A template that does not parse or render, or renders to something not allowed."""
+
+
+def _environment() -> ImmutableSandboxedEnvironment:
+    env = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False,
+                                        keep_trailing_newline=True)
+    env.filters = {k: v for k, v in env.filters.items() if k in SAFE_FILTERS}
+    env.globals = {}
+    return env
+
+
+_ENV = _environment()
+
+
+@lru_cache(maxsize=4096)
+def compile_template(source: str) -> jinja2.Template:
+    """Parse a template once; TemplateError when it is not valid Jinja2."""
+    try:
+        return _ENV.from_string(source)
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError(f"template syntax: {exc.message} (template line {exc.lineno})") from None
+
+
+def render(source: str, context: dict[str, Any], limit: int = MAX_OUTPUT_CHARS) -> str:
+    """Render in the sandbox; unknown names, unsafe access and oversized output raise TemplateError."""
+    template = compile_template(source)
+    try:
+        pieces, size = [], 0
+        for piece in template.generate(**context):
+            size += len(piece)
+            if size > limit:
+                raise TemplateError(f"template output is longer than {limit} characters")
+            pieces.append(piece)
+        return "".join(pieces)
+    except jinja2.exceptions.SecurityError as exc:
+        raise TemplateError(f"template not allowed: {exc}") from None
+    except jinja2.UndefinedError as exc:
+        raise TemplateError(f"template: {exc.message}") from None
+    except TemplateError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure inside user templates is the user's error
+        raise TemplateError(f"template failed: {type(exc).__name__}: {exc}") from None
+
+
+def check_relative_path(rendered: str) -> str:
+    """A rendered output path must be relative and stay below the output directory."""
+    if not rendered.strip():
+        raise TemplateError("path renders to an empty string")
+    if "\x00" in rendered:
+        raise TemplateError("path contains a NUL character")
+    if os.path.isabs(rendered) or rendered.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", rendered):
+        raise TemplateError(f"path {rendered!r} is absolute; paths are relative to --output-dir")
+    parts = re.split(r"[\\/]+", rendered)
+    if ".." in parts:
+        raise TemplateError(f"path {rendered!r} leaves the output directory (..)")
+    if parts[-1] in ("", "."):
+        raise TemplateError(f"path {rendered!r} names a directory, not a file")
+    return rendered
+
+
+def confine(output_dir: str, rendered: str) -> str:
+    """Join a checked relative path to the output directory, refusing escapes through symlinks."""
+    check_relative_path(rendered)
+    root = os.path.realpath(output_dir)
+    full = os.path.realpath(os.path.join(root, rendered))
+    if os.path.commonpath([root, full]) != root:
+        raise TemplateError(f"path {rendered!r} resolves outside the output directory")
+    return full
+
+
+def check_table_name(rendered: str) -> str:
+    """SQLite table names: [A-Za-z_][A-Za-z0-9_]*, not sqlite_*."""
+    if not TABLE_NAME.match(rendered) or len(rendered) > 63:
+        raise TemplateError(f"table name {rendered!r} must match [A-Za-z_][A-Za-z0-9_]* (at most 63 characters)")
+    if rendered.lower().startswith("sqlite_"):
+        raise TemplateError(f"table name {rendered!r} is reserved by SQLite")
+    return rendered
