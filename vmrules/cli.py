@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import sys
+import time
 
 import click
 
 from vmrules import __version__
-from vmrules.report import FORMATS, format_problems
+from vmrules.durations import parse_duration_ms, parse_time_ms
+from vmrules.errors import ConfigError, UsageError
+from vmrules.report import FORMATS, format_plan, format_problems, format_summary
+from vmrules.run import ApplyOptions, apply
 from vmrules.schema import schema_text
-from vmrules.validate import validate_paths
+from vmrules.validate import load_ruleset, validate_paths
 
 DEFAULT_PATHS = ("rules/",)
 
@@ -48,3 +52,65 @@ def validate(paths: tuple[str, ...], fmt: str, quiet: bool) -> None:
 def schema_cmd() -> None:
     """Print the JSON Schema of rule files (for editors and other tools)."""
     click.echo(schema_text(), nl=False)
+
+
+@main.command("apply")
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option("--datasource", metavar="URL", help="Override every rule's datasource url (file:PATH reads an export file).")
+@click.option("--from", "from_", metavar="T", help="Window start: RFC 3339, unix seconds, now, now-1h.")
+@click.option("--to", metavar="T", help="Window end (default now).")
+@click.option("--since", metavar="DUR", help="Window of this length ending at --to, e.g. 6h.")
+@click.option("--output-dir", default="exports", show_default=True, type=click.Path(file_okay=False),
+              help="Where file targets and databases are written.")
+@click.option("--rule", "rules", multiple=True, metavar="NAME", help="Only this rule (repeatable).")
+@click.option("--dry-run", is_flag=True, help="Print the plan (windows, queries, rendered paths); write nothing.")
+@click.option("--concurrency", default=4, show_default=True, type=click.IntRange(1, 64), help="Rules run at once.")
+@click.option("-v", "--verbose", is_flag=True, help="Log each request (never a credential).")
+@click.option("-q", "--quiet", is_flag=True, help="No summary; errors only.")
+def apply_cmd(paths: tuple[str, ...], datasource: str | None, from_: str | None, to: str | None, since: str | None,
+              output_dir: str, rules: tuple[str, ...], dry_run: bool, concurrency: int, verbose: bool,
+              quiet: bool) -> None:
+    """Run rules (default: rules/): fetch, filter, assign severities, route and export.
+
+    Exit 0 when every rule ran, 1 when some rule failed (the others still ran),
+    2 when the rule files or the command line are invalid (nothing fetched or written).
+    """
+    from_ms, to_ms = _window_options(from_, to, since)
+    try:
+        ruleset = load_ruleset(paths or DEFAULT_PATHS)
+    except FileNotFoundError as exc:
+        raise click.UsageError(str(exc)) from None
+    except ConfigError as exc:
+        click.echo(format_problems(exc.problems), err=True)
+        raise click.exceptions.Exit(2) from None
+    log = (lambda m: click.echo(f"vmrules: {m}", err=True)) if verbose else None
+    options = ApplyOptions(output_dir=output_dir, datasource=datasource, from_ms=from_ms, to_ms=to_ms,
+                           rules=rules, dry_run=dry_run, concurrency=concurrency, log=log)
+    try:
+        report = apply(ruleset, options)
+    except UsageError as exc:
+        raise click.UsageError(str(exc)) from None
+    if dry_run:
+        click.echo(format_plan(report, output_dir))
+        sys.exit(0 if report.ok else 1)
+    if not quiet:
+        click.echo(format_summary(report, output_dir))
+    for r in report.failed:
+        click.echo(f"error: rule {r.name}: {r.error}", err=True)
+    sys.exit(0 if report.ok else 1)
+
+
+def _window_options(from_: str | None, to: str | None, since: str | None) -> tuple[int | None, int | None]:
+    now_ms = int(time.time() * 1000)
+    try:
+        to_ms = parse_time_ms(to, now_ms) if to else None
+        if since and from_:
+            raise click.UsageError("give either --since or --from, not both")
+        if since:
+            return (to_ms if to_ms is not None else now_ms) - parse_duration_ms(since), to_ms
+        from_ms = parse_time_ms(from_, now_ms) if from_ else None
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    if from_ms is not None and from_ms > (to_ms if to_ms is not None else now_ms):
+        raise click.UsageError("--from is later than --to")
+    return from_ms, to_ms

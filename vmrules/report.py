@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
+from vmrules.durations import format_duration_ms, format_time_ms
 from vmrules.errors import Problem
+
+if TYPE_CHECKING:
+    from vmrules.run import RunReport
 
 FORMATS = ("text", "json", "github")
 
@@ -26,3 +32,42 @@ def format_problems(problems: Iterable[Problem], fmt: str = "text") -> str:
 def _gh(text: str) -> str:
     """Escape a value for a GitHub workflow command."""
     return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A").replace(":", "%3A").replace(",", "%2C")
+
+
+def format_summary(report: RunReport, output_dir: str) -> str:
+    """A table per rule (status, series, samples, invalid, alerts, rows per target, seconds) and the outputs."""
+    head = ("rule", "status", "series", "samples", "invalid", "filtered", "alerts", "seconds", "rows")
+    rows = [head]
+    for r in report.rules:
+        written = ", ".join(f"{k}={v}" for k, v in r.rows.items()) or "-"
+        rows.append((r.name, r.status, str(r.series), str(r.samples), str(r.invalid), str(r.filtered),
+                     str(r.alerts), f"{r.seconds:.2f}", written))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head) - 1)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1] for row in rows]
+    if report.outputs:
+        lines.append("")
+        lines.append(f"exports in {output_dir}:")
+        for o in report.outputs:
+            where = os.path.relpath(o.path, os.path.realpath(output_dir))
+            table = f" table {o.table}" if o.table else ""
+            lines.append(f"  {where}{table}  ({o.type}, {o.rows} rows, target {o.target})")
+    return "\n".join(lines)
+
+
+def format_plan(report: RunReport, output_dir: str) -> str:
+    """What a dry run would do: windows, queries, datasource and rendered destinations per rule."""
+    lines = [f"dry run {report.run['id']}: nothing fetched, nothing written"]
+    for r in report.rules:
+        w = r.window
+        span = (f"instant at {format_time_ms(w.end_ms)}" if w.instant else
+                f"{format_time_ms(w.start_ms)} .. {format_time_ms(w.end_ms)} step {format_duration_ms(w.step_ms)}, "
+                f"{w.points} points")
+        lines.append(f"rule {r.name}: {span}")
+        lines.append(f"  query: {r.query}")
+        lines.append(f"  datasource: {r.datasource}")
+        if r.error:
+            lines.append(f"  error: {r.error}")
+        for d in r.destinations:
+            rel = os.path.relpath(d.path, os.path.realpath(output_dir))
+            lines.append(f"  -> {d.target.name} ({d.target.type}): {rel}" + (f" table {d.table}" if d.table else ""))
+    return "\n".join(lines)

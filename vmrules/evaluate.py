@@ -1,0 +1,207 @@
+"""Evaluate a rule on fetched samples: valid, where, thresholds (with `for`), routes.
+
+Work is per sample in numpy/Arrow kernels and per series in Python; there is
+no Python loop over rows.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from vmrules import expr
+from vmrules.fetch.result import QueryResult
+from vmrules.model import ROW_COLUMNS, Rule, Target
+
+TIMESTAMP = pa.timestamp("ms", tz="UTC")
+_ROW = "__row"
+
+
+@dataclass
+class Evaluation:
+    """A rule's row table, the rows routed to each target, and the numbers of the run."""
+
+    rule: str
+    table: pa.Table
+    routed: dict[str, pa.Table]
+    series: int = 0
+    samples: int = 0
+    invalid: int = 0
+    filtered: int = 0
+    alerts: int = 0
+    by_severity: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class _Series:
+    """Per-series facts (few), shared by every column built from them."""
+
+    labels: list[dict[str, str]]      # without __name__, with the rule's static labels
+    metric: list[str]
+    labels_json: list[str]
+
+    @classmethod
+    def of(cls, result: QueryResult, static: Mapping[str, str]) -> _Series:
+        labels, metric = [], []
+        for lab in result.labels:
+            rest = {k: v for k, v in lab.items() if k != "__name__"}
+            rest.update(static)
+            labels.append(rest)
+            metric.append(lab.get("__name__", ""))
+        as_json = [json.dumps(lab, sort_keys=True, separators=(",", ":"), ensure_ascii=False) for lab in labels]
+        return cls(labels, metric, as_json)
+
+    def label(self, name: str) -> list[str]:
+        if name == "__name__":
+            return self.metric
+        return [lab.get(name, "") for lab in self.labels]
+
+
+def dict_column(per_series: Sequence[str], series_id: np.ndarray) -> pa.DictionaryArray:
+    """A row column from per-series strings: dictionary-encoded, no per-row work in Python."""
+    index: dict[str, int] = {}
+    codes = np.fromiter((index.setdefault(v, len(index)) for v in per_series), np.int32, len(per_series))
+    return pa.DictionaryArray.from_arrays(pa.array(codes[series_id] if len(codes) else series_id, pa.int32()),
+                                          pa.array(list(index), pa.string()))
+
+
+def evaluate(rule: Rule, result: QueryResult, targets: Mapping[str, Target]) -> Evaluation:
+    """Apply the rule to fetched samples and route the rows to its targets."""
+    series = _Series.of(result, rule.labels)
+    sid, ts, val = result.series_id, result.ts_ms, result.values
+    ev = Evaluation(rule.name, pa.table({}), {}, series=len(series.labels), samples=result.samples)
+    keep = np.ones(len(val), bool)
+    if rule.valid_min is not None or rule.valid_max is not None:
+        keep &= ~np.isnan(val)
+        if rule.valid_min is not None:
+            keep &= val >= rule.valid_min
+        if rule.valid_max is not None:
+            keep &= val <= rule.valid_max
+        ev.invalid = int(len(val) - keep.sum())
+    if rule.where is not None:
+        idx = np.flatnonzero(keep)
+        work = _working(rule, series, sid[idx], ts[idx], val[idx], expr.names(rule.where))
+        passed = np.zeros(len(val), bool)
+        passed[idx[_mask(work, rule.where)]] = True
+        ev.filtered = int(keep.sum() - passed.sum())
+        keep = passed
+    sid, ts, val = sid[keep], ts[keep], val[keep]
+    sev_idx, names = _severities(rule, series, sid, ts, val)
+    alert = sev_idx >= 0
+    severity = pa.DictionaryArray.from_arrays(pa.array(np.where(alert, sev_idx, 0).astype(np.int32), mask=~alert),
+                                              pa.array(names, pa.string()))
+    ev.table = pa.table({
+        "rule": dict_column([rule.name], np.zeros(len(val), np.int32)),
+        "metric": dict_column(series.metric, sid),
+        "labels": dict_column(series.labels_json, sid),
+        "timestamp": pa.array(ts, TIMESTAMP),
+        "value": pa.array(val, pa.float64()),
+        "severity": severity,
+        "alert": pa.array(alert, pa.bool_()),
+    })
+    ev.alerts = int(alert.sum())
+    counts = np.bincount(sev_idx[alert], minlength=len(names)) if len(names) else []
+    ev.by_severity = {n: int(c) for n, c in zip(names, counts, strict=True) if c}
+    ev.routed = _route(rule, series, sid, ev.table, targets)
+    return ev
+
+
+def _working(rule: Rule, series: _Series, sid: np.ndarray, ts: np.ndarray, val: np.ndarray,
+             names: set[str], table: pa.Table | None = None) -> pa.Table:
+    """A table with the columns an expression reads (label columns as plain strings)."""
+    cols: dict[str, pa.Array] = {_ROW: pa.array(np.arange(len(sid), dtype=np.int64))}
+    for name in names:
+        if table is not None and name in table.column_names:
+            col = table.column(name)
+            cols[name] = col.cast(col.type.value_type) if pa.types.is_dictionary(col.type) else col
+        elif name == "rule":
+            cols[name] = pa.array([rule.name], pa.string()).take(pa.array(np.zeros(len(sid), np.int32)))
+        elif name == "timestamp":
+            cols[name] = pa.array(ts, TIMESTAMP)
+        elif name == "value":
+            cols[name] = pa.array(val, pa.float64())
+        elif name == "severity":
+            cols[name] = pa.nulls(len(sid), pa.string())
+        elif name == "alert":
+            cols[name] = pa.array(np.zeros(len(sid), bool))
+        else:
+            per_series = {"metric": series.metric, "labels": series.labels_json}.get(name) or series.label(name)
+            cols[expr.column_name(name)] = pa.array(per_series, pa.string()).take(pa.array(sid))
+    return pa.table(cols)
+
+
+def _mask(work: pa.Table, node: expr.Node) -> np.ndarray:
+    """Boolean mask of the rows for which the expression is true (null counts as false)."""
+    kept = work.filter(expr.to_arrow(node)).column(_ROW).to_numpy()
+    mask = np.zeros(work.num_rows, bool)
+    mask[kept] = True
+    return mask
+
+
+def _severities(rule: Rule, series: _Series, sid: np.ndarray, ts: np.ndarray,
+                val: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """Index into the severity names per row (-1: none); the first satisfied threshold wins."""
+    names = list(dict.fromkeys(t.severity for t in rule.thresholds))
+    sev = np.full(len(val), -1, np.int64)
+    if not rule.thresholds or not len(val):
+        return sev, names
+    first = np.ones(len(val), bool)
+    first[1:] = (sid[1:] != sid[:-1]) | (np.diff(ts) != rule.step_ms)
+    when_names = set().union(*(expr.names(t.when) for t in rule.thresholds if t.when is not None))
+    work = _working(rule, series, sid, ts, val, when_names) if when_names or any(
+        t.when is not None for t in rule.thresholds) else None
+    for th in reversed(rule.thresholds):
+        if th.when is not None:
+            assert work is not None
+            cond = _mask(work, th.when)
+        else:
+            cond = _COMPARE[th.op](val, th.value)
+        if th.for_ms > 0:
+            cond = cond & (_held_ms(cond, first, ts) >= th.for_ms)
+        sev[cond] = names.index(th.severity)
+    return sev, names
+
+
+def _held_ms(cond: np.ndarray, first: np.ndarray, ts: np.ndarray) -> np.ndarray:
+    """How long each true run of `cond` has lasted at each row (a run breaks at series starts and gaps)."""
+    prev = np.zeros(len(cond), bool)
+    prev[1:] = cond[:-1]
+    start = cond & (first | ~prev)
+    last_start = np.maximum.accumulate(np.where(start, np.arange(len(cond)), 0))
+    return ts - ts[last_start]
+
+
+_COMPARE = {">": np.greater, "<": np.less, ">=": np.greater_equal, "<=": np.less_equal}
+
+
+def _route(rule: Rule, series: _Series, sid: np.ndarray, table: pa.Table,
+           targets: Mapping[str, Target]) -> dict[str, pa.Table]:
+    """Rows per target: a row goes to a target once when any route to it matches."""
+    masks: dict[str, np.ndarray] = {}
+    for route in rule.routes:
+        if route.when is None:
+            m = np.ones(table.num_rows, bool)
+        else:
+            m = _mask(_working(rule, series, sid, np.asarray(table.column("timestamp").cast(pa.int64())),
+                               table.column("value").to_numpy(), expr.names(route.when), table), route.when)
+        for name in route.to:
+            masks[name] = masks[name] | m if name in masks else m
+    out = {}
+    for name, m in masks.items():
+        out[name] = select_columns(table.filter(pa.array(m)), targets[name].columns, series, sid[m])
+    return out
+
+
+def select_columns(table: pa.Table, columns: Sequence[str], series: _Series, sid: np.ndarray) -> pa.Table:
+    """The target's columns in order; names that are not row columns are series labels."""
+    if tuple(columns) == ROW_COLUMNS:
+        return table
+    cols = {}
+    for name in columns:
+        cols[name] = table.column(name) if name in ROW_COLUMNS else dict_column(series.label(name), sid)
+    return pa.table(cols)

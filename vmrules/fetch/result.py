@@ -1,0 +1,79 @@
+"""What a fetch returns: series labels (few) and samples as flat numpy arrays (many)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+class FetchError(Exception):
+    """A query could not be answered; the message says what the server said."""
+
+
+@dataclass
+class QueryResult:
+    """Samples of many series, sorted by (series, timestamp).
+
+    `labels[i]` holds the labels of series i (with `__name__` when present);
+    `series_id`, `ts_ms` and `values` have one entry per sample.
+    """
+
+    labels: list[dict[str, str]]
+    series_id: np.ndarray
+    ts_ms: np.ndarray
+    values: np.ndarray
+    requests: int = 0
+    bytes_read: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def samples(self) -> int:
+        return int(len(self.values))
+
+    @classmethod
+    def empty(cls) -> QueryResult:
+        return cls([], np.empty(0, np.int32), np.empty(0, np.int64), np.empty(0, np.float64))
+
+
+def label_key(labels: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted(labels.items()))
+
+
+def check_unique(labels: Sequence[dict[str, str]]) -> None:
+    """Duplicate label sets in one answer make rows ambiguous: refuse them."""
+    seen: set[tuple[tuple[str, str], ...]] = set()
+    for lab in labels:
+        key = label_key(lab)
+        if key in seen:
+            raise FetchError(f"the answer holds the series {dict(key)} twice (duplicate label set)")
+        seen.add(key)
+
+
+def combine(parts: Sequence[QueryResult]) -> QueryResult:
+    """Join results of consecutive chunks of one window, series matched by their labels."""
+    parts = [p for p in parts if p.samples or p.labels]
+    if not parts:
+        return QueryResult.empty()
+    if len(parts) == 1:
+        return parts[0]
+    index: dict[tuple[tuple[str, str], ...], int] = {}
+    labels: list[dict[str, str]] = []
+    ids = []
+    for p in parts:
+        remap = np.empty(len(p.labels), np.int32)
+        for i, lab in enumerate(p.labels):
+            key = label_key(lab)
+            if key not in index:
+                index[key] = len(labels)
+                labels.append(lab)
+            remap[i] = index[key]
+        ids.append(remap[p.series_id] if len(remap) else p.series_id)
+    series_id = np.concatenate(ids)
+    ts = np.concatenate([p.ts_ms for p in parts])
+    values = np.concatenate([p.values for p in parts])
+    order = np.lexsort((ts, series_id))
+    return QueryResult(labels, series_id[order], ts[order], values[order],
+                       requests=sum(p.requests for p in parts), bytes_read=sum(p.bytes_read for p in parts),
+                       warnings=[w for p in parts for w in p.warnings])

@@ -1,0 +1,256 @@
+"""`apply`: run rules (fetch -> evaluate -> route -> export), isolated from each other."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+
+from vmrules import targets
+from vmrules.durations import format_time_ms
+from vmrules.errors import RuleError, UsageError
+from vmrules.evaluate import Evaluation, evaluate
+from vmrules.fetch.client import HttpSource, redact_url
+from vmrules.fetch.filesource import FileSource
+from vmrules.fetch.result import FetchError, QueryResult, combine
+from vmrules.model import Datasource, Rule, RuleSet, Target
+from vmrules.targets.atomic import atomic_path
+from vmrules.templates import TemplateError, check_table_name, confine, render
+from vmrules.validate import rule_template_context
+from vmrules.window import Window, rule_window
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class ApplyOptions:
+    """What `vmrules apply` was asked to do."""
+
+    output_dir: str = "exports"
+    datasource: str | None = None            # overrides every rule's datasource url
+    from_ms: int | None = None
+    to_ms: int | None = None                 # default: now
+    rules: Sequence[str] = ()                # only these rules
+    dry_run: bool = False
+    concurrency: int = 4
+    env: Mapping[str, str] | None = None     # for ${VAR}; default os.environ
+    log: Log | None = None
+
+
+@dataclass
+class Destination:
+    """Where one target of one rule writes: a file, or a table in a database file."""
+
+    target: Target
+    path: str                 # absolute, inside the output directory
+    table: str | None = None  # sqlite only
+
+
+@dataclass
+class RuleReport:
+    """Numbers and status of one rule in one run."""
+
+    name: str
+    window: Window
+    query: str
+    datasource: str
+    destinations: list[Destination] = field(default_factory=list)
+    status: str = "planned"   # planned | ok | failed
+    error: str = ""
+    series: int = 0
+    samples: int = 0
+    invalid: int = 0
+    filtered: int = 0
+    alerts: int = 0
+    by_severity: dict[str, int] = field(default_factory=dict)
+    rows: dict[str, int] = field(default_factory=dict)
+    requests: int = 0
+    bytes_read: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class Output:
+    """One file or table written by the run."""
+
+    target: str
+    type: str
+    path: str
+    table: str | None
+    rows: int
+
+
+@dataclass
+class RunReport:
+    """Everything `apply` did; `ok` is False when some rule failed."""
+
+    run: dict[str, Any]
+    rules: list[RuleReport]
+    outputs: list[Output] = field(default_factory=list)
+    tables: dict[tuple[str, str], pa.Table] = field(default_factory=dict)   # (rule, target) -> rows
+
+    @property
+    def ok(self) -> bool:
+        return all(r.status != "failed" for r in self.rules)
+
+    @property
+    def failed(self) -> list[RuleReport]:
+        return [r for r in self.rules if r.status == "failed"]
+
+
+def apply(ruleset: RuleSet, options: ApplyOptions) -> RunReport:
+    """Run the selected rules and write their targets; a failing rule never stops the others."""
+    log = options.log or (lambda _m: None)
+    now = datetime.now(UTC)
+    to_ms = options.to_ms if options.to_ms is not None else int(now.timestamp() * 1000)
+    rules = _select(ruleset, options.rules)
+    sources = {r.name: _datasource(r, options.datasource) for r in rules}
+    run = {"id": f"{now:%Y%m%d_%H%M%S}_{uuid.uuid4().hex[:6]}", "started_at": format_time_ms(int(now.timestamp() * 1000)),
+           "stamp": f"{now:%Y%m%d_%H%M%S}"}
+    reports = [_plan(rule, ruleset, sources[rule.name], rule_window(rule, options.from_ms, to_ms), run, options)
+               for rule in rules]
+    _check_shared_paths(reports)
+    report = RunReport(run, reports)
+    if options.dry_run:
+        return report
+    by_name = {r.name: r for r in rules}
+    parts: dict[str, list[tuple[RuleReport, Destination, pa.Table]]] = {}
+    with ThreadPoolExecutor(max_workers=max(1, options.concurrency)) as pool:
+        done = pool.map(lambda rep: _run_rule(by_name[rep.name], rep, sources[rep.name], ruleset, options, log),
+                        reports)
+        for rep, ev in zip(reports, done, strict=True):
+            if ev is None:
+                continue
+            for dest in rep.destinations:
+                table = ev.routed.get(dest.target.name)
+                if table is not None and dest.table is None:
+                    parts.setdefault(dest.path, []).append((rep, dest, table))
+            for name, table in ev.routed.items():
+                report.tables[(rep.name, name)] = table
+    _write_files(parts, report, log)
+    return report
+
+
+def _select(ruleset: RuleSet, names: Sequence[str]) -> list[Rule]:
+    if not names:
+        return list(ruleset.rules)
+    known = {r.name for r in ruleset.rules}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise UsageError(f"no rule named {', '.join(unknown)}; rules: {', '.join(sorted(known)) or 'none'}")
+    return [r for r in ruleset.rules if r.name in set(names)]
+
+
+def _datasource(rule: Rule, override: str | None) -> Datasource:
+    if override:
+        base = rule.datasource or Datasource(url=override)
+        return replace(base, url=override if override.startswith("file:") else override.rstrip("/"))
+    if rule.datasource is None:
+        raise UsageError(f"rule {rule.name} has no datasource: add `datasource: {{url: ...}}` to its file "
+                         "or pass --datasource URL")
+    return rule.datasource
+
+
+def _plan(rule: Rule, ruleset: RuleSet, ds: Datasource, window: Window, run: dict[str, Any],
+          options: ApplyOptions) -> RuleReport:
+    rep = RuleReport(rule.name, window, rule.query, ds.url if ds.is_file else redact_url(ds.url))
+    run_ctx = {**run, "from": format_time_ms(window.start_ms), "to": format_time_ms(window.end_ms)}
+    names = list(dict.fromkeys(n for route in rule.routes for n in route.to))
+    try:
+        for name in names:
+            t = ruleset.targets[name]
+            ctx = rule_template_context(rule, run_ctx, t)
+            kind = targets.kind(t.type)
+            if kind == "service":
+                raise RuleError(rule.name, f"target {name}: type {t.type} is not available in this version")
+            path = confine(options.output_dir, render(t.options["path"], ctx))
+            table = check_table_name(render(t.options["table"], ctx)) if kind == "database" else None
+            rep.destinations.append(Destination(t, path, table))
+    except (TemplateError, targets.UnknownTarget) as exc:
+        rep.status, rep.error = "failed", f"target paths: {exc}"
+    except RuleError as exc:
+        rep.status, rep.error = "failed", exc.message
+    return rep
+
+
+def _check_shared_paths(reports: list[RuleReport]) -> None:
+    """Two different targets may not write the same file (rules of one target may share it)."""
+    owner: dict[str, str] = {}
+    for rep in reports:
+        for d in rep.destinations:
+            if d.table is not None:
+                continue
+            first = owner.setdefault(d.path, d.target.name)
+            if first != d.target.name:
+                raise UsageError(f"targets {first} and {d.target.name} both write {d.path}")
+
+
+def _run_rule(rule: Rule, rep: RuleReport, ds: Datasource, ruleset: RuleSet, options: ApplyOptions,
+              log: Log) -> Evaluation | None:
+    if rep.status == "failed":
+        return None
+    started = time.monotonic()
+    try:
+        result = _fetch(rule, ds, rep.window, options, log)
+        rep.requests, rep.bytes_read = result.requests, result.bytes_read
+        ev = evaluate(rule, result, ruleset.targets)
+        rep.series, rep.samples, rep.invalid, rep.filtered = ev.series, ev.samples, ev.invalid, ev.filtered
+        rep.alerts, rep.by_severity = ev.alerts, ev.by_severity
+        for dest in rep.destinations:
+            table = ev.routed.get(dest.target.name)
+            if table is not None and dest.table is not None:
+                os.makedirs(os.path.dirname(dest.path), exist_ok=True)
+                rep.rows[dest.target.name] = targets.DATABASE_WRITERS[dest.target.type](
+                    table, dest.path, dest.table, rule.name, dest.target)
+        rep.status = "ok"
+        return ev
+    except FetchError as exc:
+        rep.status, rep.error = "failed", f"datasource {rep.datasource}: {exc}"
+    except Exception as exc:  # noqa: BLE001 - one rule's failure must never stop the others
+        rep.status, rep.error = "failed", f"{type(exc).__name__}: {exc}"
+    finally:
+        rep.seconds = time.monotonic() - started
+    return None
+
+
+def _fetch(rule: Rule, ds: Datasource, window: Window, options: ApplyOptions, log: Log) -> QueryResult:
+    if window.points == 0:
+        return QueryResult.empty()
+    source = FileSource(ds.url) if ds.is_file else HttpSource(ds, options.env, log)
+    try:
+        return combine(source.fetch(rule.query, window))
+    finally:
+        source.close()
+
+
+def _write_files(parts: dict[str, list[tuple[RuleReport, Destination, pa.Table]]], report: RunReport,
+                 log: Log) -> None:
+    for path, items in sorted(parts.items()):
+        items = [(rep, d, t) for rep, d, t in items if rep.status == "ok"]
+        if not items:
+            continue
+        target = items[0][1].target
+        tables = [t for _, _, t in items]
+        table = pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
+        try:
+            with atomic_path(path) as tmp:
+                targets.file_writer(target.type)(table, tmp, target)
+        except Exception as exc:  # noqa: BLE001 - reported on every rule that fed the file
+            for rep, _, _ in items:
+                rep.status, rep.error = "failed", f"target {target.name}: cannot write {path}: {exc}"
+            continue
+        for rep, d, t in items:
+            rep.rows[d.target.name] = rep.rows.get(d.target.name, 0) + t.num_rows
+        report.outputs.append(Output(target.name, target.type, path, None, table.num_rows))
+        log(f"wrote {table.num_rows} rows to {path}")
+    for rep in report.rules:
+        for d in rep.destinations:
+            if d.table is not None and d.target.name in rep.rows:
+                report.outputs.append(Output(d.target.name, d.target.type, d.path, d.table, rep.rows[d.target.name]))

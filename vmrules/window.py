@@ -1,0 +1,45 @@
+"""The time window of a rule: step-aligned points, split into chunks for long ranges."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vmrules.model import Rule
+
+
+@dataclass(frozen=True)
+class Window:
+    """Points start..end inclusive, every step (milliseconds), or one instant at `end`."""
+
+    start_ms: int
+    end_ms: int
+    step_ms: int
+    instant: bool = False
+
+    @property
+    def points(self) -> int:
+        if self.instant:
+            return 1
+        return 0 if self.end_ms < self.start_ms else (self.end_ms - self.start_ms) // self.step_ms + 1
+
+    def chunks(self, max_points: int) -> list[Window]:
+        """Consecutive sub-windows of at most `max_points` points, sharing no point."""
+        if self.instant or self.points <= max_points:
+            return [self] if self.points else []
+        out, start, span = [], self.start_ms, (max_points - 1) * self.step_ms
+        while start <= self.end_ms:
+            end = min(start + span, self.end_ms)
+            out.append(Window(start, end, self.step_ms))
+            start = end + self.step_ms
+        return out
+
+
+def rule_window(rule: Rule, from_ms: int | None, to_ms: int) -> Window:
+    """The rule's window: [from, to] when given, else its range ending at `to`; points on multiples of step."""
+    start = to_ms - rule.range_ms if from_ms is None else from_ms
+    if rule.instant:
+        return Window(start, to_ms, rule.step_ms, instant=True)
+    step = rule.step_ms
+    first = -(-start // step) * step
+    last = to_ms // step * step
+    return Window(first, last, step)
