@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -59,6 +60,5 @@ def json_rows(table: pa.Table, sep: str, rows_per_piece: int = 1 << 20) -> Itera
         rows = pc.binary_join_element_wise(*parts, "}" + sep, "")
         if isinstance(rows, pa.ChunkedArray):
             rows = rows.combine_chunks()
-        offsets = rows.offsets
-        start, end = offsets[0].as_py(), offsets[len(rows)].as_py()
-        yield rows.buffers()[2][start:end]
+        offsets = np.frombuffer(rows.buffers()[1], np.int32, len(rows) + 1, rows.offset * 4)
+        yield rows.buffers()[2][int(offsets[0]):int(offsets[-1])]
