@@ -250,7 +250,11 @@ def _write_files(parts: dict[str, list[tuple[RuleReport, Destination, pa.Table]]
             rep.rows[d.target.name] = rep.rows.get(d.target.name, 0) + t.num_rows
         report.outputs.append(Output(target.name, target.type, path, None, table.num_rows))
         log(f"wrote {table.num_rows} rows to {path}")
+    tables: dict[tuple[str, str, str], Output] = {}
     for rep in report.rules:
         for d in rep.destinations:
             if d.table is not None and d.target.name in rep.rows:
-                report.outputs.append(Output(d.target.name, d.target.type, d.path, d.table, rep.rows[d.target.name]))
+                out = tables.setdefault((d.target.name, d.path, d.table),
+                                        Output(d.target.name, d.target.type, d.path, d.table, 0))
+                out.rows += rep.rows[d.target.name]
+    report.outputs += tables.values()
