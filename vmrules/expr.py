@@ -254,6 +254,10 @@ def _type_compare(node: Compare) -> str:
         _check_regex(str(node.right.value), node.right.offset)
         return "bool"
     if lt != rt:
+        for side, other in ((node.left, rt), (node.right, lt)):
+            if isinstance(side, Name) and not side.is_column and other == "number":
+                raise ExprError(f"label {side.name} is a string: compare it with a string, "
+                                f'e.g. {side.name} == "500"', node.offset)
         raise ExprError(f"cannot compare {lt} with {rt}", node.offset)
     if lt == "bool" and node.op not in ("==", "!="):
         raise ExprError(f"{node.op} does not apply to true/false", node.offset)

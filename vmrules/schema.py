@@ -71,6 +71,10 @@ def _problem(f: LoadedFile, e: ValidationError) -> Problem:
             return Problem(f.where(path), f"{where}expected {_noun(want)}, got {_kind(e.instance)}")
         case "pattern":
             return Problem(f.where(path), f"{where}{_pattern_message(e)}")
+        case "minLength" | "minItems" | "minProperties":
+            return Problem(f.where(path), f"{where}must not be empty")
+        case "uniqueItems":
+            return Problem(f.where(path), f"{where}lists an item twice")
     return Problem(f.where(path), f"{where}{e.message}")
 
 

@@ -71,6 +71,14 @@ def load_ruleset(paths: Iterable[str]) -> RuleSet:
     return result.ruleset
 
 
+def _items(spec: dict[str, Any], key: str, s: _FileScope, path: tuple[Any, ...]) -> list[tuple[int, Any]]:
+    """The well-formed items of a list-valued key."""
+    value = spec.get(key)
+    if not isinstance(value, list):
+        return []
+    return [(i, item) for i, item in enumerate(value) if isinstance(item, dict) and s.ok(path + (key, i))]
+
+
 def rule_template_context(rule: Rule, run: dict[str, Any], target: Target) -> dict[str, Any]:
     """What path, table and metric templates see."""
     return {"rule": {"name": rule.name, "query": rule.query, "labels": dict(rule.labels),
@@ -97,7 +105,7 @@ class _Checker:
         self.targets: dict[str, Target] = {}
         self.rules: list[Rule] = []
         self.rule_names: dict[str, Location] = {}
-        self.route_refs: list[tuple[Rule, str, Location]] = []
+        self.route_refs: list[tuple[str, str, Location]] = []
 
     def run(self, files: list[LoadedFile]) -> Iterator[Problem]:
         scopes = []
@@ -201,45 +209,52 @@ class _Checker:
                                   f"duplicate rule name {name!r} (first defined at {self.rule_names[name]})")
                     continue
                 self.rule_names[name] = s.f.where(path + ("name",))
-            if s.ok(path) and s.ok(("defaults",)):
+            if isinstance(spec, dict) and s.ok(("defaults",)):
                 rule = yield from self.rule(s, path, spec)
                 if rule is not None:
                     self.rules.append(rule)
 
     def rule(self, s: _FileScope, path: tuple[Any, ...], spec: dict[str, Any]) -> Iterator[Problem]:
+        """Check every well-formed part of a rule; build it only when the whole rule is well-formed."""
         f, d = s.f, s.defaults
+
+        def ok(*key: Any) -> bool:
+            return key[0] in spec and s.ok(path + key)
+
         datasource = s.datasource
-        if "datasource" in spec:
+        if ok("datasource"):
             datasource = yield from self.datasource(f, path + ("datasource",), spec["datasource"])
-        range_ms = yield from self.duration(f, path + ("range",), spec.get("range", d.get("range")), DEFAULT_RANGE_MS)
-        step_ms = yield from self.duration(f, path + ("step",), spec.get("step", d.get("step")), DEFAULT_STEP_MS)
-        valid = spec.get("valid") or {}
+        range_ms = yield from self.duration(f, path + ("range",), spec.get("range", d.get("range")) if ok("range") or
+                                            "range" not in spec else None, DEFAULT_RANGE_MS)
+        step_ms = yield from self.duration(f, path + ("step",), spec.get("step", d.get("step")) if ok("step") or
+                                           "step" not in spec else None, DEFAULT_STEP_MS)
+        valid = spec.get("valid") if ok("valid") else {}
         if valid.get("min") is not None and valid.get("max") is not None and valid["min"] > valid["max"]:
             yield Problem(f.where(path + ("valid",)), f"valid: min {valid['min']} is greater than max {valid['max']}")
-        where = yield from self.expression(f, path + ("where",), spec.get("where"))
+        where = (yield from self.expression(f, path + ("where",), spec["where"], before_thresholds=True)) \
+            if ok("where") else None
         thresholds = []
-        for i, t in enumerate(spec.get("thresholds") or []):
+        for i, t in _items(spec, "thresholds", s, path):
             th = yield from self.threshold(f, path + ("thresholds", i), t)
             if th is not None:
                 thresholds.append(th)
         routes = []
-        for i, r in enumerate(spec.get("route") or []):
+        for i, r in _items(spec, "route", s, path):
             rp = path + ("route", i)
             when = yield from self.expression(f, rp + ("when",), r.get("when"))
             to = (r["to"],) if isinstance(r["to"], str) else tuple(r["to"])
             routes.append(Route(to, when, f.where(rp)))
-        rule = Rule(
+            for j, name in enumerate(to):
+                to_path = rp + ("to",) + (() if isinstance(r["to"], str) else (j,))
+                self.route_refs.append((spec.get("name", "?"), name, f.where(to_path)))
+        if not s.ok(path):
+            return None
+        return Rule(
             name=spec["name"], query=spec["query"], location=f.where(path), datasource=datasource,
             range_ms=range_ms, step_ms=step_ms, instant=bool(spec.get("instant", False)),
             labels={**d.get("labels", {}), **spec.get("labels", {})},
             valid_min=valid.get("min"), valid_max=valid.get("max"), where=where,
             thresholds=tuple(thresholds), routes=tuple(routes), description=spec.get("description", ""))
-        for i, r in enumerate(spec.get("route") or []):
-            targets = [r["to"]] if isinstance(r["to"], str) else r["to"]
-            for j, name in enumerate(targets):
-                to_path = path + ("route", i, "to") + (() if isinstance(r["to"], str) else (j,))
-                self.route_refs.append((rule, name, f.where(to_path)))
-        return rule
 
     def threshold(self, f: LoadedFile, path: tuple[Any, ...], t: dict[str, Any]) -> Iterator[Problem]:
         given = [k for k in (*CONDITIONS, "when") if k in t]
@@ -250,31 +265,39 @@ class _Checker:
             return None
         for_ms = yield from self.duration(f, path + ("for",), t.get("for"), 0)
         key = given[0]
-        when = yield from self.expression(f, path + ("when",), t.get("when"))
+        when = yield from self.expression(f, path + ("when",), t.get("when"), before_thresholds=True)
         if key == "when" and when is None:
             return None
         return Threshold(severity=t.get("severity", "alert"), op=CONDITIONS.get(key, "when"),
                          value=float(t[key]) if key != "when" else None, when=when, for_ms=for_ms,
                          location=f.where(path))
 
-    def expression(self, f: LoadedFile, path: tuple[Any, ...], text: str | None) -> Iterator[Problem]:
+    def expression(self, f: LoadedFile, path: tuple[Any, ...], text: str | None,
+                   before_thresholds: bool = False) -> Iterator[Problem]:
         if text is None:
             return None
         try:
-            return expr.parse(text)
+            node = expr.parse(text)
         except expr.ExprError as exc:
             yield Problem(f.where_in(path, exc.offset), f"{path[-1]}: {exc.message}")
             return None
+        late = expr.names(node) & {"severity", "alert"}
+        if before_thresholds and late:
+            yield Problem(f.where(path), f"{path[-1]}: {sorted(late)[0]} is not known yet here (thresholds run "
+                          "after where and their own conditions); use it in a route's when")
+            return None
+        return node
 
     # -- across files -----------------------------------------------------
     def routes_and_templates(self) -> Iterator[Problem]:
+        by_name = {r.name: r for r in self.rules}
         used: dict[str, list[Rule]] = {}
-        for rule, name, loc in self.route_refs:
+        for rule_name, name, loc in self.route_refs:
             if name not in self.targets:
                 known = ", ".join(sorted(self.targets)) or "none defined"
-                yield Problem(loc, f"rule {rule.name!r} routes to unknown target {name!r} (known: {known})")
-            elif rule not in used.setdefault(name, []):
-                used[name].append(rule)
+                yield Problem(loc, f"rule {rule_name!r} routes to unknown target {name!r} (known: {known})")
+            elif rule_name in by_name and by_name[rule_name] not in used.setdefault(name, []):
+                used[name].append(by_name[rule_name])
         example = Rule(name="example_rule", query="up", location=Location("<sample>"))
         for name, target in self.targets.items():
             for rule in used.get(name) or [example]:

@@ -1,0 +1,132 @@
+"""Table-driven validation: each case is one bad file and every problem expected, exactly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from vmrules.validate import validate_paths
+
+CASES = yaml.safe_load((Path(__file__).parent / "cases" / "validate.yaml").read_text())
+
+
+def problems_of(tmp_path: Path, files: dict[str, str | bytes]) -> list[str]:
+    """Validate files written under tmp_path; problems as `name:line:col: message`."""
+    for name, text in files.items():
+        p = tmp_path / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(text if isinstance(text, bytes) else text.encode())
+    result = validate_paths([str(tmp_path)])
+    return [f"{Path(p.location.path).relative_to(tmp_path)}:{p.location.line}:{p.location.col}: {p.message}"
+            for p in result.problems]
+
+
+def check(tmp_path: Path, text: str, problem: tuple[int, int] | None = None, message: str = "") -> None:
+    """One-off case: the file has exactly one problem at `problem` whose message contains `message`."""
+    got = problems_of(tmp_path, {"r.yaml": text})
+    if problem is None:
+        assert got == []
+        return
+    assert len(got) == 1, got
+    assert got[0].startswith(f"r.yaml:{problem[0]}:{problem[1]}: "), got
+    assert message in got[0], got
+
+
+def test_there_are_enough_cases() -> None:
+    assert len(CASES) >= 40
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
+def test_case(tmp_path: Path, case: dict) -> None:
+    got = problems_of(tmp_path, {"r.yaml": case["yaml"]})
+    assert got == [f"r.yaml:{p}" for p in case["problems"]]
+    assert got, "every case is a bad file"
+
+
+def test_good_rule_sets_validate() -> None:
+    root = Path(__file__).parent.parent
+    for folder in ("rules", "examples/seed-layout"):
+        result = validate_paths([str(root / folder)])
+        assert result.problems == [], folder
+        assert result.ruleset is not None and result.ruleset.rules
+
+
+def test_duplicate_rule_across_files_points_at_second(tmp_path: Path) -> None:
+    got = problems_of(tmp_path, {
+        "a.yaml": "version: 1\nrules:\n  - name: cpu\n    query: up\n",
+        "b.yaml": "version: 1\nrules:\n  - {name: mem, query: up}\n  - name: cpu\n    query: down\n",
+    })
+    assert got == [f"b.yaml:4:11: duplicate rule name 'cpu' (first defined at {tmp_path}/a.yaml:3:11)"]
+
+
+def test_duplicate_target_across_files(tmp_path: Path) -> None:
+    got = problems_of(tmp_path, {
+        "a.yaml": "version: 1\ntargets:\n  out: {type: csv, path: a.csv}\n",
+        "b.yaml": "version: 1\ntargets:\n  out: {type: json, path: b.json}\n",
+    })
+    assert got == [f"b.yaml:3:3: duplicate target name 'out' (first defined at {tmp_path}/a.yaml:3:3)"]
+
+
+def test_targets_in_another_file_are_found(tmp_path: Path) -> None:
+    assert problems_of(tmp_path, {
+        "targets.yaml": "version: 1\ntargets:\n  out: {type: csv, path: '{{ rule.name }}.csv'}\n",
+        "sub/rules.yml": "version: 1\nrules:\n  - {name: r, query: up, route: [{to: out}]}\n",
+    }) == []
+
+
+def test_every_problem_is_collected(tmp_path: Path) -> None:
+    got = problems_of(tmp_path, {
+        "a.yaml": "version: 1\nrules:\n  - name: r\n    query: up\n    where: 'value >'\n    step: 1 minute\n",
+        "b.yaml": "version: 1\nrules:\n  - name: s\n",
+        "c.yaml": "version: 1\nrules: [\n",
+    })
+    assert [g.split(": ")[0] for g in got] == ["a.yaml:5:20", "a.yaml:6:11", "b.yaml:3:5", "c.yaml:3:1"]
+
+
+def test_non_utf8_is_refused_at_the_byte(tmp_path: Path) -> None:
+    got = problems_of(tmp_path, {"r.yaml": b"version: 1\nrules:\n  - name: caf\xe9\n"})
+    assert got == ["r.yaml:3:14: file is not valid UTF-8"]
+
+
+def test_file_size_cap(tmp_path: Path) -> None:
+    got = problems_of(tmp_path, {"r.yaml": "version: 1\n" + "# padding\n" * 500_000})
+    assert got == ["r.yaml:1:1: file is larger than 4 MiB"]
+
+
+def test_alias_bomb_is_refused_quickly(tmp_path: Path) -> None:
+    import time
+    lines = ["version: 1", "a: &a [x, x, x, x, x, x, x, x, x, x]"]
+    for i in range(1, 9):
+        prev = chr(ord("a") + i - 1)
+        cur = chr(ord("a") + i)
+        lines.append(f"{cur}: &{cur} [" + ", ".join([f"*{prev}"] * 10) + "]")
+    started = time.monotonic()
+    got = problems_of(tmp_path, {"r.yaml": "\n".join(lines) + "\n"})
+    assert time.monotonic() - started < 2
+    assert len(got) == 1 and "alias bomb" in got[0]
+
+
+def test_deep_nesting_is_refused(tmp_path: Path) -> None:
+    got = problems_of(tmp_path, {"r.yaml": "version: 1\nx: " + "[" * 200 + "]" * 200 + "\n"})
+    assert len(got) == 1 and "nest" in got[0]
+
+
+def test_yaml_booleans_in_keys_stay_strings(tmp_path: Path) -> None:
+    check(tmp_path, "version: 1\ntargets:\n  on: {type: csv, path: x.csv}\n")
+
+
+def test_check_helper_finds_column(tmp_path: Path) -> None:
+    check(tmp_path, "version: 1\nrules:\n  - name: r\n    query: up\n    where: 'env == \"a\" or'\n", (5, 26),
+          "expected a value")
+
+
+def test_missing_path_raises(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        validate_paths([str(tmp_path / "nope")])
+
+
+def test_empty_folder_is_a_problem(tmp_path: Path) -> None:
+    result = validate_paths([str(tmp_path)])
+    assert [p.message for p in result.problems] == ["no rule files (*.yaml, *.yml) found"]
