@@ -311,7 +311,7 @@ def to_arrow(node: Node) -> pc.Expression:
         case Name(name="severity"):
             return pc.coalesce(pc.field("severity"), pc.scalar(""))
         case Name(name="timestamp"):
-            return pc.field("timestamp").cast(pa.int64())
+            return pc.field("timestamp").cast(pa.int64()).cast(pa.float64())
         case Name(name=name):
             return pc.field(column_name(name))
         case Not(operand=operand):

@@ -1,0 +1,107 @@
+"""The command line through click's CliRunner: exact output and exit codes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from vmrules.cli import main
+
+BAD = "version: 1\nrules:\n  - name: r\n    query: up\n    where: 'value >'\n"
+
+
+@pytest.fixture
+def bad_dir(tmp_path: Path) -> Path:
+    (tmp_path / "bad.yaml").write_text(BAD)
+    return tmp_path
+
+
+def run(*args: str) -> click.testing.Result:
+    return CliRunner().invoke(main, list(args))
+
+
+def test_validate_text(bad_dir: Path) -> None:
+    res = run("validate", str(bad_dir))
+    assert res.exit_code == 1
+    assert res.stdout == f"{bad_dir}/bad.yaml:5:20: error: where: expected a value, got end of expression\n"
+    assert res.stderr == "1 file(s), 1 problem(s)\n"
+
+
+def test_validate_json(bad_dir: Path) -> None:
+    res = run("validate", str(bad_dir), "--format", "json")
+    assert res.exit_code == 1
+    assert json.loads(res.stdout) == {"valid": False, "problems": [
+        {"path": f"{bad_dir}/bad.yaml", "line": 5, "col": 20, "message": "where: expected a value, got end of expression"}]}
+
+
+def test_validate_github(bad_dir: Path) -> None:
+    res = run("validate", str(bad_dir), "--format", "github")
+    assert res.stdout == (f"::error file={bad_dir}/bad.yaml,line=5,col=20::where%3A expected a value%2C "
+                          "got end of expression\n")
+
+
+def test_validate_ok_and_quiet(tmp_path: Path) -> None:
+    (tmp_path / "ok.yml").write_text("version: 1\nrules: [{name: r, query: up}]\n")
+    res = run("validate", "-q", str(tmp_path))
+    assert (res.exit_code, res.stdout, res.stderr) == (0, "", "")
+
+
+def test_validate_missing_path_is_a_usage_error(tmp_path: Path) -> None:
+    res = run("validate", str(tmp_path / "nope"))
+    assert res.exit_code == 2
+    assert "no such file or directory" in res.stderr
+
+
+def test_unknown_option_exits_2() -> None:
+    assert run("validate", "--formatt", "x").exit_code == 2
+    assert run("apply", "--since", "yesterday").exit_code == 2
+
+
+def test_apply_invalid_rules_exit_2_and_write_nothing(bad_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    res = run("apply", str(bad_dir), "--output-dir", str(out), "--datasource", "http://127.0.0.1:9")
+    assert res.exit_code == 2
+    assert "bad.yaml:5:20: error:" in res.stderr
+    assert not out.exists()
+
+
+def test_apply_without_datasource_exit_2(tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text("version: 1\nrules: [{name: r, query: up}]\n")
+    res = run("apply", str(tmp_path), "--output-dir", str(tmp_path / "o"))
+    assert res.exit_code == 2
+    assert "rule r has no datasource" in res.stderr
+
+
+def test_apply_unknown_rule_exit_2(tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text("version: 1\nrules: [{name: r, query: up}]\n")
+    res = run("apply", str(tmp_path), "--rule", "nope", "--datasource", "http://127.0.0.1:9")
+    assert res.exit_code == 2
+    assert "no rule named nope" in res.stderr
+
+
+def test_since_and_from_conflict(tmp_path: Path) -> None:
+    res = run("apply", str(tmp_path), "--since", "1h", "--from", "now-2h")
+    assert res.exit_code == 2 and "either --since or --from" in res.stderr
+
+
+def test_schema_prints_the_schema() -> None:
+    res = run("schema")
+    assert res.exit_code == 0 and json.loads(res.stdout)["title"].startswith("vmrules")
+
+
+def test_version() -> None:
+    res = run("--version")
+    assert res.exit_code == 0 and res.stdout.startswith("vmrules, version ")
+
+
+def test_every_command_and_option_has_help() -> None:
+    assert main.help
+    for name, cmd in main.commands.items():
+        assert cmd.help, name
+        for p in cmd.params:
+            if isinstance(p, click.Option):
+                assert p.help, f"{name} {p.name}"

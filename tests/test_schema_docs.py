@@ -1,0 +1,55 @@
+"""The schema file, its packaged copy, its descriptions, and the README reference generated from it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+from vmrules import docs, schema
+
+ROOT = Path(__file__).parent.parent
+
+
+def test_packaged_schema_is_identical_to_the_repository_copy() -> None:
+    assert (ROOT / "schemas" / "vmrules.schema.json").read_text() == schema.schema_text()
+
+
+def test_schema_is_valid_draft_2020_12() -> None:
+    doc = json.loads(schema.schema_text())
+    assert doc["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    jsonschema.Draft202012Validator.check_schema(doc)
+
+
+def _objects(node: Any, path: str = "#") -> list[tuple[str, dict]]:
+    out = []
+    if isinstance(node, dict):
+        if "properties" in node:
+            out.append((path, node))
+        for k, v in node.items():
+            out += _objects(v, f"{path}/{k}")
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            out += _objects(v, f"{path}/{i}")
+    return out
+
+
+def test_every_property_has_a_description_and_unknown_keys_are_rejected() -> None:
+    doc = schema.schema()
+    defs = doc["$defs"]
+    for path, obj in _objects(doc):
+        if "if" in path.split("/")[-1:] or "/if" in path:
+            continue
+        for key, prop in obj["properties"].items():
+            target = defs[prop["$ref"].split("/")[-1]] if "$ref" in prop else prop
+            assert prop.get("description") or target.get("description"), f"{path}/{key}"
+        if path != "#/$defs/target":
+            assert obj.get("additionalProperties") is False, path
+
+
+def test_readme_reference_is_current() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert docs.splice(readme) == readme, "run: python -m vmrules.docs README.md"
+    assert "| `max_points_per_series` |" in readme
