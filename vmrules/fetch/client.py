@@ -56,13 +56,26 @@ class HttpSource:
         host = urllib.parse.urlsplit(ds.url).hostname or ""
         self.session.headers["Accept-Encoding"] = "identity" if host in LOOPBACK else "gzip"
         self.session.headers["User-Agent"] = "vmrules"
+        self.secrets: list[str] = []
         for k, v in ds.headers.items():
-            self.session.headers[k] = expand_secret(v, env)
+            self.session.headers[k] = self._secret(expand_secret(v, env))
         if ds.bearer_token is not None:
-            self.session.headers["Authorization"] = "Bearer " + expand_secret(ds.bearer_token, env)
+            self.session.headers["Authorization"] = "Bearer " + self._secret(expand_secret(ds.bearer_token, env))
         if ds.basic_auth is not None:
-            self.session.auth = (expand_secret(ds.basic_auth[0], env), expand_secret(ds.basic_auth[1], env))
+            self.session.auth = (expand_secret(ds.basic_auth[0], env),
+                                 self._secret(expand_secret(ds.basic_auth[1], env)))
         self.timeout_s = ds.timeout_ms / 1000
+
+    def _secret(self, value: str) -> str:
+        if len(value) >= 4:
+            self.secrets.append(value)
+        return value
+
+    def scrub(self, text: str) -> str:
+        """The text with every credential of this datasource replaced (servers may echo them)."""
+        for secret in self.secrets:
+            text = text.replace(secret, "<secret>")
+        return text
 
     def fetch(self, query: str, window: Window) -> list[QueryResult]:
         """One result per chunk of the window (range) or one instant result."""
@@ -90,13 +103,13 @@ class HttpSource:
                 return result
             except _Retryable as exc:
                 if attempt == ATTEMPTS:
-                    raise FetchError(f"{redact_url(url)}: {exc} (after {ATTEMPTS} attempts)") from None
+                    raise FetchError(self.scrub(f"{redact_url(url)}: {exc} (after {ATTEMPTS} attempts)")) from None
                 delay = exc.retry_after if exc.retry_after is not None else BACKOFF_S * 2 ** (attempt - 1)
                 delay = min(delay, MAX_RETRY_AFTER_S) * (1 + random.random() / 4)
-                self.log(f"retrying {redact_url(url)} in {delay:.1f}s: {exc}")
+                self.log(self.scrub(f"retrying {redact_url(url)} in {delay:.1f}s: {exc}"))
                 time.sleep(delay)
             except FetchError as exc:
-                raise FetchError(f"{redact_url(url)}: {exc}") from None
+                raise FetchError(self.scrub(f"{redact_url(url)}: {exc}")) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _request(self, url: str, params: dict[str, str]) -> bytes:
@@ -120,10 +133,11 @@ class HttpSource:
             raise FetchError(f"HTTP {resp.status_code} redirect to {redact_url(resp.headers.get('Location', '?'))}; "
                              "set the datasource url to the final address (redirects are not followed)")
         if resp.status_code >= 400:
+            said = _server_said(body)
             hint = " (check the URL prefix, e.g. /select/0/prometheus)" if resp.status_code == 404 else ""
-            if resp.status_code in (401, 403):
+            if resp.status_code in (401, 403) or "auth" in said.lower():
                 hint = " (check the credentials)"
-            raise FetchError(f"HTTP {resp.status_code}: {_server_said(body)}{hint}")
+            raise FetchError(f"HTTP {resp.status_code}: {said}{hint}")
         return body
 
     def _read(self, resp: requests.Response, started: float) -> bytes:

@@ -1,0 +1,192 @@
+"""Real peers on loopback for the tests: VictoriaMetrics, vmauth, and a scripted fault server."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait(url: str, proc: subprocess.Popen[bytes], log: str, what: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            break
+        try:
+            urllib.request.urlopen(url, timeout=1).read()
+            return
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(f"{what} did not start; its log:\n{open(log).read()[-2000:]}")
+
+
+class VictoriaMetrics:
+    """A throwaway single-node VictoriaMetrics (Debian's package) on a free loopback port."""
+
+    def __init__(self, workdir: str, path_prefix: str = ""):
+        binary = shutil.which("victoria-metrics")
+        if binary is None:
+            raise RuntimeError("victoria-metrics is not installed: run `make test` (it installs Debian's package)")
+        self.port = free_port()
+        self.prefix = path_prefix
+        self.url = f"http://127.0.0.1:{self.port}{path_prefix}"
+        self.log = os.path.join(workdir, f"vm-{self.port}.log")
+        args = [binary, f"-storageDataPath={workdir}/vmdata-{self.port}", f"-httpListenAddr=127.0.0.1:{self.port}",
+                "-retentionPeriod=100y", "-search.latencyOffset=0s", "-search.disableCache"]
+        if path_prefix:
+            args.append(f"-http.pathPrefix={path_prefix}")
+        self.proc = subprocess.Popen(args, stdout=open(self.log, "w"), stderr=subprocess.STDOUT)
+        _wait(f"{self.url}/health", self.proc, self.log, "victoria-metrics")
+
+    def import_lines(self, lines: Iterable[dict[str, Any]]) -> None:
+        body = "".join(json.dumps(x).replace("Infinity", "Inf") + "\n" for x in lines).encode()
+        req = urllib.request.Request(self.url + "/api/v1/import", data=body, method="POST")
+        urllib.request.urlopen(req, timeout=60).read()
+        urllib.request.urlopen(self.url + "/internal/force_flush", timeout=60).read()
+
+    def wait_for(self, query: str, count: int, at_s: int) -> None:
+        """Bounded wait until `count(query)` at `at_s` equals `count`."""
+        for _ in range(150):
+            q = urllib.parse.urlencode({"query": f"count({query})", "time": at_s})
+            doc = json.load(urllib.request.urlopen(f"{self.url}/api/v1/query?{q}", timeout=10))
+            result = doc["data"]["result"]
+            if result and result[0]["value"][1] == str(count):
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"{query}: imported data did not become visible")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+class VmAuth:
+    """vmauth in front of a VictoriaMetrics, admitting one bearer token."""
+
+    def __init__(self, workdir: str, backend: str, token: str):
+        port = free_port()
+        cfg = os.path.join(workdir, f"vmauth-{port}.yml")
+        with open(cfg, "w") as f:
+            f.write(f"users:\n  - bearer_token: {json.dumps(token)}\n    url_prefix: {json.dumps(backend)}\n")
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = os.path.join(workdir, f"vmauth-{port}.log")
+        binary = shutil.which("vmauth")
+        if binary is None:
+            raise RuntimeError("vmauth is not installed: run `make test` (Debian's victoria-metrics package)")
+        self.proc = subprocess.Popen([binary, f"-auth.config={cfg}", f"-httpListenAddr=127.0.0.1:{port}"],
+                                     stdout=open(self.log, "w"), stderr=subprocess.STDOUT)
+        _wait(f"{self.url}/health", self.proc, self.log, "vmauth")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+@dataclass
+class Reply:
+    """One scripted answer of the fault server."""
+
+    status: int = 200
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    reset: bool = False              # close the connection without an answer
+    drip_s: float = 0.0              # pause between bytes
+    content_length: int | None = None
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    body: bytes
+
+
+class FaultServer:
+    """A loopback HTTP server that answers each request with the next scripted Reply."""
+
+    def __init__(self, script: list[Reply] | Callable[[Seen], Reply]):
+        self.script = script
+        self.seen: list[Seen] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def handle_any(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                parsed = urllib.parse.urlsplit(self.path)
+                seen = Seen(self.command, parsed.path, urllib.parse.parse_qs(parsed.query),
+                            {k: v for k, v in self.headers.items()}, body)
+                server.seen.append(seen)
+                reply = server.next(seen)
+                if reply.reset:
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                    self.connection.close()
+                    return
+                self.send_response(reply.status)
+                for k, v in reply.headers.items():
+                    self.send_header(k, v)
+                n = reply.content_length if reply.content_length is not None else len(reply.body)
+                self.send_header("Content-Length", str(n))
+                self.end_headers()
+                if reply.drip_s:
+                    for i in range(len(reply.body)):
+                        self.wfile.write(reply.body[i:i + 1])
+                        self.wfile.flush()
+                        time.sleep(reply.drip_s)
+                else:
+                    self.wfile.write(reply.body)
+                if reply.content_length is not None and reply.content_length > len(reply.body):
+                    self.close_connection = True
+
+            do_GET = do_POST = do_PUT = handle_any
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def next(self, seen: Seen) -> Reply:
+        if callable(self.script):
+            return self.script(seen)
+        if not self.script:
+            return Reply(500, b"script exhausted")
+        return self.script.pop(0)
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def matrix(series: list[tuple[dict[str, str], list[tuple[float, str]]]], **extra: Any) -> bytes:
+    """A query_range answer in the compact layout servers write."""
+    result = [{"metric": m, "values": [[t, v] for t, v in pts]} for m, pts in series]
+    doc = {"status": "success", "data": {"resultType": "matrix", "result": result}, **extra}
+    return json.dumps(doc, separators=(",", ":")).encode()
