@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -145,9 +146,10 @@ class FaultServer:
                             {k: v for k, v in self.headers.items()}, body)
                 server.seen.append(seen)
                 reply = server.next(seen)
-                if reply.reset:
-                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-                    self.connection.close()
+                if reply.reset:   # RST: linger 0, then close the descriptor itself
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    os.close(self.connection.detach())
+                    self.close_connection = True
                     return
                 self.send_response(reply.status)
                 for k, v in reply.headers.items():
@@ -167,10 +169,14 @@ class FaultServer:
 
             do_GET = do_POST = do_PUT = handle_any
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                pass   # resets and early closes are the point of this server
+
+        self.httpd = Server(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
 
     def next(self, seen: Seen) -> Reply:

@@ -11,6 +11,7 @@ import urllib.parse
 from collections.abc import Callable, Mapping
 
 import requests
+import urllib3
 
 from vmrules.fetch.parse import parse_answer
 from vmrules.fetch.result import FetchError, QueryResult
@@ -141,15 +142,16 @@ class HttpSource:
         return body
 
     def _read(self, resp: requests.Response, started: float) -> bytes:
+        """The whole body, read as it arrives, within the request's total deadline."""
         parts = []
         try:
-            for chunk in resp.iter_content(1 << 20):
+            while chunk := resp.raw.read1(1 << 20, decode_content=True):
                 parts.append(chunk)
                 if time.monotonic() - started > self.timeout_s:
                     raise _Retryable(f"answer not complete within {self.timeout_s:g}s")
-        except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ConnectionError) as exc:
+        except (urllib3.exceptions.ProtocolError, urllib3.exceptions.DecodeError, OSError) as exc:
             raise _Retryable(f"connection broke while reading the answer: {_reason(exc)}") from None
-        except requests.exceptions.Timeout:
+        except urllib3.exceptions.ReadTimeoutError:
             raise _Retryable(f"no answer within {self.timeout_s:g}s") from None
         return b"".join(parts)
 
