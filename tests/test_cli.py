@@ -35,7 +35,8 @@ def test_validate_json(bad_dir: Path) -> None:
     res = run("validate", str(bad_dir), "--format", "json")
     assert res.exit_code == 1
     assert json.loads(res.stdout) == {"valid": False, "problems": [
-        {"path": f"{bad_dir}/bad.yaml", "line": 5, "col": 20, "message": "where: expected a value, got end of expression"}]}
+        {"path": f"{bad_dir}/bad.yaml", "line": 5, "col": 20,
+         "message": "where: expected a value, got end of expression"}]}
 
 
 def test_validate_github(bad_dir: Path) -> None:

@@ -56,7 +56,8 @@ def schema_cmd() -> None:
 
 @main.command("apply")
 @click.argument("paths", nargs=-1, type=click.Path())
-@click.option("--datasource", metavar="URL", help="Override every rule's datasource url (file:PATH reads an export file).")
+@click.option("--datasource", metavar="URL",
+              help="Override every rule's datasource url (file:PATH reads an export file).")
 @click.option("--from", "from_", metavar="T", help="Window start: RFC 3339, unix seconds, now, now-1h.")
 @click.option("--to", metavar="T", help="Window end (default now).")
 @click.option("--since", metavar="DUR", help="Window of this length ending at --to, e.g. 6h.")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 _PART = re.compile(r"(\d+)(ms|s|m|h|d|w)")
@@ -33,13 +33,13 @@ def parse_time_ms(text: str, now_ms: int) -> int:
     except ValueError:
         raise ValueError(f"invalid time {text!r}: use RFC 3339, unix seconds, now or now-1h") from None
     if d.tzinfo is None:
-        d = d.replace(tzinfo=timezone.utc)
+        d = d.replace(tzinfo=UTC)
     return round(d.timestamp() * 1000)
 
 
 def format_time_ms(ms: int) -> str:
     """RFC 3339 in UTC, seconds precision unless milliseconds are set."""
-    d = datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    d = datetime.fromtimestamp(ms / 1000, tz=UTC)
     text = d.strftime("%Y-%m-%dT%H:%M:%S")
     if ms % 1000:
         text += f".{ms % 1000:03d}"

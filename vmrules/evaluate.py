@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from vmrules import expr
 from vmrules.fetch.result import QueryResult
@@ -105,8 +104,9 @@ def evaluate(rule: Rule, result: QueryResult, targets: Mapping[str, Target]) -> 
         "alert": pa.array(alert, pa.bool_()),
     })
     ev.alerts = int(alert.sum())
-    counts = np.bincount(sev_idx[alert], minlength=len(names)) if len(names) else []
-    ev.by_severity = {n: int(c) for n, c in zip(names, counts, strict=True) if c}
+    if names:
+        counts = np.bincount(sev_idx[alert], minlength=len(names))
+        ev.by_severity = {n: int(c) for n, c in zip(names, counts, strict=True) if c}
     ev.routed = _route(rule, series, sid, ev.table, targets)
     return ev
 
@@ -160,7 +160,7 @@ def _severities(rule: Rule, series: _Series, sid: np.ndarray, ts: np.ndarray,
             assert work is not None
             cond = _mask(work, th.when)
         else:
-            cond = _COMPARE[th.op](val, th.value)
+            cond = _COMPARE[th.op](val, float(th.value or 0.0))
         if th.for_ms > 0:
             cond = cond & (_held_ms(cond, first, ts) >= th.for_ms)
         sev[cond] = names.index(th.severity)

@@ -112,8 +112,8 @@ def apply(ruleset: RuleSet, options: ApplyOptions) -> RunReport:
     to_ms = options.to_ms if options.to_ms is not None else int(now.timestamp() * 1000)
     rules = _select(ruleset, options.rules)
     sources = {r.name: _datasource(r, options.datasource) for r in rules}
-    run = {"id": f"{now:%Y%m%d_%H%M%S}_{uuid.uuid4().hex[:6]}", "started_at": format_time_ms(int(now.timestamp() * 1000)),
-           "stamp": f"{now:%Y%m%d_%H%M%S}"}
+    run = {"id": f"{now:%Y%m%d_%H%M%S}_{uuid.uuid4().hex[:6]}", "stamp": f"{now:%Y%m%d_%H%M%S}",
+           "started_at": format_time_ms(int(now.timestamp() * 1000))}
     reports = [_plan(rule, ruleset, sources[rule.name], rule_window(rule, options.from_ms, to_ms), run, options)
                for rule in rules]
     _check_shared_paths(reports)
@@ -237,8 +237,8 @@ def _write_files(parts: dict[str, list[tuple[RuleReport, Destination, pa.Table]]
         if not items:
             continue
         target = items[0][1].target
-        tables = [t for _, _, t in items]
-        table = pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
+        pieces = [t for _, _, t in items]
+        table = pa.concat_tables(pieces, promote_options="permissive") if len(pieces) > 1 else pieces[0]
         try:
             with atomic_path(path) as tmp:
                 targets.file_writer(target.type)(table, tmp, target)

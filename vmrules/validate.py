@@ -6,9 +6,9 @@ is returned only when nothing was found.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from vmrules import expr, schema
 from vmrules.durations import parse_duration_ms
@@ -34,6 +34,10 @@ SAMPLE_RUN = {"id": "20261101_000000_0000", "started_at": "2026-11-01T00:00:00Z"
               "from": "2026-10-31T23:00:00Z", "to": "2026-11-01T00:00:00Z", "stamp": "20261101_000000"}
 SAMPLE_ROW = {"rule": "example", "metric": "up", "labels": "{}", "timestamp": "2026-11-01T00:00:00Z",
               "value": 1.0, "severity": "warning", "alert": True}
+
+
+T = TypeVar("T")
+Checks = Generator[Problem, None, T]   # yields problems, returns what it built
 
 
 @dataclass
@@ -131,13 +135,14 @@ class _Checker:
         if "defaults" in data and s.ok(("defaults",)):
             s.defaults = dict(data["defaults"])
 
-    def datasource(self, f: LoadedFile, path: tuple[Any, ...], d: dict[str, Any]) -> Iterator[Problem]:
+    def datasource(self, f: LoadedFile, path: tuple[Any, ...], d: dict[str, Any]) -> Checks[Datasource]:
         url = d["url"]
         if "${" in url:
             yield Problem(f.where(path + ("url",)), "${VAR} is expanded only in headers, bearer_token "
                           "and basic_auth, not in the url")
         elif not url.startswith(("http://", "https://", "file:")):
-            yield Problem(f.where(path + ("url",)), f"datasource url {url!r} must start with http://, https:// or file:")
+            yield Problem(f.where(path + ("url",)),
+                          f"datasource url {url!r} must start with http://, https:// or file:")
         timeout = yield from self.duration(f, path + ("timeout",), d.get("timeout"), DEFAULT_TIMEOUT_MS)
         auth = d.get("basic_auth")
         return Datasource(
@@ -148,7 +153,7 @@ class _Checker:
             max_points_per_series=d.get("max_points_per_series", DEFAULT_MAX_POINTS),
             location=f.where(path))
 
-    def duration(self, f: LoadedFile, path: tuple[Any, ...], text: str | None, default: int) -> Iterator[Problem]:
+    def duration(self, f: LoadedFile, path: tuple[Any, ...], text: str | None, default: int) -> Checks[int]:
         if text is None:
             return default
         ms = parse_duration_ms(text)
@@ -160,7 +165,7 @@ class _Checker:
     # -- targets ----------------------------------------------------------
     def file_targets(self, s: _FileScope) -> Iterator[Problem]:
         data = s.f.data if isinstance(s.f.data, dict) else {}
-        targets = data.get("targets") if isinstance(data.get("targets"), dict) else {}
+        targets: dict[str, Any] = data["targets"] if isinstance(data.get("targets"), dict) else {}
         for name, spec in targets.items():
             path = ("targets", name)
             if name in self.targets:
@@ -199,7 +204,7 @@ class _Checker:
     # -- rules ------------------------------------------------------------
     def file_rules(self, s: _FileScope) -> Iterator[Problem]:
         data = s.f.data if isinstance(s.f.data, dict) else {}
-        rules = data.get("rules") if isinstance(data.get("rules"), list) else []
+        rules: list[Any] = data["rules"] if isinstance(data.get("rules"), list) else []
         for i, spec in enumerate(rules):
             path = ("rules", i)
             name = spec.get("name") if isinstance(spec, dict) else None
@@ -214,7 +219,7 @@ class _Checker:
                 if rule is not None:
                     self.rules.append(rule)
 
-    def rule(self, s: _FileScope, path: tuple[Any, ...], spec: dict[str, Any]) -> Iterator[Problem]:
+    def rule(self, s: _FileScope, path: tuple[Any, ...], spec: dict[str, Any]) -> Checks[Rule | None]:
         """Check every well-formed part of a rule; build it only when the whole rule is well-formed."""
         f, d = s.f, s.defaults
 
@@ -228,12 +233,12 @@ class _Checker:
                                             "range" not in spec else None, DEFAULT_RANGE_MS)
         step_ms = yield from self.duration(f, path + ("step",), spec.get("step", d.get("step")) if ok("step") or
                                            "step" not in spec else None, DEFAULT_STEP_MS)
-        valid = spec.get("valid") if ok("valid") else {}
+        valid: dict[str, Any] = spec["valid"] if ok("valid") else {}
         if valid.get("min") is not None and valid.get("max") is not None and valid["min"] > valid["max"]:
             yield Problem(f.where(path + ("valid",)), f"valid: min {valid['min']} is greater than max {valid['max']}")
         where = (yield from self.expression(f, path + ("where",), spec["where"], before_thresholds=True)) \
             if ok("where") else None
-        thresholds = []
+        thresholds: list[Threshold] = []
         for i, t in _items(spec, "thresholds", s, path):
             th = yield from self.threshold(f, path + ("thresholds", i), t)
             if th is not None:
@@ -256,7 +261,7 @@ class _Checker:
             valid_min=valid.get("min"), valid_max=valid.get("max"), where=where,
             thresholds=tuple(thresholds), routes=tuple(routes), description=spec.get("description", ""))
 
-    def threshold(self, f: LoadedFile, path: tuple[Any, ...], t: dict[str, Any]) -> Iterator[Problem]:
+    def threshold(self, f: LoadedFile, path: tuple[Any, ...], t: dict[str, Any]) -> Checks[Threshold | None]:
         given = [k for k in (*CONDITIONS, "when") if k in t]
         if len(given) != 1:
             what = "none" if not given else ", ".join(given)
@@ -273,7 +278,7 @@ class _Checker:
                          location=f.where(path))
 
     def expression(self, f: LoadedFile, path: tuple[Any, ...], text: str | None,
-                   before_thresholds: bool = False) -> Iterator[Problem]:
+                   before_thresholds: bool = False) -> Checks[expr.Node | None]:
         if text is None:
             return None
         try:

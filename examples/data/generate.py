@@ -47,7 +47,8 @@ def main() -> None:
             free = rnd.uniform(0.05, 0.6) * size
             drain = rnd.uniform(0, 0.002) * size
             vals = [max(0.0, free - drain * i) * GIB for i in range(POINTS)]
-            labels = {**base, "mountpoint": mount, "fstype": "ext4", "device": "/dev/vda1" if mount == "/" else "/dev/vdb"}
+            device = "/dev/vda1" if mount == "/" else "/dev/vdb"
+            labels = {**base, "mountpoint": mount, "fstype": "ext4", "device": device}
             out.write(series("node_filesystem_avail_bytes", labels, [round(v) for v in vals]) + "\n")
         up = [1.0] * POINTS
         if h == 17:                                      # one host goes down for an hour

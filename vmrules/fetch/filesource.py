@@ -67,7 +67,7 @@ def parse_selector(query: str) -> list[Matcher]:
                 raise FetchError(f"invalid regex {value!r} in selector: {exc}") from None
         out.append(Matcher(mm.group("label"), mm.group("op"), value))
         pos = mm.end()
-    if not any(x.op in ("=", "=~") and x.value for x in out):
+    if all(x.matches({}) for x in out):   # as Prometheus: some matcher must reject the empty label
         raise FetchError(f"selector {query!r} matches every series: name a metric or a non-empty label")
     return out
 
@@ -129,7 +129,10 @@ class ExportFile:
         """The answer a server gives to query_range (or to query when start == end)."""
         matchers = parse_selector(query)
         grid = np.arange(start_ms, end_ms + 1, step_ms, dtype=np.int64)
-        labels, ids, ts_out, vals_out = [], [], [], []
+        labels: list[dict[str, str]] = []
+        ids: list[np.ndarray] = []
+        ts_out: list[np.ndarray] = []
+        vals_out: list[np.ndarray] = []
         for lab, ts, vals in zip(self.labels, self.ts, self.values, strict=True):
             if not all(m.matches(lab) for m in matchers) or not len(ts):
                 continue
@@ -155,7 +158,9 @@ def _merge_duplicates(f: ExportFile) -> None:
     except FetchError:
         pass
     merged: dict[tuple[tuple[str, str], ...], int] = {}
-    labels, ts, vals = [], [], []
+    labels: list[dict[str, str]] = []
+    ts: list[np.ndarray] = []
+    vals: list[np.ndarray] = []
     for lab, t, v in zip(f.labels, f.ts, f.values, strict=True):
         key = tuple(sorted(lab.items()))
         if key in merged:

@@ -80,7 +80,7 @@ def _insert(con: sqlite3.Connection, name: str, table: pa.Table, mode: str) -> N
             f"UPDATE SET {', '.join(updates)}" if updates else "NOTHING")
     for batch in table.to_batches(max_chunksize=100_000):
         columns = []
-        for n, col in zip(names, batch.columns, strict=True):
+        for col in batch.columns:
             if pa.types.is_timestamp(col.type):
                 col = timestamps(col)
             elif pa.types.is_dictionary(col.type):

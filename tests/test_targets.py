@@ -1,0 +1,152 @@
+"""File and SQLite writers: content, escaping, atomic replacement, confinement."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import sqlite3
+import threading
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from vmrules.evaluate import TIMESTAMP, dict_column
+from vmrules.model import Location, Target
+from vmrules.targets import csvfile, jsonfile, sqlite
+from vmrules.targets.atomic import atomic_path
+from vmrules.templates import TemplateError, confine
+
+LABELS = ['{"a":"x, \\"y\\"\\nz"}', '{"a":"=HYPERLINK(1)"}']
+
+
+def table(n: int = 4) -> pa.Table:
+    sid = np.arange(n, dtype=np.int32) % 2
+    alert = np.arange(n) % 2 == 0
+    return pa.table({
+        "rule": dict_column(["r"], np.zeros(n, np.int32)),
+        "metric": dict_column(["m", "m"], sid),
+        "labels": dict_column(LABELS, sid),
+        "timestamp": pa.array(np.arange(n, dtype=np.int64) * 60_000 + 1_793_491_200_000, TIMESTAMP),
+        "value": pa.array([1.5, float("nan"), float("inf"), -2.0][:n] + [0.0] * max(0, n - 4)),
+        "severity": pa.array(["warning" if a else None for a in alert]),
+        "alert": pa.array(alert),
+        "a": dict_column(['x, "y"\nz', "=HYPERLINK(1)"], sid),
+    })
+
+
+def target(type_: str, **options: object) -> Target:
+    return Target("t", type_, options, Location("x.yaml"))
+
+
+def test_csv_is_parseable_and_safe(tmp_path: Path) -> None:
+    path = str(tmp_path / "o.csv")
+    csvfile.write(table(), path, target("csv"))
+    rows = list(csv.DictReader(io.StringIO(Path(path).read_text())))
+    assert [r["a"] for r in rows[:2]] == ['x, "y"\nz', "'=HYPERLINK(1)"]
+    assert json.loads(rows[0]["labels"]) == {"a": 'x, "y"\nz'}
+    assert rows[0]["timestamp"] == "2026-11-01T00:00:00.000Z"
+    assert [r["severity"] for r in rows] == ["warning", "", "warning", ""]
+    assert [r["alert"] for r in rows] == ["true", "false", "true", "false"]
+
+
+@pytest.mark.parametrize("kind", ["json", "jsonl"])
+def test_json_is_valid_with_awkward_values(tmp_path: Path, kind: str) -> None:
+    path = str(tmp_path / f"o.{kind}")
+    write = jsonfile.write_json if kind == "json" else jsonfile.write_jsonl
+    write(table(), path, target(kind))
+    text = Path(path).read_text()
+    rows = json.loads(text) if kind == "json" else [json.loads(line) for line in text.splitlines()]
+    assert [r["value"] for r in rows] == [1.5, "NaN", "+Inf", -2.0]
+    assert rows[0]["labels"] == LABELS[0] and rows[1]["a"] == "=HYPERLINK(1)"
+    assert rows[1]["severity"] is None and rows[0]["alert"] is True
+    assert rows[0]["timestamp"] == "2026-11-01T00:00:00.000Z"
+    assert list(rows[0]) == ["rule", "metric", "labels", "timestamp", "value", "severity", "alert", "a"]
+
+
+def test_json_of_no_rows_is_an_empty_array(tmp_path: Path) -> None:
+    path = str(tmp_path / "o.json")
+    jsonfile.write_json(table().slice(0, 0), path, target("json"))
+    assert json.loads(Path(path).read_text()) == []
+
+
+def test_json_in_several_pieces(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vmrules.targets import text
+    original = text.json_rows
+    monkeypatch.setattr(jsonfile, "json_rows", lambda t, sep: original(t, sep, rows_per_piece=3))
+    path = str(tmp_path / "o.json")
+    jsonfile.write_json(table(10), path, target("json"))
+    assert len(json.loads(Path(path).read_text())) == 10
+
+
+def test_failed_write_keeps_the_old_file(tmp_path: Path) -> None:
+    path = tmp_path / "keep.csv"
+    path.write_text("old\n")
+    with pytest.raises(RuntimeError), atomic_path(str(path)) as tmp:
+        Path(tmp).write_text("half")
+        raise RuntimeError("disk full")
+    assert path.read_text() == "old\n"
+    assert os.listdir(tmp_path) == ["keep.csv"]
+
+
+def test_atomic_write_sets_mode(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "new.csv"
+    with atomic_path(str(path)) as tmp:
+        Path(tmp).write_text("new")
+    assert path.read_text() == "new" and (path.stat().st_mode & 0o777) == 0o644
+
+
+def test_sqlite_upsert_updates_in_place(tmp_path: Path) -> None:
+    db = str(tmp_path / "s.db")
+    t = table()
+    sqlite.write(t, db, "tab", "r", target("sqlite", mode="upsert"))
+    changed = t.set_column(4, "value", pa.array([9.0, 9.0, 9.0, 9.0]))
+    sqlite.write(changed, db, "tab", "r", target("sqlite", mode="upsert"))
+    con = sqlite3.connect(db)
+    assert con.execute('SELECT count(*), sum(value) FROM "tab"').fetchone() == (4, 36.0)
+    assert con.execute('SELECT "a" FROM "tab" LIMIT 1').fetchone() == ('x, "y"\nz',)
+
+
+def test_sqlite_replace_keeps_other_rules(tmp_path: Path) -> None:
+    db = str(tmp_path / "s.db")
+    sqlite.write(table(), db, "tab", "r", target("sqlite", mode="replace"))
+    other = table().set_column(0, "rule", dict_column(["other"], np.zeros(4, np.int32)))
+    sqlite.write(other, db, "tab", "other", target("sqlite", mode="replace"))
+    sqlite.write(table(2), db, "tab", "r", target("sqlite", mode="replace"))
+    con = sqlite3.connect(db)
+    assert dict(con.execute('SELECT rule, count(*) FROM "tab" GROUP BY rule').fetchall()) == {"r": 2, "other": 4}
+
+
+def test_sqlite_concurrent_writers_all_land(tmp_path: Path) -> None:
+    db = str(tmp_path / "s.db")
+    errors: list[Exception] = []
+
+    def writer() -> None:
+        try:
+            for _ in range(5):
+                sqlite.write(table(), db, "tab", "r", target("sqlite", mode="append"))
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert errors == []
+    assert sqlite3.connect(db).execute('SELECT count(*) FROM "tab"').fetchone() == (80,)
+
+
+def test_confine_refuses_symlink_escape(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "link").symlink_to(tmp_path)
+    assert confine(str(out), "a/b.csv") == str(out / "a" / "b.csv")
+    with pytest.raises(TemplateError, match="resolves outside"):
+        confine(str(out), "link/escape.csv")
+    for bad in ("/etc/passwd", "../x.csv", "a/../../x.csv", "a\x00b.csv", "", "dir/"):
+        with pytest.raises(TemplateError):
+            confine(str(out), bad)

@@ -1,0 +1,78 @@
+"""Sandboxed templates, the no-network promise of validate, and the one-way layering of modules."""
+
+from __future__ import annotations
+
+import ast
+import socket
+from pathlib import Path
+
+import pytest
+
+from vmrules.templates import TemplateError, render
+from vmrules.validate import validate_paths
+
+PKG = Path(__file__).parent.parent / "vmrules"
+
+
+@pytest.mark.parametrize("payload", [
+    "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+    "{{ rule.__class__ }}",
+    "{{ cycler.__init__.__globals__ }}",
+    "{{ lipsum.__globals__ }}",
+    "{{ ''|attr('__class__') }}",
+    "{{ rule.name.format.__globals__ }}",
+    "{{ self._TemplateReference__context }}",
+    "{% for x in range(10**9) %}{% endfor %}",
+])
+def test_escape_payloads_are_refused(payload: str) -> None:
+    with pytest.raises(TemplateError):
+        render(payload, {"rule": {"name": "r"}})
+
+
+def test_output_size_is_capped() -> None:
+    with pytest.raises(TemplateError, match="longer than"):
+        render("{{ rule.name * 100000 }}", {"rule": {"name": "r"}})
+
+
+def test_payload_in_a_rule_file_is_caught_by_validate(tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text(
+        "version: 1\ntargets:\n  t: {type: csv, path: \"{{ ''.__class__.__mro__ }}.csv\"}\n")
+    result = validate_paths([str(tmp_path)])
+    assert [p.message for p in result.problems] == [
+        "target 't': path: template not allowed: access to attribute '__class__' of 'str' object is unsafe."]
+
+
+def test_validate_makes_no_network_calls(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("validate opened a socket")
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setenv("VM_TOKEN", "sentinel-token-value")
+    (tmp_path / "r.yaml").write_text("version: 1\ndatasource: {url: 'http://vm:8428', bearer_token: '${VM_TOKEN}'}\n"
+                                     "rules: [{name: r, query: up}]\n")
+    result = validate_paths([str(tmp_path)])
+    assert result.ok
+    assert result.ruleset is not None and result.ruleset.rules[0].datasource.bearer_token == "${VM_TOKEN}"
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            out.add(node.module)
+    return out
+
+
+def test_layers_point_one_way() -> None:
+    for path in PKG.rglob("*.py"):
+        deps = _imports(path)
+        rel = path.relative_to(PKG).as_posix()
+        if rel != "cli.py":
+            assert "click" not in deps, rel
+        if rel in ("expr.py", "evaluate.py", "model.py", "validate.py", "load.py", "schema.py", "templates.py"):
+            assert not {"requests", "urllib3"} & deps, rel
+            assert not any(d.startswith("vmrules.fetch.client") for d in deps), rel
+        if rel.startswith("targets/"):
+            assert not any(d in ("vmrules.load", "vmrules.validate", "vmrules.run") for d in deps), rel
