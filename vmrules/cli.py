@@ -10,8 +10,7 @@ import click
 from vmrules import __version__
 from vmrules.durations import parse_duration_ms, parse_time_ms
 from vmrules.errors import ConfigError, UsageError
-from vmrules.report import FORMATS, format_plan, format_problems, format_summary
-from vmrules.run import ApplyOptions, apply
+from vmrules.report import FORMATS, format_problems
 from vmrules.schema import schema_text
 from vmrules.validate import load_ruleset, validate_paths
 
@@ -76,6 +75,9 @@ def apply_cmd(paths: tuple[str, ...], datasource: str | None, from_: str | None,
     Exit 0 when every rule ran, 1 when some rule failed (the others still ran),
     2 when the rule files or the command line are invalid (nothing fetched or written).
     """
+    from vmrules.report import format_plan, format_summary
+    from vmrules.run import ApplyOptions, apply
+
     from_ms, to_ms = _window_options(from_, to, since)
     try:
         ruleset = load_ruleset(paths or DEFAULT_PATHS)

@@ -15,10 +15,11 @@ from __future__ import annotations
 import operator
 import re
 from dataclasses import dataclass
-from typing import Any
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-import pyarrow.compute as pc
+if TYPE_CHECKING:  # pyarrow is imported when an expression is compiled (validate rarely needs it)
+    import pyarrow.compute as pc
 
 # Column name -> type of the row table that expressions see.
 COLUMN_TYPES = {
@@ -202,8 +203,12 @@ def _unquote(t: Token) -> str:
     return "".join(out)
 
 
+@lru_cache(maxsize=8192)
 def parse(text: str) -> Node:
-    """Parse and type-check an expression; ExprError names the offset of the mistake."""
+    """Parse and type-check an expression; ExprError names the offset of the mistake.
+
+    Nodes are immutable, so equal texts share one parse.
+    """
     node = _Parser(text).parse()
     if _type(node) != "bool":
         raise ExprError("expression is not a condition: compare it, e.g. value > 80", _offset(node))
@@ -266,11 +271,22 @@ def _type_compare(node: Compare) -> str:
 
 def _check_regex(pattern: str, offset: int) -> None:
     """The regex must compile both in Python and in Arrow's RE2 engine."""
+    problem = _regex_problem(pattern)
+    if problem:
+        raise ExprError(f"invalid regex: {problem}", offset)
+
+
+@lru_cache(maxsize=4096)
+def _regex_problem(pattern: str) -> str:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     try:
         re.compile(pattern)
         pc.match_substring_regex(pa.array([], pa.string()), pattern=f"^(?:{pattern})$")
     except (re.error, pa.ArrowInvalid) as exc:
-        raise ExprError(f"invalid regex: {exc}", offset) from None
+        return str(exc)
+    return ""
 
 
 def names(node: Node) -> set[str]:
@@ -295,8 +311,8 @@ def column_name(name: str) -> str:
     return name if name in COLUMN_TYPES else LABEL_PREFIX + name
 
 
-_ARROW_OPS = {"==": pc.equal, "!=": pc.not_equal, "<": pc.less, "<=": pc.less_equal,
-              ">": pc.greater, ">=": pc.greater_equal}
+_ARROW_OPS = {"==": "equal", "!=": "not_equal", "<": "less", "<=": "less_equal", ">": "greater",
+              ">=": "greater_equal"}
 
 
 def to_arrow(node: Node) -> pc.Expression:
@@ -305,6 +321,9 @@ def to_arrow(node: Node) -> pc.Expression:
     The table has the row columns plus one string column per label read
     (`label:NAME`, "" when missing); severity is compared as "" when null.
     """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     match node:
         case Lit(value=value):
             return pc.scalar(value)
@@ -324,7 +343,7 @@ def to_arrow(node: Node) -> pc.Expression:
             match = pc.match_substring_regex(to_arrow(left), pattern=f"^(?:{right.value})$")
             return match if node.op == "=~" else pc.invert(match)
         case Compare(op=op, left=left, right=right):
-            return _ARROW_OPS[op](to_arrow(left), to_arrow(right))
+            return getattr(pc, _ARROW_OPS[op])(to_arrow(left), to_arrow(right))
     raise AssertionError(node)  # pragma: no cover
 
 

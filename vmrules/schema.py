@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
+from collections.abc import Callable
 from functools import lru_cache
 from importlib import resources
-from typing import Any
-
-import jsonschema
-from jsonschema.exceptions import ValidationError, best_match
+from typing import TYPE_CHECKING, Any
 
 from vmrules.errors import Problem
+
+if TYPE_CHECKING:  # jsonschema is imported only to explain an invalid file
+    import jsonschema
+    from jsonschema.exceptions import ValidationError
 from vmrules.load import LoadedFile
 
 
@@ -30,6 +33,8 @@ def schema() -> dict[str, Any]:
 @lru_cache(maxsize=1)
 def validator() -> jsonschema.Draft202012Validator:
     """A compiled validator, built once per process."""
+    import jsonschema
+
     return jsonschema.Draft202012Validator(schema())
 
 
@@ -37,6 +42,10 @@ def check(f: LoadedFile) -> tuple[list[Problem], set[tuple[Any, ...]]]:
     """Schema problems of one file, each at the YAML node that is wrong, and the paths that hold them."""
     if f.data is None:
         return [Problem(f.where(()), "file is empty: a rule file starts with `version: 1`")], {()}
+    if is_valid(f.data):
+        return [], set()
+    from jsonschema.exceptions import best_match
+
     problems, paths = [], set()
     for error in validator().iter_errors(f.data):
         problems.append(_problem(f, best_match([error])))
@@ -111,3 +120,149 @@ def _kind(value: Any) -> str:
     if isinstance(value, (int, float)):
         return f"the number {value!r}"
     return f"the string {value!r}" if isinstance(value, str) else type(value).__name__
+
+
+# -- a fast yes/no check over the same schema ---------------------------------
+# jsonschema explains what is wrong but costs microseconds per node; valid files
+# (nearly all of them) are confirmed by closures compiled from the very same
+# schema, and only a file that fails is handed to jsonschema for its messages.
+
+Check = Callable[[Any], bool]
+_IGNORED = {"$schema", "$id", "title", "description", "$defs", "then"}
+
+
+def is_valid(doc: Any) -> bool:
+    """True when `doc` satisfies the schema (agrees with jsonschema; tested)."""
+    return _root()(doc)
+
+
+@lru_cache(maxsize=1)
+def _root() -> Check:
+    return _Compiler(schema()).compile(schema())
+
+
+def _json_type(value: Any, name: str) -> bool:
+    match name:
+        case "object":
+            return isinstance(value, dict)
+        case "array":
+            return isinstance(value, list)
+        case "string":
+            return isinstance(value, str)
+        case "boolean":
+            return isinstance(value, bool)
+        case "null":
+            return value is None
+        case "number":
+            return isinstance(value, (int, float)) and not isinstance(value, bool)
+        case "integer":
+            return (isinstance(value, int) and not isinstance(value, bool)) or (
+                isinstance(value, float) and value.is_integer())
+    raise ValueError(f"unknown JSON type {name}")
+
+
+def _same(a: Any, b: Any) -> bool:
+    """JSON equality: true is not 1."""
+    return type(a) is type(b) and a == b if isinstance(a, bool) or isinstance(b, bool) else a == b
+
+
+class _Compiler:
+    def __init__(self, root: dict[str, Any]):
+        self.root = root
+        self.refs: dict[str, Check] = {}
+
+    def ref(self, ref: str) -> Check:
+        if ref not in self.refs:
+            target = self.root["$defs"][ref.removeprefix("#/$defs/")]
+            self.refs[ref] = lambda v: compiled(v)
+            compiled = self.compile(target)
+            self.refs[ref] = compiled
+        return self.refs[ref]
+
+    def compile(self, node: dict[str, Any]) -> Check:
+        checks: list[Check] = []
+        for key, arg in node.items():
+            if key in _IGNORED:
+                continue
+            make = getattr(self, "k_" + key.lstrip("$"), None)
+            if make is None:
+                raise ValueError(f"the fast schema check does not know the keyword {key!r}")
+            checks.append(make(arg, node))
+        if len(checks) == 1:
+            return checks[0]
+        return lambda v: all(c(v) for c in checks)
+
+    def k_ref(self, ref: str, _node: dict[str, Any]) -> Check:
+        if ref not in self.refs:
+            self.ref(ref)
+        return lambda v: self.refs[ref](v)
+
+    def k_type(self, name: str, _node: dict[str, Any]) -> Check:
+        return lambda v: _json_type(v, name)
+
+    def k_const(self, want: Any, _node: dict[str, Any]) -> Check:
+        return lambda v: _same(v, want)
+
+    def k_enum(self, options: list[Any], _node: dict[str, Any]) -> Check:
+        return lambda v: any(_same(v, o) for o in options)
+
+    def k_pattern(self, pattern: str, _node: dict[str, Any]) -> Check:
+        rx = re.compile(pattern)
+        return lambda v: not isinstance(v, str) or rx.search(v) is not None
+
+    def k_minLength(self, n: int, _node: dict[str, Any]) -> Check:
+        return lambda v: not isinstance(v, str) or len(v) >= n
+
+    def k_minimum(self, n: float, _node: dict[str, Any]) -> Check:
+        return lambda v: not _json_type(v, "number") or v >= n
+
+    def k_minItems(self, n: int, _node: dict[str, Any]) -> Check:
+        return lambda v: not isinstance(v, list) or len(v) >= n
+
+    def k_minProperties(self, n: int, _node: dict[str, Any]) -> Check:
+        return lambda v: not isinstance(v, dict) or len(v) >= n
+
+    def k_uniqueItems(self, on: bool, _node: dict[str, Any]) -> Check:
+        def unique(v: Any) -> bool:
+            if not on or not isinstance(v, list):
+                return True
+            seen = [json.dumps(x, sort_keys=True) + type(x).__name__ for x in v]
+            return len(set(seen)) == len(seen)
+        return unique
+
+    def k_required(self, keys: list[str], _node: dict[str, Any]) -> Check:
+        return lambda v: not isinstance(v, dict) or all(k in v for k in keys)
+
+    def k_properties(self, props: dict[str, Any], _node: dict[str, Any]) -> Check:
+        compiled = {k: self.compile(p) for k, p in props.items()}
+        return lambda v: not isinstance(v, dict) or all(compiled[k](x) for k, x in v.items() if k in compiled)
+
+    def k_additionalProperties(self, extra: bool | dict[str, Any], node: dict[str, Any]) -> Check:
+        known = set(node.get("properties", {}))
+        if extra is False:
+            return lambda v: not isinstance(v, dict) or all(k in known for k in v)
+        if extra is True:
+            return lambda v: True
+        sub = self.compile(extra)
+        return lambda v: not isinstance(v, dict) or all(sub(x) for k, x in v.items() if k not in known)
+
+    def k_propertyNames(self, names: dict[str, Any], _node: dict[str, Any]) -> Check:
+        sub = self.compile(names)
+        return lambda v: not isinstance(v, dict) or all(sub(k) for k in v)
+
+    def k_items(self, items: dict[str, Any], _node: dict[str, Any]) -> Check:
+        sub = self.compile(items)
+        return lambda v: not isinstance(v, list) or all(sub(x) for x in v)
+
+    def k_allOf(self, subs: list[dict[str, Any]], _node: dict[str, Any]) -> Check:
+        compiled = [self.compile(x) for x in subs]
+        return lambda v: all(c(v) for c in compiled)
+
+    def k_oneOf(self, subs: list[dict[str, Any]], _node: dict[str, Any]) -> Check:
+        compiled = [self.compile(x) for x in subs]
+        return lambda v: sum(1 for c in compiled if c(v)) == 1
+
+    def k_if(self, cond: dict[str, Any], node: dict[str, Any]) -> Check:
+        test = self.compile(cond)
+        then = self.compile(node.get("then", {}))
+        return lambda v: not test(v) or then(v)

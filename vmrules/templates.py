@@ -8,6 +8,7 @@ from functools import lru_cache
 from typing import Any
 
 import jinja2
+import jinja2.meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 MAX_OUTPUT_CHARS = 4096
@@ -40,12 +41,21 @@ def compile_template(source: str) -> jinja2.Template:
         raise TemplateError(f"template syntax: {exc.message} (template line {exc.lineno})") from None
 
 
+@lru_cache(maxsize=4096)
+def variables(source: str) -> frozenset[str]:
+    """Top-level names a template reads (e.g. {"rule", "run"})."""
+    try:
+        return frozenset(jinja2.meta.find_undeclared_variables(_ENV.parse(source)))
+    except jinja2.TemplateSyntaxError:
+        return frozenset()
+
+
 def render(source: str, context: dict[str, Any], limit: int = MAX_OUTPUT_CHARS) -> str:
     """Render in the sandbox; unknown names, unsafe access and oversized output raise TemplateError."""
     template = compile_template(source)
     try:
         pieces, size = [], 0
-        for piece in template.generate(**context):
+        for piece in template.root_render_func(template.new_context(context, shared=True)):
             size += len(piece)
             if size > limit:
                 raise TemplateError(f"template output is longer than {limit} characters")

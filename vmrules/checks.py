@@ -1,0 +1,251 @@
+"""Checks of one rule file (schema + semantics), producing its part of the model.
+
+They depend on nothing outside the file, so large rule sets are checked in
+parallel processes; names across files are matched afterwards (validate.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from vmrules import expr, schema
+from vmrules.durations import parse_duration_ms
+from vmrules.errors import ConfigError, Location, Problem
+from vmrules.load import LoadedFile, load_file
+from vmrules.model import (
+    DEFAULT_MAX_POINTS,
+    DEFAULT_RANGE_MS,
+    DEFAULT_STEP_MS,
+    DEFAULT_TIMEOUT_MS,
+    Datasource,
+    Route,
+    Rule,
+    Target,
+    Threshold,
+)
+from vmrules.templates import TemplateError, compile_template, render
+
+CONDITIONS = {"above": ">", "below": "<", "at_least": ">=", "at_most": "<="}
+UPSERT_KEY = ("rule", "labels", "timestamp")
+T = TypeVar("T")
+Checks = Generator[Problem, None, T]   # yields problems, returns what it built
+
+
+@dataclass
+class FileOutcome:
+    """What one file contributes: its problems, and its targets, rules and route references by name."""
+
+    path: str
+    problems: list[Problem] = field(default_factory=list)
+    targets: list[tuple[str, Location, Target | None]] = field(default_factory=list)
+    rules: list[tuple[str, Location, Rule | None]] = field(default_factory=list)
+    route_refs: list[tuple[str, str, Location]] = field(default_factory=list)
+
+
+def check_files(paths: list[str]) -> list[FileOutcome]:
+    """Load and check each file on its own."""
+    return [check_file(p) for p in paths]
+
+
+def check_file(path: str) -> FileOutcome:
+    """Load and check one file; a file that cannot be parsed has just that problem."""
+    try:
+        f = load_file(path)
+    except ConfigError as exc:
+        return FileOutcome(path, exc.problems)
+    problems, bad = schema.check(f)
+    checker = _FileChecker(FileOutcome(path, problems))
+    scope = _FileScope(f, bad)
+    checker.out.problems += list(checker.file_level(scope))
+    checker.out.problems += list(checker.file_targets(scope))
+    checker.out.problems += list(checker.file_rules(scope))
+    return checker.out
+
+
+def _items(spec: dict[str, Any], key: str, s: _FileScope, path: tuple[Any, ...]) -> list[tuple[int, Any]]:
+    """The well-formed items of a list-valued key."""
+    value = spec.get(key)
+    if not isinstance(value, list):
+        return []
+    return [(i, item) for i, item in enumerate(value) if isinstance(item, dict) and s.ok(path + (key, i))]
+
+
+@dataclass
+class _FileScope:
+    f: LoadedFile
+    bad: set[tuple[Any, ...]]
+    datasource: Datasource | None = None
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+    def ok(self, path: tuple[Any, ...]) -> bool:
+        """No schema problem at or below `path`."""
+        if not self.bad:
+            return True
+        n = len(path)
+        return not any(b[:n] == path for b in self.bad)
+
+
+class _FileChecker:
+    def __init__(self, out: FileOutcome):
+        self.out = out
+
+    # -- file level -------------------------------------------------------
+    def file_level(self, s: _FileScope) -> Iterator[Problem]:
+        data = s.f.data if isinstance(s.f.data, dict) else {}
+        if "datasource" in data and s.ok(("datasource",)):
+            ds = yield from self.datasource(s.f, ("datasource",), data["datasource"])
+            s.datasource = ds
+        if "defaults" in data and s.ok(("defaults",)):
+            s.defaults = dict(data["defaults"])
+
+    def datasource(self, f: LoadedFile, path: tuple[Any, ...], d: dict[str, Any]) -> Checks[Datasource]:
+        url = d["url"]
+        if "${" in url:
+            yield Problem(f.where(path + ("url",)), "${VAR} is expanded only in headers, bearer_token "
+                          "and basic_auth, not in the url")
+        elif not url.startswith(("http://", "https://", "file:")):
+            yield Problem(f.where(path + ("url",)),
+                          f"datasource url {url!r} must start with http://, https:// or file:")
+        timeout = yield from self.duration(f, path + ("timeout",), d.get("timeout"), DEFAULT_TIMEOUT_MS)
+        auth = d.get("basic_auth")
+        return Datasource(
+            url=url.rstrip("/") if not url.startswith("file:") else url,
+            headers=dict(d.get("headers") or {}), bearer_token=d.get("bearer_token"),
+            basic_auth=(auth["username"], auth.get("password", "")) if auth else None,
+            params=dict(d.get("params") or {}), timeout_ms=timeout,
+            max_points_per_series=d.get("max_points_per_series", DEFAULT_MAX_POINTS),
+            location=f.where(path))
+
+    def duration(self, f: LoadedFile, path: tuple[Any, ...], text: str | None, default: int) -> Checks[int]:
+        if text is None:
+            return default
+        ms = parse_duration_ms(text)
+        if ms <= 0:
+            yield Problem(f.where(path), f"{path[-1]} must be longer than 0")
+            return default
+        return ms
+
+    # -- targets ----------------------------------------------------------
+    def file_targets(self, s: _FileScope) -> Iterator[Problem]:
+        data = s.f.data if isinstance(s.f.data, dict) else {}
+        targets: dict[str, Any] = data["targets"] if isinstance(data.get("targets"), dict) else {}
+        for name, spec in targets.items():
+            path = ("targets", name)
+            if not s.ok(path):
+                self.out.targets.append((name, s.f.where_key(path), None))
+                continue
+            options = {k: v for k, v in spec.items() if k != "type"}
+            target = Target(name, spec["type"], options, s.f.where_key(path),
+                            {k: s.f.where(path + (k,)) for k in options})
+            yield from self.target_options(s.f, path, target)
+            self.out.targets.append((name, target.location, target))
+
+    def target_options(self, f: LoadedFile, path: tuple[Any, ...], t: Target) -> Iterator[Problem]:
+        opts = t.options
+        for key in ("path", "table", "metric", "body"):
+            if key in opts:
+                try:
+                    compile_template(opts[key])
+                except TemplateError as exc:
+                    yield Problem(f.where(path + (key,)), f"target {t.name!r}: {key}: {exc}")
+        for key, text in (opts.get("annotations") or {}).items():
+            try:
+                render(text, {"value": 1.0, "labels": {}, "rule": {"name": "example"}})
+            except TemplateError as exc:
+                yield Problem(f.where(path + ("annotations", key)), f"target {t.name!r}: annotation {key}: {exc}")
+        if "timeout" in opts:
+            yield from self.duration(f, path + ("timeout",), opts["timeout"], DEFAULT_TIMEOUT_MS)
+        if t.type == "sqlite" and opts.get("mode") == "upsert" and "columns" in opts:
+            missing = [c for c in UPSERT_KEY if c not in opts["columns"]]
+            if missing:
+                yield Problem(f.where(path + ("columns",)), f"target {t.name!r}: upsert needs the key columns "
+                              f"rule, labels, timestamp; missing {', '.join(missing)}")
+
+    # -- rules ------------------------------------------------------------
+    def file_rules(self, s: _FileScope) -> Iterator[Problem]:
+        data = s.f.data if isinstance(s.f.data, dict) else {}
+        rules: list[Any] = data["rules"] if isinstance(data.get("rules"), list) else []
+        for i, spec in enumerate(rules):
+            path = ("rules", i)
+            name = spec.get("name") if isinstance(spec, dict) else None
+            rule = None
+            if isinstance(spec, dict) and s.ok(("defaults",)):
+                rule = yield from self.rule(s, path, spec)
+            if isinstance(name, str):
+                self.out.rules.append((name, s.f.where(path + ("name",)), rule))
+
+    def rule(self, s: _FileScope, path: tuple[Any, ...], spec: dict[str, Any]) -> Checks[Rule | None]:
+        """Check every well-formed part of a rule; build it only when the whole rule is well-formed."""
+        f, d = s.f, s.defaults
+
+        def ok(*key: Any) -> bool:
+            return key[0] in spec and s.ok(path + key)
+
+        datasource = s.datasource
+        if ok("datasource"):
+            datasource = yield from self.datasource(f, path + ("datasource",), spec["datasource"])
+        range_ms = yield from self.duration(f, path + ("range",), spec.get("range", d.get("range")) if ok("range") or
+                                            "range" not in spec else None, DEFAULT_RANGE_MS)
+        step_ms = yield from self.duration(f, path + ("step",), spec.get("step", d.get("step")) if ok("step") or
+                                           "step" not in spec else None, DEFAULT_STEP_MS)
+        valid: dict[str, Any] = spec["valid"] if ok("valid") else {}
+        if valid.get("min") is not None and valid.get("max") is not None and valid["min"] > valid["max"]:
+            yield Problem(f.where(path + ("valid",)), f"valid: min {valid['min']} is greater than max {valid['max']}")
+        where = (yield from self.expression(f, path + ("where",), spec["where"], before_thresholds=True)) \
+            if ok("where") else None
+        thresholds: list[Threshold] = []
+        for i, t in _items(spec, "thresholds", s, path):
+            th = yield from self.threshold(f, path + ("thresholds", i), t)
+            if th is not None:
+                thresholds.append(th)
+        routes = []
+        for i, r in _items(spec, "route", s, path):
+            rp = path + ("route", i)
+            when = yield from self.expression(f, rp + ("when",), r.get("when"))
+            to = (r["to"],) if isinstance(r["to"], str) else tuple(r["to"])
+            routes.append(Route(to, when, f.where(rp)))
+            for j, name in enumerate(to):
+                to_path = rp + ("to",) + (() if isinstance(r["to"], str) else (j,))
+                self.out.route_refs.append((spec.get("name", "?"), name, f.where(to_path)))
+        if not s.ok(path):
+            return None
+        return Rule(
+            name=spec["name"], query=spec["query"], location=f.where(path), datasource=datasource,
+            range_ms=range_ms, step_ms=step_ms, instant=bool(spec.get("instant", False)),
+            labels={**d.get("labels", {}), **spec.get("labels", {})},
+            valid_min=valid.get("min"), valid_max=valid.get("max"), where=where,
+            thresholds=tuple(thresholds), routes=tuple(routes), description=spec.get("description", ""))
+
+    def threshold(self, f: LoadedFile, path: tuple[Any, ...], t: dict[str, Any]) -> Checks[Threshold | None]:
+        given = [k for k in (*CONDITIONS, "when") if k in t]
+        if len(given) != 1:
+            what = "none" if not given else ", ".join(given)
+            yield Problem(f.where(path), "a threshold needs exactly one of above, below, at_least, at_most, "
+                          f"when (found {what})")
+            return None
+        for_ms = yield from self.duration(f, path + ("for",), t.get("for"), 0)
+        key = given[0]
+        when = yield from self.expression(f, path + ("when",), t.get("when"), before_thresholds=True)
+        if key == "when" and when is None:
+            return None
+        return Threshold(severity=t.get("severity", "alert"), op=CONDITIONS.get(key, "when"),
+                         value=float(t[key]) if key != "when" else None, when=when, for_ms=for_ms,
+                         location=f.where(path))
+
+    def expression(self, f: LoadedFile, path: tuple[Any, ...], text: str | None,
+                   before_thresholds: bool = False) -> Checks[expr.Node | None]:
+        if text is None:
+            return None
+        try:
+            node = expr.parse(text)
+        except expr.ExprError as exc:
+            yield Problem(f.where_in(path, exc.offset), f"{path[-1]}: {exc.message}")
+            return None
+        late = expr.names(node) & {"severity", "alert"}
+        if before_thresholds and late:
+            yield Problem(f.where(path), f"{path[-1]}: {sorted(late)[0]} is not known yet here (thresholds run "
+                          "after where and their own conditions); use it in a route's when")
+            return None
+        return node
