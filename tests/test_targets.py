@@ -150,3 +150,20 @@ def test_confine_refuses_symlink_escape(tmp_path: Path) -> None:
     for bad in ("/etc/passwd", "../x.csv", "a/../../x.csv", "a\x00b.csv", "", "dir/"):
         with pytest.raises(TemplateError):
             confine(str(out), bad)
+
+
+def test_sqlite_writers_in_several_processes_all_land(tmp_path: Path) -> None:
+    """Other processes (a second cron run, say) wait on SQLite's own lock instead of failing."""
+    import subprocess
+    import sys
+    db = str(tmp_path / "s.db")
+    code = (
+        "import sys; sys.path.insert(0, %r)\n"
+        "from tests.test_targets import table, target\n"
+        "from vmrules.targets import sqlite\n"
+        "for _ in range(5):\n"
+        "    sqlite.write(table(), %r, 'tab', 'r', target('sqlite', mode='append'))\n"
+    ) % (str(Path(__file__).parent.parent), db)
+    procs = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(3)]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0, 0]
+    assert sqlite3.connect(db).execute('SELECT count(*) FROM "tab"').fetchone() == (60,)

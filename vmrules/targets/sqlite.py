@@ -7,7 +7,10 @@ as RFC 3339 text (which SQLite's date functions read), alert as 0/1.
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import threading
+import time
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -35,13 +38,40 @@ def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+_locks: dict[str, threading.Lock] = {}
+_locks_guard = threading.Lock()
+
+
+def _lock(db_path: str) -> threading.Lock:
+    """One writer per database file within this process (other processes wait on SQLite's lock)."""
+    key = os.path.realpath(db_path)
+    with _locks_guard:
+        return _locks.setdefault(key, threading.Lock())
+
+
 def write(table: pa.Table, db_path: str, table_name: str, rule: str, target: Target) -> int:
     """Write the rows of one rule; returns the number of rows written."""
-    mode = target.options.get("mode", "append")
+    with _lock(db_path):
+        return _write(table, db_path, table_name, rule, target.options.get("mode", "append"))
+
+
+def _wal(con: sqlite3.Connection) -> None:
+    """Switch to WAL once; the switch needs a moment without other connections, so retry briefly."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+        try:
+            con.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def _write(table: pa.Table, db_path: str, table_name: str, rule: str, mode: str) -> int:
     con = sqlite3.connect(db_path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
     try:
         con.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-        con.execute("PRAGMA journal_mode=WAL")
+        _wal(con)
         con.execute("BEGIN IMMEDIATE")
         try:
             _prepare(con, table_name, table.schema, mode)
