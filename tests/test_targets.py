@@ -157,13 +157,14 @@ def test_sqlite_writers_in_several_processes_all_land(tmp_path: Path) -> None:
     import subprocess
     import sys
     db = str(tmp_path / "s.db")
+    root = str(Path(__file__).parent.parent)
     code = (
-        "import sys; sys.path.insert(0, %r)\n"
+        f"import sys; sys.path.insert(0, {root!r})\n"
         "from tests.test_targets import table, target\n"
         "from vmrules.targets import sqlite\n"
         "for _ in range(5):\n"
-        "    sqlite.write(table(), %r, 'tab', 'r', target('sqlite', mode='append'))\n"
-    ) % (str(Path(__file__).parent.parent), db)
+        f"    sqlite.write(table(), {db!r}, 'tab', 'r', target('sqlite', mode='append'))\n"
+    )
     procs = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(3)]
     assert [p.wait(timeout=120) for p in procs] == [0, 0, 0]
     assert sqlite3.connect(db).execute('SELECT count(*) FROM "tab"').fetchone() == (60,)
