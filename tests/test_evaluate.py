@@ -70,8 +70,9 @@ def test_counts_and_routes(tmp_path: Path) -> None:
     res = result([{"labels": {"instance": "a", "env": "prod"}, "values": "10 60 95 200 NaN"},
                   {"labels": {"instance": "b", "env": "dev"}, "values": "95 95"}])
     ev = evaluate(rs.rules[0], res, rs.targets)
-    assert (ev.series, ev.samples, ev.invalid, ev.filtered, ev.alerts) == (2, 7, 2, 2, 2)
-    assert ev.by_severity == {"critical": 1, "warning": 1}
+    c = ev.counts
+    assert (c.series, c.samples, c.invalid, c.filtered, c.alerts) == (2, 7, 2, 2, 2)
+    assert c.by_severity == {"critical": 1, "warning": 1}
     assert ev.routed["crit"].num_rows == 1
     assert ev.routed["both"].num_rows == 2          # a row reaches a target once
     assert ev.routed["all"].num_rows == 3

@@ -22,18 +22,25 @@ _ROW = "__row"
 
 
 @dataclass
+class Counts:
+    """What happened to a rule's samples."""
+
+    series: int = 0
+    samples: int = 0
+    invalid: int = 0         # dropped by `valid`
+    filtered: int = 0        # dropped by `where`
+    alerts: int = 0
+    by_severity: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
 class Evaluation:
     """A rule's row table, the rows routed to each target, and the numbers of the run."""
 
     rule: str
     table: pa.Table
     routed: dict[str, pa.Table]
-    series: int = 0
-    samples: int = 0
-    invalid: int = 0
-    filtered: int = 0
-    alerts: int = 0
-    by_severity: dict[str, int] = field(default_factory=dict)
+    counts: Counts = field(default_factory=Counts)
 
 
 @dataclass
@@ -73,7 +80,7 @@ def evaluate(rule: Rule, result: QueryResult, targets: Mapping[str, Target]) -> 
     """Apply the rule to fetched samples and route the rows to its targets."""
     series = _Series.of(result, rule.labels)
     sid, ts, val = result.series_id, result.ts_ms, result.values
-    ev = Evaluation(rule.name, pa.table({}), {}, series=len(series.labels), samples=result.samples)
+    ev = Evaluation(rule.name, pa.table({}), {}, Counts(series=len(series.labels), samples=result.samples))
     keep = np.ones(len(val), bool)
     if rule.valid_min is not None or rule.valid_max is not None:
         keep &= ~np.isnan(val)
@@ -81,13 +88,13 @@ def evaluate(rule: Rule, result: QueryResult, targets: Mapping[str, Target]) -> 
             keep &= val >= rule.valid_min
         if rule.valid_max is not None:
             keep &= val <= rule.valid_max
-        ev.invalid = int(len(val) - keep.sum())
+        ev.counts.invalid = int(len(val) - keep.sum())
     if rule.where is not None:
         idx = np.flatnonzero(keep)
         work = _working(rule, series, sid[idx], ts[idx], val[idx], expr.names(rule.where))
         passed = np.zeros(len(val), bool)
         passed[idx[_mask(work, rule.where)]] = True
-        ev.filtered = int(keep.sum() - passed.sum())
+        ev.counts.filtered = int(keep.sum() - passed.sum())
         keep = passed
     sid, ts, val = sid[keep], ts[keep], val[keep]
     sev_idx, names = _severities(rule, series, sid, ts, val)
@@ -103,10 +110,10 @@ def evaluate(rule: Rule, result: QueryResult, targets: Mapping[str, Target]) -> 
         "severity": severity,
         "alert": pa.array(alert, pa.bool_()),
     })
-    ev.alerts = int(alert.sum())
+    ev.counts.alerts = int(alert.sum())
     if names:
         counts = np.bincount(sev_idx[alert], minlength=len(names))
-        ev.by_severity = {n: int(c) for n, c in zip(names, counts, strict=True) if c}
+        ev.counts.by_severity = {n: int(c) for n, c in zip(names, counts, strict=True) if c}
     ev.routed = _route(rule, series, sid, ev.table, targets)
     return ev
 

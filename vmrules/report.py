@@ -40,8 +40,9 @@ def format_summary(report: RunReport, output_dir: str) -> str:
     rows = [head]
     for r in report.rules:
         written = ", ".join(f"{k}={v}" for k, v in r.rows.items()) or "-"
-        rows.append((r.name, r.status, str(r.series), str(r.samples), str(r.invalid), str(r.filtered),
-                     str(r.alerts), f"{r.seconds:.2f}", written))
+        c = r.counts
+        rows.append((r.name, r.status, str(c.series), str(c.samples), str(c.invalid), str(c.filtered),
+                     str(c.alerts), f"{r.seconds:.2f}", written))
     widths = [max(len(row[i]) for row in rows) for i in range(len(head) - 1)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1] for row in rows]
     if report.outputs:

@@ -16,7 +16,7 @@ import pyarrow as pa
 from vmrules import targets
 from vmrules.durations import format_time_ms
 from vmrules.errors import RuleError, UsageError
-from vmrules.evaluate import Evaluation, evaluate
+from vmrules.evaluate import Counts, Evaluation, evaluate
 from vmrules.fetch.client import HttpSource, redact_url
 from vmrules.fetch.filesource import FileSource
 from vmrules.fetch.result import FetchError, QueryResult, combine
@@ -64,12 +64,7 @@ class RuleReport:
     destinations: list[Destination] = field(default_factory=list)
     status: str = "planned"   # planned | ok | failed
     error: str = ""
-    series: int = 0
-    samples: int = 0
-    invalid: int = 0
-    filtered: int = 0
-    alerts: int = 0
-    by_severity: dict[str, int] = field(default_factory=dict)
+    counts: Counts = field(default_factory=Counts)
     rows: dict[str, int] = field(default_factory=dict)
     requests: int = 0
     bytes_read: int = 0
@@ -201,8 +196,7 @@ def _run_rule(rule: Rule, rep: RuleReport, ds: Datasource, ruleset: RuleSet, opt
         result = _fetch(rule, ds, rep.window, options, log)
         rep.requests, rep.bytes_read = result.requests, result.bytes_read
         ev = evaluate(rule, result, ruleset.targets)
-        rep.series, rep.samples, rep.invalid, rep.filtered = ev.series, ev.samples, ev.invalid, ev.filtered
-        rep.alerts, rep.by_severity = ev.alerts, ev.by_severity
+        rep.counts = ev.counts
         for dest in rep.destinations:
             table = ev.routed.get(dest.target.name)
             if table is not None and dest.table is not None:
