@@ -89,27 +89,17 @@ def evaluate(rule: Rule, result: QueryResult, targets: Mapping[str, Target]) -> 
         if rule.valid_max is not None:
             keep &= val <= rule.valid_max
         ev.counts.invalid = int(len(val) - keep.sum())
+        sid, ts, val = sid[keep], ts[keep], val[keep]
+    table = _rows(rule, series, sid, ts, val)
     if rule.where is not None:
-        idx = np.flatnonzero(keep)
-        work = _working(rule, series, sid[idx], ts[idx], val[idx], expr.names(rule.where))
-        passed = np.zeros(len(val), bool)
-        passed[idx[_mask(work, rule.where)]] = True
-        ev.counts.filtered = int(keep.sum() - passed.sum())
-        keep = passed
-    sid, ts, val = sid[keep], ts[keep], val[keep]
-    sev_idx, names = _severities(rule, series, sid, ts, val)
+        passed = _mask(table, series, sid, rule.where)
+        ev.counts.filtered = int(len(val) - passed.sum())
+        sid, ts, val, table = sid[passed], ts[passed], val[passed], table.filter(pa.array(passed))
+    sev_idx, names = _severities(rule, series, table, sid, ts, val)
     alert = sev_idx >= 0
     severity = pa.DictionaryArray.from_arrays(pa.array(np.where(alert, sev_idx, 0).astype(np.int32), mask=~alert),
                                               pa.array(names, pa.string()))
-    ev.table = pa.table({
-        "rule": dict_column([rule.name], np.zeros(len(val), np.int32)),
-        "metric": dict_column(series.metric, sid),
-        "labels": dict_column(series.labels_json, sid),
-        "timestamp": pa.array(ts, TIMESTAMP),
-        "value": pa.array(val, pa.float64()),
-        "severity": severity,
-        "alert": pa.array(alert, pa.bool_()),
-    })
+    ev.table = table.set_column(5, "severity", severity).set_column(6, "alert", pa.array(alert, pa.bool_()))
     ev.counts.alerts = int(alert.sum())
     if names:
         counts = np.bincount(sev_idx[alert], minlength=len(names))
@@ -118,39 +108,39 @@ def evaluate(rule: Rule, result: QueryResult, targets: Mapping[str, Target]) -> 
     return ev
 
 
-def _working(rule: Rule, series: _Series, sid: np.ndarray, ts: np.ndarray, val: np.ndarray,
-             names: set[str], table: pa.Table | None = None) -> pa.Table:
-    """A table with the columns an expression reads (label columns as plain strings)."""
-    cols: dict[str, pa.Array] = {_ROW: pa.array(np.arange(len(sid), dtype=np.int64))}
-    for name in names:
-        if table is not None and name in table.column_names:
+def _rows(rule: Rule, series: _Series, sid: np.ndarray, ts: np.ndarray, val: np.ndarray) -> pa.Table:
+    """The row table of the contract, severity not yet assigned."""
+    return pa.table({
+        "rule": dict_column([rule.name], np.zeros(len(val), np.int32)),
+        "metric": dict_column(series.metric, sid),
+        "labels": dict_column(series.labels_json, sid),
+        "timestamp": pa.array(ts, TIMESTAMP),
+        "value": pa.array(val, pa.float64()),
+        "severity": pa.nulls(len(val), pa.string()),
+        "alert": pa.array(np.zeros(len(val), bool)),
+    })
+
+
+def _mask(table: pa.Table, series: _Series, sid: np.ndarray, node: expr.Node) -> np.ndarray:
+    """Boolean mask of the rows for which the expression is true (null counts as false).
+
+    The expression sees the row columns (dictionaries decoded) and one plain string
+    column per label it reads; Arrow's filter may reorder rows, so a row number travels along.
+    """
+    cols: dict[str, pa.Array] = {_ROW: pa.array(np.arange(table.num_rows, dtype=np.int64))}
+    for name in expr.names(node):
+        if name in table.column_names:
             col = table.column(name)
             cols[name] = col.cast(col.type.value_type) if pa.types.is_dictionary(col.type) else col
-        elif name == "rule":
-            cols[name] = pa.array([rule.name], pa.string()).take(pa.array(np.zeros(len(sid), np.int32)))
-        elif name == "timestamp":
-            cols[name] = pa.array(ts, TIMESTAMP)
-        elif name == "value":
-            cols[name] = pa.array(val, pa.float64())
-        elif name == "severity":
-            cols[name] = pa.nulls(len(sid), pa.string())
-        elif name == "alert":
-            cols[name] = pa.array(np.zeros(len(sid), bool))
         else:
-            per_series = {"metric": series.metric, "labels": series.labels_json}.get(name) or series.label(name)
-            cols[expr.column_name(name)] = pa.array(per_series, pa.string()).take(pa.array(sid))
-    return pa.table(cols)
-
-
-def _mask(work: pa.Table, node: expr.Node) -> np.ndarray:
-    """Boolean mask of the rows for which the expression is true (null counts as false)."""
-    kept = work.filter(expr.to_arrow(node)).column(_ROW).to_numpy()
-    mask = np.zeros(work.num_rows, bool)
+            cols[expr.column_name(name)] = pa.array(series.label(name), pa.string()).take(pa.array(sid))
+    kept = pa.table(cols).filter(expr.to_arrow(node)).column(_ROW).to_numpy()
+    mask = np.zeros(table.num_rows, bool)
     mask[kept] = True
     return mask
 
 
-def _severities(rule: Rule, series: _Series, sid: np.ndarray, ts: np.ndarray,
+def _severities(rule: Rule, series: _Series, table: pa.Table, sid: np.ndarray, ts: np.ndarray,
                 val: np.ndarray) -> tuple[np.ndarray, list[str]]:
     """Index into the severity names per row (-1: none); the first satisfied threshold wins."""
     names = list(dict.fromkeys(t.severity for t in rule.thresholds))
@@ -159,13 +149,9 @@ def _severities(rule: Rule, series: _Series, sid: np.ndarray, ts: np.ndarray,
         return sev, names
     first = np.ones(len(val), bool)
     first[1:] = (sid[1:] != sid[:-1]) | (np.diff(ts) != rule.step_ms)
-    when_names = set().union(*(expr.names(t.when) for t in rule.thresholds if t.when is not None))
-    work = _working(rule, series, sid, ts, val, when_names) if when_names or any(
-        t.when is not None for t in rule.thresholds) else None
     for th in reversed(rule.thresholds):
         if th.when is not None:
-            assert work is not None
-            cond = _mask(work, th.when)
+            cond = _mask(table, series, sid, th.when)
         else:
             cond = _COMPARE[th.op](val, float(th.value or 0.0))
         if th.for_ms > 0:
@@ -191,11 +177,7 @@ def _route(rule: Rule, series: _Series, sid: np.ndarray, table: pa.Table,
     """Rows per target: a row goes to a target once when any route to it matches."""
     masks: dict[str, np.ndarray] = {}
     for route in rule.routes:
-        if route.when is None:
-            m = np.ones(table.num_rows, bool)
-        else:
-            m = _mask(_working(rule, series, sid, np.asarray(table.column("timestamp").cast(pa.int64())),
-                               table.column("value").to_numpy(), expr.names(route.when), table), route.when)
+        m = np.ones(table.num_rows, bool) if route.when is None else _mask(table, series, sid, route.when)
         for name in route.to:
             masks[name] = masks[name] | m if name in masks else m
     out = {}
