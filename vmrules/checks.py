@@ -115,6 +115,7 @@ class _FileChecker:
             headers=dict(d.get("headers") or {}), bearer_token=d.get("bearer_token"),
             basic_auth=(auth["username"], auth.get("password", "")) if auth else None,
             params=dict(d.get("params") or {}), timeout_ms=timeout,
+            ca_file=d.get("ca_file"), tls_insecure=bool(d.get("tls_insecure", False)),
             max_points_per_series=d.get("max_points_per_series", DEFAULT_MAX_POINTS),
             location=f.where(path))
 

@@ -86,9 +86,12 @@ def apply_cmd(paths: tuple[str, ...], datasource: str | None, from_: str | None,
     except ConfigError as exc:
         click.echo(format_problems(exc.problems), err=True)
         raise click.exceptions.Exit(2) from None
-    log = (lambda m: click.echo(f"vmrules: {m}", err=True)) if verbose else None
+    def say(message: str) -> None:
+        click.echo(f"vmrules: {message}", err=True)
+
     options = ApplyOptions(output_dir=output_dir, datasource=datasource, from_ms=from_ms, to_ms=to_ms,
-                           rules=rules, dry_run=dry_run, concurrency=concurrency, log=log)
+                           rules=rules, dry_run=dry_run, concurrency=concurrency, log=say if verbose else None,
+                           notice=None if quiet else say)
     try:
         report = apply(ruleset, options)
     except UsageError as exc:

@@ -26,6 +26,8 @@ class Datasource:
     basic_auth: tuple[str, str] | None = None
     params: Mapping[str, str] = field(default_factory=dict)
     timeout_ms: int = DEFAULT_TIMEOUT_MS
+    ca_file: str | None = None
+    tls_insecure: bool = False
     max_points_per_series: int = DEFAULT_MAX_POINTS
     location: Location | None = None
 

@@ -20,6 +20,7 @@ from vmrules.evaluate import Counts, Evaluation, evaluate
 from vmrules.fetch.client import HttpSource, redact_url
 from vmrules.fetch.filesource import FileSource
 from vmrules.fetch.result import FetchError, QueryResult, combine
+from vmrules.lock import run_lock
 from vmrules.model import Datasource, Rule, RuleSet, Target
 from vmrules.targets.atomic import atomic_path
 from vmrules.templates import TemplateError, check_table_name, confine, render
@@ -41,7 +42,8 @@ class ApplyOptions:
     dry_run: bool = False
     concurrency: int = 4
     env: Mapping[str, str] | None = None     # for ${VAR}; default os.environ
-    log: Log | None = None
+    log: Log | None = None                   # -v: requests, retries, files
+    notice: Log | None = None                # always shown: waiting for another run's lock
 
 
 @dataclass
@@ -115,6 +117,14 @@ def apply(ruleset: RuleSet, options: ApplyOptions) -> RunReport:
     report = RunReport(run, reports)
     if options.dry_run:
         return report
+    with run_lock(options.output_dir, options.notice or log):
+        _execute(rules, ruleset, sources, report, options, log)
+    return report
+
+
+def _execute(rules: list[Rule], ruleset: RuleSet, sources: dict[str, Datasource], report: RunReport,
+             options: ApplyOptions, log: Log) -> None:
+    reports = report.rules
     by_name = {r.name: r for r in rules}
     parts: dict[str, list[tuple[RuleReport, Destination, pa.Table]]] = {}
     with ThreadPoolExecutor(max_workers=max(1, options.concurrency)) as pool:
@@ -130,7 +140,6 @@ def apply(ruleset: RuleSet, options: ApplyOptions) -> RunReport:
             for name, table in ev.routed.items():
                 report.tables[(rep.name, name)] = table
     _write_files(parts, report, log)
-    return report
 
 
 def _select(ruleset: RuleSet, names: Sequence[str]) -> list[Rule]:

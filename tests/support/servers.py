@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import socket
+import ssl
 import struct
 import subprocess
 import threading
@@ -127,8 +128,11 @@ class Seen:
 class FaultServer:
     """A loopback HTTP server that answers each request with the next scripted Reply."""
 
-    def __init__(self, script: list[Reply] | Callable[[Seen], Reply]):
+    def __init__(self, script: list[Reply] | Callable[[Seen], Reply], tls: tuple[str, str] | None = None):
         self.script = script
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._count = threading.Lock()
         self.seen: list[Seen] = []
         server = self
 
@@ -145,7 +149,14 @@ class FaultServer:
                 seen = Seen(self.command, parsed.path, urllib.parse.parse_qs(parsed.query),
                             {k: v for k, v in self.headers.items()}, body)
                 server.seen.append(seen)
-                reply = server.next(seen)
+                with server._count:
+                    server.in_flight += 1
+                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                try:
+                    reply = server.next(seen)
+                finally:
+                    with server._count:
+                        server.in_flight -= 1
                 if reply.reset:   # RST: linger 0, then close the descriptor itself
                     self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                     os.close(self.connection.detach())
@@ -175,7 +186,13 @@ class FaultServer:
 
         self.httpd = Server(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        scheme = "http"
+        if tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*tls)
+            self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+            scheme = "https"
+        self.url = f"{scheme}://127.0.0.1:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
 
@@ -189,6 +206,15 @@ class FaultServer:
     def stop(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def self_signed(folder: str) -> tuple[str, str]:
+    """A certificate and key for 127.0.0.1, made with openssl (Debian's)."""
+    cert, key = os.path.join(folder, "cert.pem"), os.path.join(folder, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", cert],
+                   check=True, capture_output=True)
+    return cert, key
 
 
 def matrix(series: list[tuple[dict[str, str], list[tuple[float, str]]]], **extra: Any) -> bytes:

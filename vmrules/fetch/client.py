@@ -8,6 +8,7 @@ import random
 import re
 import time
 import urllib.parse
+import warnings
 from collections.abc import Callable, Mapping
 
 import requests
@@ -53,7 +54,10 @@ class HttpSource:
         self.ds = ds
         self.log = log or (lambda _msg: None)
         self.session = requests.Session()
-        self.session.trust_env = False
+        self.session.trust_env = False           # no proxies or .netrc credentials from the environment
+        self.session.verify = ds.ca_file or not ds.tls_insecure
+        if ds.tls_insecure:   # asked for explicitly in the rule file; the README says what it costs
+            warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
         host = urllib.parse.urlsplit(ds.url).hostname or ""
         self.session.headers["Accept-Encoding"] = "identity" if host in LOOPBACK else "gzip"
         self.session.headers["User-Agent"] = "vmrules"
@@ -120,6 +124,9 @@ class HttpSource:
             resp = self.session.request("POST" if post else "GET", url, params=None if post else params,
                                         data=params if post else None, timeout=self.timeout_s,
                                         stream=True, allow_redirects=False)
+        except requests.exceptions.SSLError as exc:
+            raise FetchError(f"TLS failed: {_reason(exc)} (set ca_file to the CA that signed the server's "
+                             "certificate)") from None
         except requests.exceptions.ConnectionError as exc:
             raise _Retryable(f"cannot connect: {_reason(exc)}") from None
         except requests.exceptions.Timeout:
@@ -173,7 +180,8 @@ def _retry_after(resp: requests.Response) -> float | None:
 
 def _reason(exc: Exception) -> str:
     text = str(exc)
-    for marker in ("Connection refused", "Name or service not known", "Temporary failure in name resolution",
+    for marker in ("certificate verify failed", "Connection refused", "Name or service not known",
+                   "Temporary failure in name resolution",
                    "timed out", "Connection reset", "IncompleteRead", "Remote end closed"):
         if marker in text:
             return marker.lower() if marker != "IncompleteRead" else "the answer was shorter than announced"
