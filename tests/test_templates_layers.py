@@ -76,3 +76,17 @@ def test_layers_point_one_way() -> None:
             assert not any(d.startswith("vmrules.fetch.client") for d in deps), rel
         if rel.startswith("targets/"):
             assert not any(d in ("vmrules.load", "vmrules.validate", "vmrules.run") for d in deps), rel
+
+
+@pytest.mark.parametrize("team, message", [
+    ("../../etc", "leaves the output directory"),
+    ("/etc", "is absolute"),
+    ("a\\u0000b", "NUL"),
+])
+def test_label_values_cannot_steer_paths_out(tmp_path: Path, team: str, message: str) -> None:
+    (tmp_path / "r.yaml").write_text(
+        "version: 1\ntargets:\n  t: {type: csv, path: '{{ rule.labels.team }}/x.csv'}\n"
+        f'rules:\n  - {{name: r, query: up, labels: {{team: "{team}"}}, route: [{{to: t}}]}}\n')
+    result = validate_paths([str(tmp_path)])
+    assert len(result.problems) == 1 and message in result.problems[0].message
+    assert "(rendered for rule 'r')" in result.problems[0].message
