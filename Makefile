@@ -29,9 +29,10 @@ demo: $(VENV)/.run
 	@find exports/demo exports/seed-layout -type f ! -name '*-wal' ! -name '*-shm' | sort | sed 's/^/  /'
 
 system-deps:
-	@command -v victoria-metrics >/dev/null && command -v vmauth >/dev/null || { \
-		echo "installing Debian's victoria-metrics"; \
-		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq victoria-metrics >/dev/null; }
+	@command -v victoria-metrics >/dev/null && command -v vmauth >/dev/null \
+		&& command -v prometheus-alertmanager >/dev/null || { \
+		echo "installing Debian's victoria-metrics and prometheus-alertmanager"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq victoria-metrics prometheus-alertmanager >/dev/null; }
 
 lint: $(VENV)/.test
 	$(BIN)/ruff check vmrules tests bench examples

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.support.servers import FaultServer, Reply, matrix
-from vmrules.fetch import client
+from vmrules import http as client
 from vmrules.fetch.client import HttpSource, redact_url
 from vmrules.fetch.parse import _fast_matrix, _slow, parse_answer
 from vmrules.fetch.result import FetchError

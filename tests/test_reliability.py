@@ -21,8 +21,8 @@ from click.testing import CliRunner
 from tests.support import read
 from tests.support.data import END_S, export_jsonl
 from tests.support.servers import FaultServer, Reply, Seen, matrix, self_signed
+from vmrules import http as client
 from vmrules.cli import main
-from vmrules.fetch import client
 from vmrules.lock import run_lock
 
 VMRULES = [sys.executable, "-m", "vmrules"]

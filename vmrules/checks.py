@@ -33,6 +33,13 @@ T = TypeVar("T")
 Checks = Generator[Problem, None, T]   # yields problems, returns what it built
 
 
+class _AnyLabels(dict[str, str]):
+    """Series labels are unknown until apply: any label reads as a sample value."""
+
+    def __missing__(self, key: str) -> str:
+        return "example"
+
+
 @dataclass
 class FileOutcome:
     """What one file contributes: its problems, and its targets, rules and route references by name."""
@@ -153,7 +160,7 @@ class _FileChecker:
                     yield Problem(f.where(path + (key,)), f"target {t.name!r}: {key}: {exc}")
         for key, text in (opts.get("annotations") or {}).items():
             try:
-                render(text, {"value": 1.0, "labels": {}, "rule": {"name": "example"}})
+                render(text, {"value": 1.0, "labels": _AnyLabels(), "rule": {"name": "example"}})
             except TemplateError as exc:
                 yield Problem(f.where(path + ("annotations", key)), f"target {t.name!r}: annotation {key}: {exc}")
         if "timeout" in opts:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 
@@ -49,8 +50,25 @@ def validate(paths: tuple[str, ...], fmt: str, quiet: bool) -> None:
 
 @main.command("schema")
 def schema_cmd() -> None:
-    """Print the JSON Schema of rule files (for editors and other tools)."""
-    click.echo(schema_text(), nl=False)
+    """Print the JSON Schema of rule files (for editors and other tools), with installed plugins' targets."""
+    from vmrules.plugins import target_plugins
+    from vmrules.schema import schema
+
+    if target_plugins():
+        click.echo(json.dumps(schema(), indent=2))
+    else:
+        click.echo(schema_text(), nl=False)
+
+
+@main.command("targets")
+def targets_cmd() -> None:
+    """List the target types: built-in ones and those of installed plugins (entry points vmrules.targets)."""
+    from vmrules.targets import registry
+
+    types = registry().values()
+    width = max(len(t.name) for t in types)
+    for t in types:
+        click.echo(f"{t.name.ljust(width)}  {t.kind:<8}  {t.source:<12}  {t.description}")
 
 
 @main.command("apply")

@@ -49,7 +49,7 @@ def format_summary(report: RunReport, output_dir: str) -> str:
         lines.append("")
         lines.append(f"exports in {output_dir}:")
         for o in report.outputs:
-            where = os.path.relpath(o.path, os.path.realpath(output_dir))
+            where = o.path if o.kind == "service" else os.path.relpath(o.path, os.path.realpath(output_dir))
             table = f" table {o.table}" if o.table else ""
             lines.append(f"  {where}{table}  ({o.type}, {o.rows} rows, target {o.target})")
     return "\n".join(lines)
@@ -69,6 +69,6 @@ def format_plan(report: RunReport, output_dir: str) -> str:
         if r.error:
             lines.append(f"  error: {r.error}")
         for d in r.destinations:
-            rel = os.path.relpath(d.path, os.path.realpath(output_dir))
+            rel = d.path if d.kind == "service" else os.path.relpath(d.path, os.path.realpath(output_dir))
             lines.append(f"  -> {d.target.name} ({d.target.type}): {rel}" + (f" table {d.table}" if d.table else ""))
     return "\n".join(lines)

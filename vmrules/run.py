@@ -17,12 +17,14 @@ from vmrules import targets
 from vmrules.durations import format_time_ms
 from vmrules.errors import RuleError, UsageError
 from vmrules.evaluate import Counts, Evaluation, evaluate
-from vmrules.fetch.client import HttpSource, redact_url
+from vmrules.fetch.client import HttpSource
 from vmrules.fetch.filesource import FileSource
 from vmrules.fetch.result import FetchError, QueryResult, combine
+from vmrules.http import HttpError, redact_url
 from vmrules.lock import run_lock
 from vmrules.model import Datasource, Rule, RuleSet, Target
 from vmrules.targets.atomic import atomic_path
+from vmrules.targets.service import Delivery
 from vmrules.templates import TemplateError, check_table_name, confine, render
 from vmrules.validate import rule_template_context
 from vmrules.window import Window, rule_window
@@ -48,11 +50,13 @@ class ApplyOptions:
 
 @dataclass
 class Destination:
-    """Where one target of one rule writes: a file, or a table in a database file."""
+    """Where one target of one rule writes: a file, a table in a database file, or a service."""
 
     target: Target
-    path: str                 # absolute, inside the output directory
-    table: str | None = None  # sqlite only
+    kind: str                 # file | database | service
+    path: str                 # file or database: absolute, inside the output directory; service: its URL
+    table: str | None = None  # database only
+    context: dict[str, Any] = field(default_factory=dict)   # what its templates see
 
 
 @dataclass
@@ -75,13 +79,14 @@ class RuleReport:
 
 @dataclass
 class Output:
-    """One file or table written by the run."""
+    """One file, table or service written by the run."""
 
     target: str
     type: str
-    path: str
+    path: str                 # file or database path; a service's URL
     table: str | None
     rows: int
+    kind: str = "file"
 
 
 @dataclass
@@ -135,7 +140,7 @@ def _execute(rules: list[Rule], ruleset: RuleSet, sources: dict[str, Datasource]
                 continue
             for dest in rep.destinations:
                 table = ev.routed.get(dest.target.name)
-                if table is not None and dest.table is None:
+                if table is not None and dest.kind == "file":
                     parts.setdefault(dest.path, []).append((rep, dest, table))
             for name, table in ev.routed.items():
                 report.tables[(rep.name, name)] = table
@@ -171,16 +176,18 @@ def _plan(rule: Rule, ruleset: RuleSet, ds: Datasource, window: Window, run: dic
         for name in names:
             t = ruleset.targets[name]
             ctx = rule_template_context(rule, run_ctx, t)
-            kind = targets.kind(t.type)
+            kind = targets.get(t.type).kind
             if kind == "service":
-                raise RuleError(rule.name, f"target {name}: type {t.type} is not available in this version")
+                where = redact_url(str(t.options.get("url", "")))
+                if "metric" in t.options:
+                    where += f" as {render(t.options['metric'], ctx)}"
+                rep.destinations.append(Destination(t, kind, where, context=ctx))
+                continue
             path = confine(options.output_dir, render(t.options["path"], ctx))
             table = check_table_name(render(t.options["table"], ctx)) if kind == "database" else None
-            rep.destinations.append(Destination(t, path, table))
+            rep.destinations.append(Destination(t, kind, path, table, ctx))
     except (TemplateError, targets.UnknownTarget) as exc:
         rep.status, rep.error = "failed", f"target paths: {exc}"
-    except RuleError as exc:
-        rep.status, rep.error = "failed", exc.message
     return rep
 
 
@@ -189,7 +196,7 @@ def _check_shared_paths(reports: list[RuleReport]) -> None:
     owner: dict[str, str] = {}
     for rep in reports:
         for d in rep.destinations:
-            if d.table is not None:
+            if d.kind != "file":
                 continue
             first = owner.setdefault(d.path, d.target.name)
             if first != d.target.name:
@@ -208,14 +215,25 @@ def _run_rule(rule: Rule, rep: RuleReport, ds: Datasource, ruleset: RuleSet, opt
         rep.counts = ev.counts
         for dest in rep.destinations:
             table = ev.routed.get(dest.target.name)
-            if table is not None and dest.table is not None:
+            if table is None or dest.kind == "file":
+                continue
+            write = targets.get(dest.target.type).write
+            if dest.kind == "database":
                 os.makedirs(os.path.dirname(dest.path), exist_ok=True)
-                rep.rows[dest.target.name] = targets.DATABASE_WRITERS[dest.target.type](
-                    table, dest.path, dest.table, rule.name, dest.target)
+                rep.rows[dest.target.name] = write(table, dest.path, dest.table, rule.name, dest.target)
+            else:
+                delivery = Delivery(dest.target, table, ev.table, dest.context, rule.step_ms,
+                                    options.env if options.env is not None else os.environ, log)
+                try:
+                    rep.rows[dest.target.name] = write(delivery)
+                except HttpError as exc:
+                    raise RuleError(rule.name, f"target {dest.target.name}: {exc}") from None
         rep.status = "ok"
         return ev
     except FetchError as exc:
         rep.status, rep.error = "failed", f"datasource {rep.datasource}: {exc}"
+    except RuleError as exc:
+        rep.status, rep.error = "failed", exc.message
     except Exception as exc:  # noqa: BLE001 - one rule's failure must never stop the others
         rep.status, rep.error = "failed", f"{type(exc).__name__}: {exc}"
     finally:
@@ -244,20 +262,20 @@ def _write_files(parts: dict[str, list[tuple[RuleReport, Destination, pa.Table]]
         table = pa.concat_tables(pieces, promote_options="permissive") if len(pieces) > 1 else pieces[0]
         try:
             with atomic_path(path) as tmp:
-                targets.file_writer(target.type)(table, tmp, target)
+                targets.get(target.type).write(table, tmp, target)
         except Exception as exc:  # noqa: BLE001 - reported on every rule that fed the file
             for rep, _, _ in items:
                 rep.status, rep.error = "failed", f"target {target.name}: cannot write {path}: {exc}"
             continue
         for rep, d, t in items:
             rep.rows[d.target.name] = rep.rows.get(d.target.name, 0) + t.num_rows
-        report.outputs.append(Output(target.name, target.type, path, None, table.num_rows))
+        report.outputs.append(Output(target.name, target.type, path, None, table.num_rows, "file"))
         log(f"wrote {table.num_rows} rows to {path}")
-    tables: dict[tuple[str, str, str], Output] = {}
+    tables: dict[tuple[str, str, str | None], Output] = {}
     for rep in report.rules:
         for d in rep.destinations:
-            if d.table is not None and d.target.name in rep.rows:
+            if d.kind != "file" and d.target.name in rep.rows:
                 out = tables.setdefault((d.target.name, d.path, d.table),
-                                        Output(d.target.name, d.target.type, d.path, d.table, 0))
+                                        Output(d.target.name, d.target.type, d.path, d.table, 0, d.kind))
                 out.rows += rep.rows[d.target.name]
     report.outputs += tables.values()

@@ -11,6 +11,7 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from vmrules.errors import Problem
+from vmrules.plugins import target_plugins
 
 if TYPE_CHECKING:  # jsonschema is imported only to explain an invalid file
     import jsonschema
@@ -26,8 +27,20 @@ def schema_text() -> str:
 
 @lru_cache(maxsize=1)
 def schema() -> dict[str, Any]:
-    """The schema as data."""
-    return dict(json.loads(schema_text()))
+    """The schema as data, extended with the options of installed target plugins."""
+    doc: dict[str, Any] = json.loads(schema_text())
+    for name, plugin in sorted(target_plugins().items()):
+        target = doc["$defs"]["target"]
+        target["properties"]["type"]["enum"].append(name)
+        target["allOf"].append({"if": {"required": ["type"], "properties": {"type": {"const": name}}},
+                                "then": {"$ref": f"#/$defs/target_{name}"}})
+        doc["$defs"][f"target_{name}"] = {
+            "description": plugin.description or f"target plugin {name} ({plugin.source})",
+            "type": "object", "additionalProperties": False,
+            "required": ["type", *plugin.schema.get("required", [])],
+            "properties": {"type": {"description": name, "const": name}, **plugin.schema.get("properties", {})},
+        }
+    return doc
 
 
 @lru_cache(maxsize=1)
@@ -132,13 +145,20 @@ _IGNORED = {"$schema", "$id", "title", "description", "$defs", "then"}
 
 
 def is_valid(doc: Any) -> bool:
-    """True when `doc` satisfies the schema (agrees with jsonschema; tested)."""
-    return _root()(doc)
+    """True when `doc` satisfies the schema (agrees with jsonschema; tested).
+
+    A schema using keywords the fast check does not know (a plugin's) always goes to jsonschema.
+    """
+    root = _root()
+    return root is not None and root(doc)
 
 
 @lru_cache(maxsize=1)
-def _root() -> Check:
-    return _Compiler(schema()).compile(schema())
+def _root() -> Check | None:
+    try:
+        return _Compiler(schema()).compile(schema())
+    except ValueError:
+        return None
 
 
 def _json_type(value: Any, name: str) -> bool:

@@ -222,3 +222,30 @@ def matrix(series: list[tuple[dict[str, str], list[tuple[float, str]]]], **extra
     result = [{"metric": m, "values": [[t, v] for t, v in pts]} for m, pts in series]
     doc = {"status": "success", "data": {"resultType": "matrix", "result": result}, **extra}
     return json.dumps(doc, separators=(",", ":")).encode()
+
+
+class Alertmanager:
+    """A throwaway Alertmanager (Debian's prometheus-alertmanager) on a free loopback port."""
+
+    def __init__(self, workdir: str):
+        binary = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+        if binary is None:
+            raise RuntimeError("prometheus-alertmanager is not installed: run `make test` (Debian's package)")
+        port = free_port()
+        cfg = os.path.join(workdir, f"am-{port}.yml")
+        with open(cfg, "w") as f:
+            f.write("route: {receiver: blackhole}\nreceivers: [{name: blackhole}]\n")
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = os.path.join(workdir, f"am-{port}.log")
+        self.proc = subprocess.Popen([binary, f"--config.file={cfg}", f"--storage.path={workdir}/am-{port}",
+                                      f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="],
+                                     stdout=open(self.log, "w"), stderr=subprocess.STDOUT)
+        _wait(f"{self.url}/-/ready", self.proc, self.log, "alertmanager")
+
+    def alerts(self) -> list[dict[str, Any]]:
+        with urllib.request.urlopen(f"{self.url}/api/v2/alerts", timeout=10) as r:
+            return list(json.load(r))
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=30)

@@ -1,50 +1,60 @@
-"""Export targets, keyed by the YAML `type:`.
+"""Export targets, keyed by the YAML `type:` (built-ins and plugins of the group `vmrules.targets`).
 
-File targets (`csv`, `json`, `jsonl`, `parquet`) get a table and a temporary
-path that is renamed into place afterwards; `sqlite` writes one transaction per
-rule. Each module declares its KIND and one entry function.
+File targets get a table and a temporary path that is renamed into place
+afterwards; `sqlite` writes one transaction per rule; service targets get a
+Delivery per rule. Each built-in module declares its KIND and one entry function.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from vmrules.targets import csvfile, jsonfile, parquetfile, sqlite
+from vmrules.plugins import target_plugins
+from vmrules.targets import alertmanager, csvfile, jsonfile, parquetfile, sqlite, victoriametrics, webhook
 
-FileWriter = Callable[..., None]
 
-FILE_WRITERS: dict[str, FileWriter] = {
-    "csv": csvfile.write,
-    "json": jsonfile.write_json,
-    "jsonl": jsonfile.write_jsonl,
-    "parquet": parquetfile.write,
-}
-DATABASE_WRITERS: dict[str, Callable[..., Any]] = {"sqlite": sqlite.write}
-SERVICE_TYPES = ("webhook", "alertmanager", "victoriametrics")
+@dataclass(frozen=True)
+class TargetType:
+    """How rows reach one type of target."""
+
+    name: str
+    kind: str                     # file | database | service
+    write: Callable[..., Any]
+    source: str = "built-in"
+    description: str = ""
+
+
+BUILT_IN = {t.name: t for t in (
+    TargetType("csv", "file", csvfile.write, description="CSV file with a header row"),
+    TargetType("json", "file", jsonfile.write_json, description="JSON file holding one array of rows"),
+    TargetType("jsonl", "file", jsonfile.write_jsonl, description="JSON lines, one row per line"),
+    TargetType("parquet", "file", parquetfile.write, description="Parquet file"),
+    TargetType("sqlite", "database", sqlite.write, description="table in a SQLite database"),
+    TargetType("webhook", "service", webhook.send, description="HTTP endpoint receiving the rows as JSON"),
+    TargetType("alertmanager", "service", alertmanager.send, description="Alertmanager /api/v2/alerts"),
+    TargetType("victoriametrics", "service", victoriametrics.send,
+               description="VictoriaMetrics /api/v1/import (write-back)"),
+)}
 
 
 class UnknownTarget(KeyError):
     """A target type with no writer."""
 
 
-def kind(type_: str) -> str:
-    """file, database or service."""
-    if type_ in FILE_WRITERS:
-        return "file"
-    if type_ in DATABASE_WRITERS:
-        return "database"
-    if type_ in SERVICE_TYPES:
-        return "service"
-    raise UnknownTarget(f"unknown target type {type_!r}; known: {', '.join(known())}")
+def registry() -> dict[str, TargetType]:
+    """Every target type: the built-ins, then installed plugins."""
+    out = dict(BUILT_IN)
+    for name, p in target_plugins().items():
+        entry = p.entry.write if p.kind == "file" else p.entry.send
+        out.setdefault(name, TargetType(name, p.kind, entry, p.source, p.description))
+    return out
 
 
-def known() -> list[str]:
-    return sorted([*FILE_WRITERS, *DATABASE_WRITERS, *SERVICE_TYPES])
-
-
-def file_writer(type_: str) -> FileWriter:
-    try:
-        return FILE_WRITERS[type_]
-    except KeyError:
-        raise UnknownTarget(f"{type_!r} is not a file target; known: {', '.join(sorted(FILE_WRITERS))}") from None
+def get(type_: str) -> TargetType:
+    """The target type; the error names the known ones."""
+    types = registry()
+    if type_ not in types:
+        raise UnknownTarget(f"unknown target type {type_!r}; known: {', '.join(sorted(types))}")
+    return types[type_]

@@ -1,0 +1,75 @@
+"""Target `alertmanager`: one alert per series and severity found in the window, to /api/v2/alerts.
+
+Labels: the series labels (with the rule's static labels), `alertname` = rule,
+`severity`, and the target's `labels`. `startsAt` is the first alerting sample;
+`endsAt` is set when the series went on without that severity inside the window
+(the first such sample), and left out while it is still alerting, so
+Alertmanager keeps it firing until its resolve timeout.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from vmrules import http
+from vmrules.durations import format_time_ms
+from vmrules.targets.service import Delivery, json_value, series_groups
+from vmrules.templates import render
+
+KIND = "service"
+BATCH = 500
+
+
+def alerts(d: Delivery) -> list[dict[str, Any]]:
+    """The alerts of one rule's routed rows."""
+    firing = d.table.filter(pc.fill_null(d.table["alert"], False)) if "alert" in d.table.column_names else d.table
+    seen = {(m, lab): _ms(rows["timestamp"]) for m, lab, rows in series_groups(d.full)}
+    opts = d.target.options
+    out = []
+    for metric, labels_json, rows in series_groups(firing):
+        labels = json.loads(labels_json)
+        ts_all = seen.get((metric, labels_json), np.empty(0, np.int64))
+        severities = rows["severity"].cast(pa.string()).to_pylist()
+        ts = _ms(rows["timestamp"])
+        values = rows["value"].to_numpy()
+        for sev in dict.fromkeys(severities):
+            mask = np.array([s == sev for s in severities])
+            first, last = int(ts[mask].min()), int(ts[mask].max())
+            alert_labels = {**labels, "alertname": d.rule, "severity": sev, **(opts.get("labels") or {})}
+            ctx = {**d.context, "labels": alert_labels, "value": json_value(float(values[mask][-1]))}
+            alert: dict[str, Any] = {
+                "labels": alert_labels,
+                "annotations": {k: render(v, ctx) for k, v in (opts.get("annotations") or {}).items()},
+                "startsAt": format_time_ms(first),
+            }
+            later = ts_all[ts_all > last]
+            if len(later):
+                alert["endsAt"] = format_time_ms(int(later[0]))
+            out.append(alert)
+    return out
+
+
+def send(d: Delivery) -> int:
+    """Post the alerts in batches; returns the number of alerts sent."""
+    items = alerts(d)
+    if not items:
+        return 0
+    session, secrets = d.session()
+    url = d.target.options["url"].rstrip("/") + "/api/v2/alerts"
+    try:
+        for i in range(0, len(items), BATCH):
+            body = json.dumps(items[i:i + BATCH], ensure_ascii=False).encode()
+            http.deliver(session, "POST", url, body, {"Content-Type": "application/json"}, d.timeout_s,
+                         secrets, d.log)
+    finally:
+        session.close()
+    return len(items)
+
+
+def _ms(col: pa.ChunkedArray) -> np.ndarray:
+    return np.asarray(col.cast(pa.int64()).to_numpy())
