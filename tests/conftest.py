@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from tests.support.data import END_S, dataset
-from tests.support.servers import VictoriaMetrics
+from tests.support.data import END_S, dataset, export_jsonl
+from tests.support.servers import FaultServer, VictoriaMetrics
+from vmrules import http
 
 
 @pytest.fixture(scope="session")
@@ -21,3 +23,27 @@ def vm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VictoriaMetrics]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Retries without the real backoff pauses."""
+    monkeypatch.setattr(http, "BACKOFF_S", 0.01)
+
+
+@pytest.fixture
+def server() -> Iterator[FaultServer]:
+    """A scripted fault server; tests set `server.script`."""
+    s = FaultServer([])
+    yield s
+    s.stop()
+
+
+def file_rules(tmp_path: Path, body: str) -> Path:
+    """A rule folder whose file reads the test data through the file: datasource; `body` holds targets and rules."""
+    data = tmp_path / "data.jsonl"
+    data.write_text(export_jsonl())
+    folder = tmp_path / "rules"
+    folder.mkdir(exist_ok=True)
+    (folder / "r.yaml").write_text(f"version: 1\ndatasource: {{url: 'file:{data}'}}\n{body}")
+    return folder

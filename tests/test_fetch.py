@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -12,7 +11,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.support.servers import FaultServer, Reply, matrix
-from vmrules import http as client
 from vmrules.fetch.client import HttpSource, redact_url
 from vmrules.fetch.parse import _fast_matrix, _slow, parse_answer
 from vmrules.fetch.result import FetchError
@@ -24,16 +22,7 @@ GOOD = matrix([({"__name__": "up", "job": "a"}, [(1000, "1"), (1060, "0")]),
                ({"__name__": "up", "job": "b"}, [(1000, "NaN"), (1060, "+Inf"), (1120, "-Inf")])])
 
 
-@pytest.fixture(autouse=True)
-def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(client, "BACKOFF_S", 0.01)
-
-
-@pytest.fixture
-def server() -> Iterator[FaultServer]:
-    s = FaultServer([])
-    yield s
-    s.stop()
+pytestmark = pytest.mark.usefixtures("fast_backoff")
 
 
 def fetch(server: FaultServer, replies: list[Reply], **ds: object) -> list:

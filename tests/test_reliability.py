@@ -11,17 +11,16 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
+from tests.conftest import file_rules
 from tests.support import read
 from tests.support.data import END_S, export_jsonl
 from tests.support.servers import FaultServer, Reply, Seen, matrix, self_signed
-from vmrules import http as client
 from vmrules.cli import main
 from vmrules.lock import run_lock
 
@@ -31,16 +30,7 @@ POINTS = [(END_S - 60 * i, str(float(i))) for i in range(10, -1, -1)]
 GOOD = matrix([({"__name__": "m", "i": "a"}, POINTS), ({"__name__": "m", "i": "b"}, POINTS)])
 
 
-@pytest.fixture(autouse=True)
-def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(client, "BACKOFF_S", 0.01)
-
-
-@pytest.fixture
-def server() -> Iterator[FaultServer]:
-    s = FaultServer([])
-    yield s
-    s.stop()
+pytestmark = pytest.mark.usefixtures("fast_backoff")
 
 
 def rules(tmp_path: Path, url: str, extra: str = "", n: int = 1, timeout: str = "2s") -> Path:
@@ -151,14 +141,8 @@ def test_sigkill_never_leaves_a_partial_file(tmp_path: Path) -> None:
 
 
 def test_a_second_run_waits_for_the_first(tmp_path: Path) -> None:
-    data = tmp_path / "data.jsonl"
-    data.write_text(export_jsonl())
-    folder = tmp_path / "rules"
-    folder.mkdir()
-    (folder / "r.yaml").write_text(
-        f"version: 1\ndatasource: {{url: 'file:{data}'}}\n"
-        "targets: {db: {type: sqlite, path: s.db, table: t}}\n"
-        "rules: [{name: r, query: disk_free, range: 4h, route: [{to: db}]}]\n")
+    folder = file_rules(tmp_path, "targets: {db: {type: sqlite, path: s.db, table: t}}\n"
+                                  "rules: [{name: r, query: disk_free, range: 4h, route: [{to: db}]}]\n")
     out = tmp_path / "out"
     with run_lock(str(out), lambda m: None):
         proc = subprocess.Popen([*VMRULES, "apply", str(folder), "--output-dir", str(out), "--to", str(END_S)],
@@ -174,14 +158,8 @@ def test_a_second_run_waits_for_the_first(tmp_path: Path) -> None:
 
 # -- 3. idempotent reruns ------------------------------------------------------
 def test_upsert_over_overlapping_windows(tmp_path: Path) -> None:
-    data = tmp_path / "data.jsonl"
-    data.write_text(export_jsonl())
-    folder = tmp_path / "rules"
-    folder.mkdir()
-    (folder / "r.yaml").write_text(
-        f"version: 1\ndatasource: {{url: 'file:{data}'}}\n"
-        "targets: {db: {type: sqlite, path: s.db, table: t, mode: upsert}}\n"
-        "rules: [{name: r, query: disk_free, route: [{to: db}]}]\n")
+    folder = file_rules(tmp_path, "targets: {db: {type: sqlite, path: s.db, table: t, mode: upsert}}\n"
+                                  "rules: [{name: r, query: disk_free, route: [{to: db}]}]\n")
     out = tmp_path / "out"
     for start, end in ((END_S - 7200, END_S - 3600), (END_S - 5400, END_S), (END_S - 7200, END_S)):
         res = CliRunner().invoke(main, ["apply", str(folder), "--output-dir", str(out), "--from", str(start),

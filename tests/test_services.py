@@ -18,16 +18,13 @@ from click.testing import CliRunner
 
 from tests.support.data import END_S, dataset, export_jsonl
 from tests.support.servers import Alertmanager, FaultServer, Reply, VictoriaMetrics
-from vmrules import http
 from vmrules.cli import main
 
 ROOT = Path(__file__).parent.parent
 WINDOW = ["--from", str(END_S - 3600), "--to", str(END_S)]
 
 
-@pytest.fixture(autouse=True)
-def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(http, "BACKOFF_S", 0.01)
+pytestmark = pytest.mark.usefixtures("fast_backoff")
 
 
 @pytest.fixture
