@@ -136,7 +136,7 @@ def test_sigkill_never_leaves_a_partial_file(tmp_path: Path) -> None:
     assert killed >= 50
     subprocess.run(cmd, check=True, cwd=Path(__file__).parent.parent, timeout=120)
     assert len(json.loads((out / "all.json").read_text())) == 6 * per_rule
-    leftovers = [f for f in os.listdir(out) if f.endswith(".tmp")]
+    leftovers = [f for f in os.listdir(out) if f.endswith((".tmp", ".part", ".spill"))]
     assert leftovers == []                      # stale temp files are removed by later runs
 
 

@@ -32,6 +32,16 @@ class Counts:
     alerts: int = 0
     by_severity: dict[str, int] = field(default_factory=dict)
 
+    def add(self, other: Counts) -> None:
+        """Add the counts of another batch of the same rule."""
+        self.series += other.series
+        self.samples += other.samples
+        self.invalid += other.invalid
+        self.filtered += other.filtered
+        self.alerts += other.alerts
+        for k, v in other.by_severity.items():
+            self.by_severity[k] = self.by_severity.get(k, 0) + v
+
 
 @dataclass
 class Evaluation:

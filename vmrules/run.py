@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -16,15 +16,14 @@ import pyarrow as pa
 from vmrules import targets
 from vmrules.durations import format_time_ms
 from vmrules.errors import RuleError, UsageError
-from vmrules.evaluate import Counts, Evaluation, evaluate
+from vmrules.evaluate import Counts, evaluate
 from vmrules.fetch.client import HttpSource
 from vmrules.fetch.filesource import FileSource
-from vmrules.fetch.result import FetchError, QueryResult, combine
-from vmrules.http import HttpError, redact_url
+from vmrules.fetch.result import FetchError, QueryResult
+from vmrules.http import redact_url
 from vmrules.lock import run_lock
 from vmrules.model import Datasource, Rule, RuleSet, Target
-from vmrules.targets.atomic import atomic_path
-from vmrules.targets.service import Delivery
+from vmrules.outputs import Part, RuleOutputs, assemble
 from vmrules.templates import TemplateError, check_table_name, confine, render
 from vmrules.validate import rule_template_context
 from vmrules.window import Window, rule_window
@@ -44,6 +43,7 @@ class ApplyOptions:
     dry_run: bool = False
     concurrency: int = 4
     env: Mapping[str, str] | None = None     # for ${VAR}; default os.environ
+    keep_tables: bool = False                # keep each rule's routed tables in RunReport.tables (memory!)
     log: Log | None = None                   # -v: requests, retries, files
     notice: Log | None = None                # always shown: waiting for another run's lock
 
@@ -129,22 +129,11 @@ def apply(ruleset: RuleSet, options: ApplyOptions) -> RunReport:
 
 def _execute(rules: list[Rule], ruleset: RuleSet, sources: dict[str, Datasource], report: RunReport,
              options: ApplyOptions, log: Log) -> None:
-    reports = report.rules
     by_name = {r.name: r for r in rules}
-    parts: dict[str, list[tuple[RuleReport, Destination, pa.Table]]] = {}
     with ThreadPoolExecutor(max_workers=max(1, options.concurrency)) as pool:
-        done = pool.map(lambda rep: _run_rule(by_name[rep.name], rep, sources[rep.name], ruleset, options, log),
-                        reports)
-        for rep, ev in zip(reports, done, strict=True):
-            if ev is None:
-                continue
-            for dest in rep.destinations:
-                table = ev.routed.get(dest.target.name)
-                if table is not None and dest.kind == "file":
-                    parts.setdefault(dest.path, []).append((rep, dest, table))
-            for name, table in ev.routed.items():
-                report.tables[(rep.name, name)] = table
-    _write_files(parts, report, log)
+        outputs = list(pool.map(lambda rep: _run_rule(by_name[rep.name], rep, sources[rep.name], ruleset, report,
+                                                      options, log), report.rules))
+    _finish_files(report, [o for o in outputs if o is not None], log)
 
 
 def _select(ruleset: RuleSet, names: Sequence[str]) -> list[Rule]:
@@ -203,33 +192,26 @@ def _check_shared_paths(reports: list[RuleReport]) -> None:
                 raise UsageError(f"targets {first} and {d.target.name} both write {d.path}")
 
 
-def _run_rule(rule: Rule, rep: RuleReport, ds: Datasource, ruleset: RuleSet, options: ApplyOptions,
-              log: Log) -> Evaluation | None:
+def _run_rule(rule: Rule, rep: RuleReport, ds: Datasource, ruleset: RuleSet, report: RunReport,
+              options: ApplyOptions, log: Log) -> RuleOutputs | None:
+    """Fetch, evaluate and write one rule, batch by batch; on any failure nothing of it remains."""
     if rep.status == "failed":
         return None
     started = time.monotonic()
+    out = RuleOutputs(rule.name, rep.destinations, report.run["id"],
+                      options.env if options.env is not None else os.environ, log, rule.step_ms, options.keep_tables)
     try:
-        result = _fetch(rule, ds, rep.window, options, log)
-        rep.requests, rep.bytes_read = result.requests, result.bytes_read
-        ev = evaluate(rule, result, ruleset.targets)
-        rep.counts = ev.counts
-        for dest in rep.destinations:
-            table = ev.routed.get(dest.target.name)
-            if table is None or dest.kind == "file":
-                continue
-            write = targets.get(dest.target.type).write
-            if dest.kind == "database":
-                os.makedirs(os.path.dirname(dest.path), exist_ok=True)
-                rep.rows[dest.target.name] = write(table, dest.path, dest.table, rule.name, dest.target)
-            else:
-                delivery = Delivery(dest.target, table, ev.table, dest.context, rule.step_ms,
-                                    options.env if options.env is not None else os.environ, log)
-                try:
-                    rep.rows[dest.target.name] = write(delivery)
-                except HttpError as exc:
-                    raise RuleError(rule.name, f"target {dest.target.name}: {exc}") from None
+        for batch in _batches(rule, ds, rep.window, options, log):
+            rep.requests, rep.bytes_read = max(rep.requests, batch.requests), max(rep.bytes_read, batch.bytes_read)
+            ev = evaluate(rule, batch, ruleset.targets)
+            rep.counts.add(ev.counts)
+            out.write(ev)
+        out.finish()
         rep.status = "ok"
-        return ev
+        rep.rows = dict(out.rows)
+        for name, tables in out.tables.items():
+            report.tables[(rule.name, name)] = pa.concat_tables(tables, promote_options="permissive")
+        return out
     except FetchError as exc:
         rep.status, rep.error = "failed", f"datasource {rep.datasource}: {exc}"
     except RuleError as exc:
@@ -238,44 +220,44 @@ def _run_rule(rule: Rule, rep: RuleReport, ds: Datasource, ruleset: RuleSet, opt
         rep.status, rep.error = "failed", f"{type(exc).__name__}: {exc}"
     finally:
         rep.seconds = time.monotonic() - started
+    out.abort()
     return None
 
 
-def _fetch(rule: Rule, ds: Datasource, window: Window, options: ApplyOptions, log: Log) -> QueryResult:
+def _batches(rule: Rule, ds: Datasource, window: Window, options: ApplyOptions, log: Log) -> Iterator[QueryResult]:
+    """The rule's samples in batches of complete series (at least one batch, maybe empty)."""
     if window.points == 0:
-        return QueryResult.empty()
+        yield QueryResult.empty()
+        return
     source = FileSource(ds.url) if ds.is_file else HttpSource(ds, options.env, log)
     try:
-        return combine(source.fetch(rule.query, window))
+        yield from source.batches(rule.query, window)
     finally:
         source.close()
 
 
-def _write_files(parts: dict[str, list[tuple[RuleReport, Destination, pa.Table]]], report: RunReport,
-                 log: Log) -> None:
-    for path, items in sorted(parts.items()):
-        items = [(rep, d, t) for rep, d, t in items if rep.status == "ok"]
-        if not items:
-            continue
-        target = items[0][1].target
-        pieces = [t for _, _, t in items]
-        table = pa.concat_tables(pieces, promote_options="permissive") if len(pieces) > 1 else pieces[0]
-        try:
-            with atomic_path(path) as tmp:
-                targets.get(target.type).write(table, tmp, target)
-        except Exception as exc:  # noqa: BLE001 - reported on every rule that fed the file
-            for rep, _, _ in items:
-                rep.status, rep.error = "failed", f"target {target.name}: cannot write {path}: {exc}"
-            continue
-        for rep, d, t in items:
-            rep.rows[d.target.name] = rep.rows.get(d.target.name, 0) + t.num_rows
-        report.outputs.append(Output(target.name, target.type, path, None, table.num_rows, "file"))
-        log(f"wrote {table.num_rows} rows to {path}")
+def _finish_files(report: RunReport, outputs: list[RuleOutputs], log: Log) -> None:
+    """Put every file in place from the parts of the rules that succeeded; list all outputs."""
+    by_final: dict[str, list[Part]] = {}
+    for out in outputs:
+        for part in out.parts:
+            by_final.setdefault(part.final, []).append(part)
+    reps = {r.name: r for r in report.rules}
+    for final, parts in sorted(by_final.items()):
+        rows, problems = assemble(parts, log)
+        for p in parts:
+            if problems:
+                reps[p.rule].status, reps[p.rule].error = "failed", problems[0]
+        if not problems:
+            t = parts[0].target
+            report.outputs.append(Output(t.name, t.type, final, None, rows, "file"))
     tables: dict[tuple[str, str, str | None], Output] = {}
     for rep in report.rules:
+        if rep.status != "ok":
+            continue
         for d in rep.destinations:
             if d.kind != "file" and d.target.name in rep.rows:
-                out = tables.setdefault((d.target.name, d.path, d.table),
-                                        Output(d.target.name, d.target.type, d.path, d.table, 0, d.kind))
-                out.rows += rep.rows[d.target.name]
+                entry = tables.setdefault((d.target.name, d.path, d.table),
+                                          Output(d.target.name, d.target.type, d.path, d.table, 0, d.kind))
+                entry.rows += rep.rows[d.target.name]
     report.outputs += tables.values()

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 import requests
 import urllib3
 
 from vmrules import http
-from vmrules.fetch.parse import parse_answer
-from vmrules.fetch.result import FetchError, QueryResult
+from vmrules.fetch.parse import finish_matrix, parse_answer, sort_samples
+from vmrules.fetch.result import FetchError, QueryResult, combine
+from vmrules.fetch.stream import MatrixStream, NotCompact
 from vmrules.http import HttpError, Retryable, redact_url
 from vmrules.model import Datasource
 from vmrules.window import Window
@@ -52,8 +53,73 @@ class HttpSource:
             out.append(self._get("/api/v1/query_range", params, "matrix"))
         return out
 
+    def batches(self, query: str, window: Window) -> Iterator[QueryResult]:
+        """The answer in batches of complete series, parsed while it arrives.
+
+        A window of several requests (longer than max_points_per_series) comes as one
+        result, since its series span the requests.
+        """
+        if window.instant or len(window.chunks(self.ds.max_points_per_series)) != 1:
+            yield combine(self.fetch(query, window))
+            return
+        params = {"query": query, "start": _seconds(window.start_ms), "end": _seconds(window.end_ms),
+                  "step": _seconds(window.step_ms), "nocache": "1"}
+        yield from self._stream(self.ds.url + "/api/v1/query_range", {**self.ds.params, **params})
+
     def close(self) -> None:
         self.session.close()
+
+    def _stream(self, url: str, params: dict[str, str]) -> Iterator[QueryResult]:
+        scrub = self.secrets.scrub
+        for attempt in range(1, http.ATTEMPTS + 1):
+            yielded = False
+            try:
+                for batch in self._stream_once(url, params):
+                    batch.requests = attempt
+                    yielded = True
+                    yield batch
+                return
+            except Retryable as exc:
+                if yielded:
+                    raise FetchError(scrub(f"{redact_url(url)}: {exc} (after part of the answer was read)")) from None
+                if attempt == http.ATTEMPTS:
+                    raise FetchError(scrub(f"{redact_url(url)}: {exc} (after {http.ATTEMPTS} attempts)")) from None
+                delay = http.backoff(attempt, exc.retry_after)
+                self.log(scrub(f"retrying {redact_url(url)} in {delay:.1f}s: {exc}"))
+                time.sleep(delay)
+            except (FetchError, HttpError) as exc:
+                raise FetchError(scrub(f"{redact_url(url)}: {exc}")) from None
+
+    def _stream_once(self, url: str, params: dict[str, str]) -> Iterator[QueryResult]:
+        started = time.monotonic()
+        resp = self._open(url, params)
+        with resp:
+            if resp.status_code != 200:
+                body = self._read(resp, started)
+                http.check_status(resp.status_code, body, resp.headers)
+                yield parse_answer(body, "matrix")
+                return
+            stream = MatrixStream()
+            size, drained = 0, False
+            try:
+                for chunk in self._chunks(resp, started):
+                    size += len(chunk)
+                    for batch in stream.feed(chunk):
+                        drained = True
+                        batch.bytes_read = size
+                        yield sort_samples(batch)
+                batches, envelope = stream.finish()
+            except NotCompact:
+                if drained:
+                    raise FetchError("the answer changed its layout midway") from None
+                body = stream.raw() + self._read(resp, started)
+                yield parse_answer(body, "matrix")
+                return
+        self.log(f"GET {redact_url(url)} -> 200, {size} bytes, {time.monotonic() - started:.2f}s, streamed")
+        last = finish_matrix(batches, envelope)
+        last.bytes_read = size
+        if last.labels or not drained:
+            yield last
 
     def _get(self, path: str, params: dict[str, str], expect: str) -> QueryResult:
         url = self.ds.url + path
@@ -75,11 +141,10 @@ class HttpSource:
                 raise FetchError(scrub(f"{redact_url(url)}: {exc}")) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _request(self, url: str, params: dict[str, str]) -> bytes:
-        started = time.monotonic()
+    def _open(self, url: str, params: dict[str, str]) -> requests.Response:
         post = len(params.get("query", "")) > POST_ABOVE_CHARS
         try:
-            resp = self.session.request("POST" if post else "GET", url, params=None if post else params,
+            return self.session.request("POST" if post else "GET", url, params=None if post else params,
                                         data=params if post else None, timeout=self.timeout_s,
                                         stream=True, allow_redirects=False)
         except requests.exceptions.SSLError as exc:
@@ -89,6 +154,11 @@ class HttpSource:
             raise Retryable(f"cannot connect: {http.reason(exc)}") from None
         except requests.exceptions.Timeout:
             raise Retryable(f"no answer within {self.timeout_s:g}s") from None
+
+    def _request(self, url: str, params: dict[str, str]) -> bytes:
+        started = time.monotonic()
+        post = len(params.get("query", "")) > POST_ABOVE_CHARS
+        resp = self._open(url, params)
         with resp:
             body = self._read(resp, started)
         self.log(f"{'POST' if post else 'GET'} {redact_url(url)} -> {resp.status_code}, {len(body)} bytes, "
@@ -98,17 +168,19 @@ class HttpSource:
 
     def _read(self, resp: requests.Response, started: float) -> bytes:
         """The whole body, read as it arrives, within the request's total deadline."""
-        parts = []
+        return b"".join(self._chunks(resp, started))
+
+    def _chunks(self, resp: requests.Response, started: float) -> Iterator[bytes]:
+        """The body as it arrives, within the request's total deadline."""
         try:
             while chunk := resp.raw.read1(1 << 20, decode_content=True):
-                parts.append(chunk)
+                yield chunk
                 if time.monotonic() - started > self.timeout_s:
                     raise Retryable(f"answer not complete within {self.timeout_s:g}s")
         except (urllib3.exceptions.ProtocolError, urllib3.exceptions.DecodeError, OSError) as exc:
             raise Retryable(f"connection broke while reading the answer: {http.reason(exc)}") from None
         except urllib3.exceptions.ReadTimeoutError:
             raise Retryable(f"no answer within {self.timeout_s:g}s") from None
-        return b"".join(parts)
 
 
 def _seconds(ms: int) -> str:

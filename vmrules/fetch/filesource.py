@@ -12,6 +12,7 @@ import json
 import os
 import re
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -188,6 +189,9 @@ class FileSource:
         if window.points == 0:
             return [QueryResult.empty()]
         return [data.select(query, start, window.end_ms, window.step_ms)]
+
+    def batches(self, query: str, window: Window) -> Iterator[QueryResult]:
+        yield from self.fetch(query, window)
 
     def close(self) -> None:
         pass

@@ -8,23 +8,13 @@ to `json.loads`, so the fast path only decides speed, never the answer.
 
 from __future__ import annotations
 
-import io
 import json
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.csv as pacsv
 
 from vmrules.fetch.result import FetchError, QueryResult, check_unique
-
-_RESULT = b'"result":['
-_METRIC = b'{"metric":'
-_VALUES = b',"values":['
-_TO_LINES = bytes.maketrans(b"]", b"\n")
-_CSV_READ = pacsv.ReadOptions(column_names=["_", "t", "v"], block_size=1 << 24)
-_CSV_CONVERT = pacsv.ConvertOptions(include_columns=["t", "v"], column_types={"t": pa.float64(), "v": pa.float64()},
-                                    null_values=[], strings_can_be_null=False)
+from vmrules.fetch.stream import MatrixStream, NotCompact
 
 
 def parse_answer(body: bytes, expect: str) -> QueryResult:
@@ -64,66 +54,30 @@ def _load_json(body: bytes) -> Any:
 
 
 def _fast_matrix(body: bytes) -> QueryResult | None:
-    """The bytes-level parse; None when the layout is not the compact one servers write."""
-    start = body.find(_RESULT)
-    if start < 0:
+    """The bytes-level parse of a whole answer; None when the layout is not the compact one servers write."""
+    stream = MatrixStream(batch_bytes=None)
+    try:
+        stream.feed(body)
+        batches, envelope = stream.finish()
+    except NotCompact:
         return None
-    pos = start + len(_RESULT)
-    metrics: list[bytes] = []
-    regions: list[bytes] = [b""]
-    counts: list[int] = []
-    n = len(body)
-    if pos < n and body[pos:pos + 1] == b"]":
-        end = pos + 1
-    else:
-        while True:
-            if not body.startswith(_METRIC, pos):
-                return None
-            vpos = body.find(_VALUES, pos)
-            if vpos < 0:
-                return None
-            metrics.append(body[pos + len(_METRIC):vpos])
-            rstart = vpos + len(_VALUES)
-            rend = body.find(b"]]", rstart)
-            if rend < 0 or body[rend + 2:rend + 3] != b"}":
-                return None
-            region = body[rstart:rend + 1]
-            regions.append(region)
-            counts.append(region.count(b"]"))
-            pos = rend + 3
-            sep = body[pos:pos + 1]
-            if sep == b",":
-                pos += 1
-            elif sep == b"]":
-                end = pos + 1
-                break
-            else:
-                return None
-    envelope = _load_json(body[:start + len(_RESULT) - 1] + b"[]" + body[end:])
+    return finish_matrix(batches, envelope)
+
+
+def finish_matrix(batches: list[QueryResult], envelope: dict[str, Any]) -> QueryResult:
+    """Check the envelope of a streamed answer and join its batches into one result."""
     data = check_envelope(envelope)
     if data.get("resultType") != "matrix":
         raise FetchError(f"expected a matrix (range query) answer, got resultType {data.get('resultType')!r}")
-    try:
-        labels = [json.loads(m) for m in metrics]
-    except ValueError:
-        return None
-    check_unique(labels)
-    total = sum(counts)
-    if total == 0:
-        return QueryResult(labels, np.empty(0, np.int32), np.empty(0, np.int64), np.empty(0, np.float64),
-                           warnings=_warnings(envelope))
-    text = b",".join(regions).translate(_TO_LINES, b'["')
-    try:
-        table = pacsv.read_csv(io.BytesIO(text), read_options=_CSV_READ, convert_options=_CSV_CONVERT)
-    except pa.ArrowInvalid:
-        return None
-    if table.num_rows != total:
-        return None
-    t = table.column("t").to_numpy()
-    ts_ms = np.round(t * 1000.0).astype(np.int64)
-    values = table.column("v").to_numpy()
-    series_id = np.repeat(np.arange(len(labels), dtype=np.int32), counts)
-    return _sorted(QueryResult(labels, series_id, ts_ms, values, warnings=_warnings(envelope)))
+    if not batches:
+        return QueryResult.empty()
+    if len(batches) == 1:
+        return sort_samples(batches[0])
+    offsets = np.cumsum([0] + [len(b.labels) for b in batches[:-1]])
+    return sort_samples(QueryResult([lab for b in batches for lab in b.labels],
+                               np.concatenate([b.series_id + off for b, off in zip(batches, offsets, strict=True)]),
+                               np.concatenate([b.ts_ms for b in batches]),
+                               np.concatenate([b.values for b in batches])))
 
 
 def _slow(doc: Any, expect: str) -> QueryResult:
@@ -151,14 +105,14 @@ def _slow(doc: Any, expect: str) -> QueryResult:
     ts_ms = np.round(np.asarray(ts, np.float64) * 1000.0).astype(np.int64)
     out = QueryResult(labels, np.asarray(ids, np.int32), ts_ms, np.asarray(vals, np.float64),
                       warnings=_warnings(doc))
-    return _sorted(out)
+    return sort_samples(out)
 
 
 def _warnings(doc: dict[str, Any]) -> list[str]:
     return [str(w) for w in doc.get("warnings") or []]
 
 
-def _sorted(r: QueryResult) -> QueryResult:
+def sort_samples(r: QueryResult) -> QueryResult:
     """Samples ordered by (series, timestamp), as evaluation needs."""
     if len(r.ts_ms) > 1:
         d = np.diff(r.ts_ms)

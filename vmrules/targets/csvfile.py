@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
@@ -11,7 +13,7 @@ from vmrules.targets.text import no_formulas, timestamps
 KIND = "file"
 
 
-def write(table: pa.Table, path: str, target: Target) -> None:
+def _text(table: pa.Table) -> pa.Table:
     cols = {}
     for name in table.column_names:
         col = table.column(name)
@@ -19,5 +21,41 @@ def write(table: pa.Table, path: str, target: Target) -> None:
             col = timestamps(col)
         elif name not in ROW_COLUMNS:
             col = no_formulas(col)
+        elif pa.types.is_dictionary(col.type):
+            col = col.cast(col.type.value_type)
         cols[name] = col
-    pacsv.write_csv(pa.table(cols), path)
+    return pa.table(cols)
+
+
+class Sink:
+    """Rows appended batch by batch; the header comes with the first batch."""
+
+    def __init__(self, path: str, target: Target):
+        self.path = path
+        self.writer: pacsv.CSVWriter | None = None
+
+    def write(self, table: pa.Table) -> None:
+        text = _text(table)
+        if self.writer is None:
+            self.writer = pacsv.CSVWriter(self.path, text.schema)
+        self.writer.write_table(text)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def merge(parts: list[str], path: str, target: Target | None = None) -> None:
+    """One CSV from the parts of several rules (the header once)."""
+    with open(path, "wb") as out:
+        for i, part in enumerate(parts):
+            with open(part, "rb") as f:
+                if i:
+                    f.readline()
+                shutil.copyfileobj(f, out, 1 << 20)
+
+
+def write(table: pa.Table, path: str, target: Target) -> None:
+    sink = Sink(path, target)
+    sink.write(table)
+    sink.close()

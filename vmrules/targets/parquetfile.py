@@ -1,4 +1,4 @@
-"""Target `parquet`: timestamp[ms, UTC], dictionary-encoded strings, snappy by default."""
+"""Target `parquet`: timestamp[ms, UTC], dictionary-encoded strings, snappy by default, one row group per batch."""
 
 from __future__ import annotations
 
@@ -10,6 +10,46 @@ from vmrules.model import Target
 KIND = "file"
 
 
+class Sink:
+    """A Parquet file written row group by row group, so memory does not grow with the window."""
+
+    def __init__(self, path: str, target: Target):
+        self.path = path
+        codec = target.options.get("compression", "snappy")
+        self.compression = None if codec == "none" else codec
+        self.writer: pq.ParquetWriter | None = None
+
+    def write(self, table: pa.Table) -> None:
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.path, table.schema, compression=self.compression)
+        self.writer.write_table(table)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def merge(parts: list[str], path: str, target: Target | None = None) -> None:
+    """One Parquet file from the parts of several rules, row group by row group."""
+    writer: pq.ParquetWriter | None = None
+    try:
+        for part in parts:
+            f = pq.ParquetFile(part)
+            for i in range(f.num_row_groups):
+                group = f.read_row_group(i)
+                if writer is None:
+                    meta = f.metadata
+                    codec = meta.row_group(0).column(0).compression if meta.num_row_groups else "SNAPPY"
+                    writer = pq.ParquetWriter(path, group.schema, compression=codec.lower())
+                writer.write_table(group)
+            if f.num_row_groups == 0 and writer is None:
+                writer = pq.ParquetWriter(path, f.schema_arrow)
+    finally:
+        if writer is not None:
+            writer.close()
+
+
 def write(table: pa.Table, path: str, target: Target) -> None:
-    codec = target.options.get("compression", "snappy")
-    pq.write_table(table, path, compression=None if codec == "none" else codec)
+    sink = Sink(path, target)
+    sink.write(table)
+    sink.close()

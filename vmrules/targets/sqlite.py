@@ -49,10 +49,70 @@ def _lock(db_path: str) -> threading.Lock:
         return _locks.setdefault(key, threading.Lock())
 
 
+class Sink:
+    """One rule's rows for one table: a single transaction over every batch, committed at close.
+
+    The database's lock is taken at the first batch (BEGIN IMMEDIATE) and held until
+    commit, so other writers wait (busy_timeout) and never see half of a rule's rows.
+    """
+
+    def __init__(self, db_path: str, table_name: str, rule: str, target: Target):
+        self.db_path, self.table_name, self.rule = db_path, table_name, rule
+        self.mode = target.options.get("mode", "append")
+        self.con: sqlite3.Connection | None = None
+        self.rows = 0
+        self._held: threading.Lock | None = None
+
+    def write(self, table: pa.Table) -> None:
+        if self.con is None:
+            self._begin(table.schema)
+        assert self.con is not None
+        _insert(self.con, self.table_name, table, self.mode)
+        self.rows += table.num_rows
+
+    def close(self) -> int:
+        """Commit; returns the rows written."""
+        if self.con is not None:
+            self.con.execute("COMMIT")
+        self._release()
+        return self.rows
+
+    def abort(self) -> None:
+        if self.con is not None:
+            self.con.execute("ROLLBACK")
+        self._release()
+
+    def _begin(self, schema: pa.Schema) -> None:
+        self._held = _lock(self.db_path)
+        self._held.acquire()
+        con = sqlite3.connect(self.db_path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                              check_same_thread=False)
+        self.con = con
+        con.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        _wal(con)
+        con.execute("BEGIN IMMEDIATE")
+        _prepare(con, self.table_name, schema, self.mode)
+        if self.mode == "replace" and "rule" in schema.names:
+            con.execute(f"DELETE FROM {_q(self.table_name)} WHERE rule = ?", (self.rule,))
+
+    def _release(self) -> None:
+        if self.con is not None:
+            self.con.close()
+            self.con = None
+        if self._held is not None:
+            self._held.release()
+            self._held = None
+
+
 def write(table: pa.Table, db_path: str, table_name: str, rule: str, target: Target) -> int:
-    """Write the rows of one rule; returns the number of rows written."""
-    with _lock(db_path):
-        return _write(table, db_path, table_name, rule, target.options.get("mode", "append"))
+    """Write the rows of one rule in one transaction; returns the number of rows written."""
+    sink = Sink(db_path, table_name, rule, target)
+    try:
+        sink.write(table)
+    except BaseException:
+        sink.abort()
+        raise
+    return sink.close()
 
 
 def _wal(con: sqlite3.Connection) -> None:
@@ -65,26 +125,6 @@ def _wal(con: sqlite3.Connection) -> None:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.05)
-
-
-def _write(table: pa.Table, db_path: str, table_name: str, rule: str, mode: str) -> int:
-    con = sqlite3.connect(db_path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
-    try:
-        con.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-        _wal(con)
-        con.execute("BEGIN IMMEDIATE")
-        try:
-            _prepare(con, table_name, table.schema, mode)
-            if mode == "replace" and "rule" in table.column_names:
-                con.execute(f"DELETE FROM {_q(table_name)} WHERE rule = ?", (rule,))
-            _insert(con, table_name, table, mode)
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-    finally:
-        con.close()
-    return table.num_rows
 
 
 def _prepare(con: sqlite3.Connection, name: str, schema: pa.Schema, mode: str) -> None:

@@ -1,0 +1,238 @@
+"""What a rule writes while it runs, and how its files reach their final paths.
+
+A rule streams batches into per-rule parts: a part file beside each final file,
+a spill file for each SQLite table and service. Nothing reaches a final path
+or a database until the rule has finished without error (`finish`); a failed
+rule's parts are removed (`abort`). At the end of the run the parts of each
+file are renamed into place (one rule) or merged into it (several rules).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from vmrules import targets
+from vmrules.errors import RuleError
+from vmrules.evaluate import Evaluation
+from vmrules.http import HttpError
+from vmrules.targets.atomic import atomic_path, fsync_dir
+from vmrules.targets.service import Delivery
+from vmrules.targets.spill import Spill
+from vmrules.targets.sqlite import Sink as SqliteSink
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class Part:
+    """One rule's finished rows for one file target, waiting beside the final path."""
+
+    rule: str
+    target: Any               # model.Target
+    final: str
+    path: str
+    rows: int
+
+
+@dataclass
+class RuleOutputs:
+    """The outputs of one rule during its run."""
+
+    rule: str
+    destinations: list[Any]   # run.Destination
+    run_id: str
+    env: Mapping[str, str]
+    log: Log
+    step_ms: int
+    keep_tables: bool = False
+    rows: dict[str, int] = field(default_factory=dict)
+    parts: list[Part] = field(default_factory=list)
+    tables: dict[str, list[pa.Table]] = field(default_factory=dict)
+    _open: dict[str, Any] = field(default_factory=dict)
+
+    def write(self, ev: Evaluation) -> None:
+        """Add one batch of evaluated rows."""
+        for dest in self.destinations:
+            table = ev.routed.get(dest.target.name)
+            if table is None:
+                continue
+            out = self._open.get(dest.target.name) or self._start(dest)
+            out.write(table, ev.table)
+            self.rows[dest.target.name] = self.rows.get(dest.target.name, 0) + table.num_rows
+            if self.keep_tables:
+                self.tables.setdefault(dest.target.name, []).append(table)
+
+    def finish(self) -> None:
+        """Close the parts, commit the databases, deliver to the services."""
+        for name, out in list(self._open.items()):
+            result = out.finish()
+            if isinstance(out, _FileOut):
+                self.parts.append(Part(self.rule, out.dest.target, out.dest.path, out.part, self.rows.get(name, 0)))
+            elif result is not None:
+                self.rows[name] = result
+            del self._open[name]
+
+    def abort(self) -> None:
+        """Remove everything this rule started; nothing of it remains."""
+        for out in self._open.values():
+            with contextlib.suppress(Exception):
+                out.abort()
+        for part in self.parts:
+            with contextlib.suppress(OSError):
+                os.unlink(part.path)
+        self._open.clear()
+        self.parts.clear()
+
+    def _start(self, dest: Any) -> Any:
+        kind = targets.get(dest.target.type)
+        out: Any
+        if dest.kind == "file":
+            base = os.path.basename(dest.path)
+            _remove_stale(os.path.dirname(dest.path), base, ".part", self.run_id)
+            part = os.path.join(os.path.dirname(dest.path), f".{base}.{self.run_id}.{self.rule}.part")
+            out = _FileOut(dest, kind, part)
+        elif dest.kind == "database":
+            _remove_stale(os.path.dirname(dest.path), os.path.basename(dest.path), ".spill", self.run_id)
+            out = _DatabaseOut(dest, self.rule, self.run_id)
+        else:
+            out = _ServiceOut(dest, kind, self)
+        self._open[dest.target.name] = out
+        return out
+
+
+class _FileOut:
+    def __init__(self, dest: Any, kind: targets.TargetType, part: str):
+        self.dest, self.part = dest, part
+        os.makedirs(os.path.dirname(part), exist_ok=True)
+        self.sink = kind.sink(part, dest.target) if kind.sink else _IpcSink(part)
+
+    def write(self, table: pa.Table, full: pa.Table) -> None:
+        self.sink.write(table)
+
+    def finish(self) -> None:
+        self.sink.close()
+
+    def abort(self) -> None:
+        with contextlib.suppress(Exception):
+            self.sink.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self.part)
+
+
+class _IpcSink:
+    """A plugin's rows kept as Arrow IPC until its whole-table writer runs at the end."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.sink = pa.OSFile(path, "wb")
+        self.writer: Any = None
+
+    def write(self, table: pa.Table) -> None:
+        if self.writer is None:
+            self.writer = pa.ipc.new_file(self.sink, table.schema)
+        self.writer.write_table(table)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.sink.close()
+
+
+class _DatabaseOut:
+    def __init__(self, dest: Any, rule: str, run_id: str):
+        self.dest, self.rule = dest, rule
+        self.spill = Spill(os.path.dirname(dest.path), f"{os.path.basename(dest.path)}.{run_id}")
+
+    def write(self, table: pa.Table, full: pa.Table) -> None:
+        self.spill.write(table)
+
+    def finish(self) -> int:
+        sink = SqliteSink(self.dest.path, self.dest.table, self.rule, self.dest.target)
+        try:
+            for table in self.spill.batches():
+                sink.write(table)
+        except BaseException:
+            sink.abort()
+            raise
+        finally:
+            self.spill.discard()
+        return sink.close()
+
+    def abort(self) -> None:
+        self.spill.discard()
+
+
+class _ServiceOut:
+    def __init__(self, dest: Any, kind: targets.TargetType, outputs: RuleOutputs):
+        self.dest, self.kind, self.outputs = dest, kind, outputs
+        folder = tempfile.gettempdir()
+        self.routed = Spill(folder, f"vmrules-{dest.target.name}")
+        self.full = Spill(folder, f"vmrules-{dest.target.name}-all") if dest.target.type == "alertmanager" else None
+
+    def write(self, table: pa.Table, full: pa.Table) -> None:
+        self.routed.write(table)
+        if self.full is not None:
+            self.full.write(full)
+
+    def finish(self) -> int:
+        try:
+            routed = self.routed.table()
+            if routed is None:
+                return 0
+            full = self.full.table() if self.full is not None else routed
+            o = self.outputs
+            delivery = Delivery(self.dest.target, routed, full if full is not None else routed, self.dest.context,
+                                o.step_ms, o.env, o.log)
+            try:
+                return int(self.kind.write(delivery))
+            except HttpError as exc:
+                raise RuleError(o.rule, f"target {self.dest.target.name}: {exc}") from None
+        finally:
+            self.abort()
+
+    def abort(self) -> None:
+        self.routed.discard()
+        if self.full is not None:
+            self.full.discard()
+
+
+def _remove_stale(folder: str, base: str, suffix: str, run_id: str) -> None:
+    """Parts and spills left by a killed run (the run lock rules out a live one)."""
+    for path in glob.glob(os.path.join(glob.escape(folder), glob.escape(f".{base}.") + "*" + suffix)):
+        if f".{run_id}." not in os.path.basename(path):
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+
+
+def assemble(parts: list[Part], log: Log) -> tuple[int, list[str]]:
+    """Put one final file in place from the parts of the rules that feed it; returns (rows, problems)."""
+    target, final = parts[0].target, parts[0].final
+    kind = targets.get(target.type)
+    rows = sum(p.rows for p in parts)
+    try:
+        if len(parts) == 1 and kind.sink is not None:
+            with open(parts[0].path, "rb+") as f:
+                os.fsync(f.fileno())
+            os.chmod(parts[0].path, 0o644)
+            os.replace(parts[0].path, final)
+            fsync_dir(os.path.dirname(final))
+        else:
+            assert kind.merge is not None
+            with atomic_path(final) as tmp:
+                kind.merge([p.path for p in parts], tmp, target)
+    except Exception as exc:  # noqa: BLE001 - reported on every rule that fed the file
+        return 0, [f"target {target.name}: cannot write {final}: {exc}"]
+    finally:
+        for p in parts:
+            with contextlib.suppress(OSError):
+                os.unlink(p.path)
+    log(f"wrote {rows} rows to {final}")
+    return rows, []

@@ -1,0 +1,56 @@
+"""Batches kept on disk (Arrow IPC) until a rule has finished, then replayed in order.
+
+Used where a rule's rows must land together but holding them in memory would
+grow with the window: SQLite (one transaction per rule and table, taken only
+when the rule is done, so rules never hold one database while waiting for
+another) and whole-table plugin writers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+
+import pyarrow as pa
+import pyarrow.ipc as ipc
+
+
+class Spill:
+    """Append batches; read them back once."""
+
+    def __init__(self, folder: str, name: str):
+        os.makedirs(folder, exist_ok=True)
+        fd, self.path = tempfile.mkstemp(prefix=f".{name}.", suffix=".spill", dir=folder)
+        self.sink = pa.OSFile(self.path, "wb")
+        os.close(fd)
+        self.writer: ipc.RecordBatchFileWriter | None = None
+        self.rows = 0
+
+    def write(self, table: pa.Table) -> None:
+        if self.writer is None:
+            self.writer = ipc.new_file(self.sink, table.schema)
+        self.writer.write_table(table)
+        self.rows += table.num_rows
+
+    def batches(self) -> Iterator[pa.Table]:
+        """The tables written, in order (memory-mapped, so they cost no heap)."""
+        if self.writer is None:
+            return
+        self.writer.close()
+        self.sink.close()
+        with pa.memory_map(self.path) as source:
+            reader = ipc.open_file(source)
+            for i in range(reader.num_record_batches):
+                yield pa.Table.from_batches([reader.get_batch(i)])
+
+    def table(self) -> pa.Table | None:
+        parts = list(self.batches())
+        return pa.concat_tables(parts, promote_options="permissive") if parts else None
+
+    def discard(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sink.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
