@@ -165,3 +165,36 @@ def test_pretty_printed_answers_fall_back() -> None:
     body = json.dumps(json.loads(GOOD), indent=2).encode()
     assert _fast_matrix(body) is None
     assert parse_answer(body, "matrix").samples == 5
+
+
+# -- streaming: any chunking of the answer gives the same samples ---------------
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.integers(1, 200), min_size=1, max_size=40), st.integers(1, 400), st.integers(1, 30))
+def test_stream_in_any_chunks_equals_whole_parse(cuts: list[int], batch_bytes: int, n_series: int) -> None:
+    from vmrules.fetch.parse import finish_matrix
+    from vmrules.fetch.stream import MatrixStream
+    body = matrix([({"__name__": "m", "i": str(i)}, [(1000 + 60 * k, f"{i}.{k}") for k in range(i % 4 + 1)])
+                   for i in range(n_series)], stats={"seriesFetched": str(n_series)})
+    stream = MatrixStream(batch_bytes=batch_bytes)
+    batches, pos = [], 0
+    for cut in cuts * (len(body) // max(1, sum(cuts)) + 1):
+        if pos >= len(body):
+            break
+        batches += stream.feed(body[pos:pos + cut])
+        pos += cut
+    rest, envelope = stream.finish()
+    got = finish_matrix(batches + rest, envelope)
+    want = _slow(json.loads(body), "matrix")
+    assert got.labels == want.labels
+    assert got.series_id.tolist() == want.series_id.tolist()
+    assert got.ts_ms.tolist() == want.ts_ms.tolist() and got.values.tolist() == want.values.tolist()
+    assert stream.series == n_series
+
+
+def test_streamed_partial_answer_is_refused_at_the_end(server: FaultServer) -> None:
+    big = matrix([({"__name__": "m", "i": str(i)}, [(1000 + 60 * k, "1") for k in range(5)]) for i in range(20000)],
+                 isPartial=True)
+    server.script = [Reply(200, big)]
+    source = HttpSource(Datasource(url=server.url))
+    with pytest.raises(FetchError, match="partial"):
+        list(source.batches("m", W))

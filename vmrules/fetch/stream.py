@@ -41,12 +41,15 @@ class MatrixStream:
         self.batch_bytes = batch_bytes
         self.buf = bytearray()
         self.head: bytes | None = None      # the answer up to the result array
-        self.trailer: bytes | None = None   # the answer after it
+        self.trailer: bytearray | None = None   # the answer after it
         self.seen: set[tuple[tuple[str, str], ...]] = set()
         self.series = 0
 
     def feed(self, chunk: bytes) -> list[QueryResult]:
         """Take more bytes; return the batches they completed (often none)."""
+        if self.trailer is not None:          # past the result array: only the envelope's tail is left
+            self.trailer += chunk
+            return []
         self.buf += chunk
         if self.head is None:
             at = self.buf.find(_RESULT)
@@ -68,7 +71,7 @@ class MatrixStream:
         if self.trailer is None:
             raise NotCompact("the result array does not end")
         try:
-            envelope = json.loads(self.head + b"[]" + self.trailer)
+            envelope = json.loads(self.head + b"[]" + bytes(self.trailer))
         except ValueError as exc:
             raise NotCompact(f"invalid JSON around the result array: {exc}") from None
         return out, envelope
@@ -90,7 +93,7 @@ class MatrixStream:
         counts: list[int] = []
         while True:
             if buf[pos:pos + 1] == b"]" and not metrics and pos == 0:
-                self.trailer = bytes(buf[1:])
+                self.trailer = bytearray(buf[1:])
                 return metrics, regions, counts, len(buf)
             if len(buf) - pos < len(_METRIC):
                 return metrics, regions, counts, pos
@@ -111,7 +114,7 @@ class MatrixStream:
             if sep == b",":
                 pos += 1
             elif sep == b"]":
-                self.trailer = bytes(buf[pos + 1:])
+                self.trailer = bytearray(buf[pos + 1:])
                 return metrics, regions, counts, len(buf)
             else:
                 raise NotCompact("unexpected bytes between series")
