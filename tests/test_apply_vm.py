@@ -129,14 +129,23 @@ datasource: {{url: "{vm.url}", max_points_per_series: {max_points}}}
 targets:
   p: {{type: parquet, path: c.parquet}}
 rules:
-  - {{name: cpu, query: cpu_usage, step: 2m, route: [{{to: p}}]}}
+  - name: cpu
+    query: cpu_usage
+    step: 2m
+    valid: {{max: 100}}
+    thresholds: [{{severity: hot, above: 60, for: 10m}}, {{severity: warm, above: 40, for: 4m}}]
+    route: [{{to: p}}]
 """)
     report = apply(load_ruleset([str(rules)]), ApplyOptions(output_dir=str(tmp_path / "o"), from_ms=FROM_S * 1000,
                                                            to_ms=TO_S * 1000))
     assert report.ok, report.failed
     points = (TO_S - FROM_S) // 120 + 1
     assert report.rules[0].requests == -(-points // max_points)
-    same(read.rows(str(tmp_path / "o" / "c.parquet")), expected("cpu", is_cpu, FROM_S, TO_S, 120))
+    want = expected("cpu", is_cpu, FROM_S, TO_S, 120, valid=(None, 100), thresholds=(
+        ("hot", lambda v: v > 60, 600), ("warm", lambda v: v > 40, 240)))
+    assert {r["severity"] for r in want} == {"hot", "warm", None}
+    same(read.rows(str(tmp_path / "o" / "c.parquet")), want)   # `for` runs go on across request boundaries
+    assert report.rules[0].counts.series == 12
 
 
 def test_window_ends_align_to_the_step(vm: VictoriaMetrics, tmp_path: Path) -> None:

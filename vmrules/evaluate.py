@@ -72,6 +72,10 @@ class _Series:
         as_json = [json.dumps(lab, sort_keys=True, separators=(",", ":"), ensure_ascii=False) for lab in labels]
         return cls(labels, metric, as_json)
 
+    def key(self, i: int) -> tuple[str, str]:
+        """The identity of series i across batches: name and labels."""
+        return self.metric[i], self.labels_json[i]
+
     def label(self, name: str) -> list[str]:
         if name == "__name__":
             return self.metric
@@ -86,9 +90,16 @@ def dict_column(per_series: Sequence[str], series_id: np.ndarray) -> pa.Dictiona
                                           pa.array(list(index), pa.string()))
 
 
-def evaluate(rule: Rule, result: QueryResult, targets: Mapping[str, Target]) -> Evaluation:
-    """Apply the rule to fetched samples and route the rows to its targets."""
+def evaluate(rule: Rule, result: QueryResult, targets: Mapping[str, Target],
+             state: EvalState | None = None) -> Evaluation:
+    """Apply the rule to fetched samples and route the rows to its targets.
+
+    With a `state`, the samples are one batch of several (in time order for each
+    series): series are counted once and `for` runs go on across batches.
+    """
     series = _Series.of(result, rule.labels)
+    if state is not None:
+        state.seen.update(series.key(i) for i in range(len(series.labels)))
     sid, ts, val = result.series_id, result.ts_ms, result.values
     ev = Evaluation(rule.name, pa.table({}), {}, Counts(series=len(series.labels), samples=result.samples))
     keep = np.ones(len(val), bool)
@@ -105,7 +116,7 @@ def evaluate(rule: Rule, result: QueryResult, targets: Mapping[str, Target]) -> 
         passed = _mask(table, series, sid, rule.where)
         ev.counts.filtered = int(len(val) - passed.sum())
         sid, ts, val, table = sid[passed], ts[passed], val[passed], table.filter(pa.array(passed))
-    sev_idx, names = _severities(rule, series, table, sid, ts, val)
+    sev_idx, names = _severities(rule, series, table, sid, ts, val, state)
     alert = sev_idx >= 0
     severity = pa.DictionaryArray.from_arrays(pa.array(np.where(alert, sev_idx, 0).astype(np.int32), mask=~alert),
                                               pa.array(names, pa.string()))
@@ -151,7 +162,7 @@ def _mask(table: pa.Table, series: _Series, sid: np.ndarray, node: expr.Node) ->
 
 
 def _severities(rule: Rule, series: _Series, table: pa.Table, sid: np.ndarray, ts: np.ndarray,
-                val: np.ndarray) -> tuple[np.ndarray, list[str]]:
+                val: np.ndarray, state: EvalState | None) -> tuple[np.ndarray, list[str]]:
     """Index into the severity names per row (-1: none); the first satisfied threshold wins."""
     names = list(dict.fromkeys(t.severity for t in rule.thresholds))
     sev = np.full(len(val), -1, np.int64)
@@ -159,24 +170,70 @@ def _severities(rule: Rule, series: _Series, table: pa.Table, sid: np.ndarray, t
         return sev, names
     first = np.ones(len(val), bool)
     first[1:] = (sid[1:] != sid[:-1]) | (np.diff(ts) != rule.step_ms)
-    for th in reversed(rule.thresholds):
-        if th.when is not None:
-            cond = _mask(table, series, sid, th.when)
-        else:
-            cond = _COMPARE[th.op](val, float(th.value or 0.0))
+    heads = np.flatnonzero(np.r_[True, sid[1:] != sid[:-1]])          # each series' first row here
+    tails = np.r_[heads[1:] - 1, len(sid) - 1]
+    keys = [series.key(int(sid[h])) for h in heads]
+    for i in reversed(range(len(rule.thresholds))):
+        th = rule.thresholds[i]
+        cond = _mask(table, series, sid, th.when) if th.when is not None else \
+            _COMPARE[th.op](val, float(th.value or 0.0))
         if th.for_ms > 0:
-            cond = cond & (_held_ms(cond, first, ts) >= th.for_ms)
+            held = _held_ms(cond, first, ts, _carried(state, i, keys, heads, cond, ts, rule.step_ms))
+            if state is not None:
+                state.keep_runs(i, keys, tails, cond, ts - held)
+            cond = cond & (held >= th.for_ms)
         sev[cond] = names.index(th.severity)
+    if state is not None:
+        state.keep_last(keys, ts[tails])
     return sev, names
 
 
-def _held_ms(cond: np.ndarray, first: np.ndarray, ts: np.ndarray) -> np.ndarray:
-    """How long each true run of `cond` has lasted at each row (a run breaks at series starts and gaps)."""
+def _carried(state: EvalState | None, i: int, keys: list[tuple[str, str]], heads: np.ndarray, cond: np.ndarray,
+             ts: np.ndarray, step_ms: int) -> np.ndarray:
+    """Per row, how much longer a run already lasted before this batch (for runs that go on from it)."""
+    extra = np.zeros(len(ts), np.int64)
+    if state is None:
+        return extra
+    for key, h in zip(keys, heads, strict=True):
+        start = state.run_start.get((key, i))
+        if start is not None and cond[h] and state.last_ts.get(key) == ts[h] - step_ms:
+            extra[h] = ts[h] - start
+    return extra
+
+
+def _held_ms(cond: np.ndarray, first: np.ndarray, ts: np.ndarray, extra: np.ndarray) -> np.ndarray:
+    """How long each true run of `cond` has lasted at each row (a run breaks at series starts and gaps);
+    `extra` at a run's first row is how long it had lasted before it."""
     prev = np.zeros(len(cond), bool)
     prev[1:] = cond[:-1]
     start = cond & (first | ~prev)
     last_start = np.maximum.accumulate(np.where(start, np.arange(len(cond)), 0))
-    return ts - ts[last_start]
+    return ts - ts[last_start] + extra[last_start]
+
+
+@dataclass
+class EvalState:
+    """What one batch leaves for the next of the same rule: series seen, and `for` runs still going.
+
+    Needed when a window comes in several requests, so that a series' run of a
+    condition goes on across the requests' boundary exactly as within one.
+    """
+
+    seen: set[tuple[str, str]] = field(default_factory=set)
+    last_ts: dict[tuple[str, str], int] = field(default_factory=dict)
+    run_start: dict[tuple[tuple[str, str], int], int] = field(default_factory=dict)
+
+    def keep_runs(self, i: int, keys: list[tuple[str, str]], tails: np.ndarray, cond: np.ndarray,
+                  starts: np.ndarray) -> None:
+        for key, t in zip(keys, tails, strict=True):
+            if cond[t]:
+                self.run_start[(key, i)] = int(starts[t])
+            else:
+                self.run_start.pop((key, i), None)
+
+    def keep_last(self, keys: list[tuple[str, str]], last: np.ndarray) -> None:
+        for key, t in zip(keys, last, strict=True):
+            self.last_ts[key] = int(t)
 
 
 _COMPARE = {">": np.greater, "<": np.less, ">=": np.greater_equal, "<=": np.less_equal}

@@ -16,7 +16,7 @@ import pyarrow as pa
 from vmrules import targets
 from vmrules.durations import format_time_ms
 from vmrules.errors import RuleError, UsageError
-from vmrules.evaluate import Counts, evaluate
+from vmrules.evaluate import Counts, EvalState, evaluate
 from vmrules.fetch.client import HttpSource
 from vmrules.fetch.filesource import FileSource
 from vmrules.fetch.result import FetchError, QueryResult
@@ -200,12 +200,15 @@ def _run_rule(rule: Rule, rep: RuleReport, ds: Datasource, ruleset: RuleSet, rep
     started = time.monotonic()
     out = RuleOutputs(rule.name, rep.destinations, report.run["id"],
                       options.env if options.env is not None else os.environ, log, rule.step_ms, options.keep_tables)
+    state = EvalState()
     try:
         for batch in _batches(rule, ds, rep.window, options, log):
-            rep.requests, rep.bytes_read = max(rep.requests, batch.requests), max(rep.bytes_read, batch.bytes_read)
-            ev = evaluate(rule, batch, ruleset.targets)
+            rep.requests += batch.requests
+            rep.bytes_read += batch.bytes_read
+            ev = evaluate(rule, batch, ruleset.targets, state)
             rep.counts.add(ev.counts)
             out.write(ev)
+        rep.counts.series = len(state.seen)
         out.finish()
         rep.status = "ok"
         rep.rows = dict(out.rows)

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import os
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 import requests
 import urllib3
 
 from vmrules import http
 from vmrules.fetch.parse import finish_matrix, parse_answer, sort_samples
-from vmrules.fetch.result import FetchError, QueryResult, combine
+from vmrules.fetch.result import FetchError, QueryResult
 from vmrules.fetch.stream import MatrixStream, NotCompact
 from vmrules.http import HttpError, Retryable, redact_url
 from vmrules.model import Datasource
@@ -56,15 +59,16 @@ class HttpSource:
     def batches(self, query: str, window: Window) -> Iterator[QueryResult]:
         """The answer in batches of complete series, parsed while it arrives.
 
-        A window of several requests (longer than max_points_per_series) comes as one
-        result, since its series span the requests.
+        A window longer than max_points_per_series comes request after request, in
+        time order; a series then spans batches (evaluation carries its state).
         """
-        if window.instant or len(window.chunks(self.ds.max_points_per_series)) != 1:
-            yield combine(self.fetch(query, window))
+        if window.instant:
+            yield from self.fetch(query, window)
             return
-        params = {"query": query, "start": _seconds(window.start_ms), "end": _seconds(window.end_ms),
-                  "step": _seconds(window.step_ms), "nocache": "1"}
-        yield from self._stream(self.ds.url + "/api/v1/query_range", {**self.ds.params, **params})
+        for w in window.chunks(self.ds.max_points_per_series):
+            params = {"query": query, "start": _seconds(w.start_ms), "end": _seconds(w.end_ms),
+                      "step": _seconds(w.step_ms), "nocache": "1"}
+            yield from self._stream(self.ds.url + "/api/v1/query_range", {**self.ds.params, **params})
 
     def close(self) -> None:
         self.session.close()
@@ -75,7 +79,7 @@ class HttpSource:
             yielded = False
             try:
                 for batch in self._stream_once(url, params):
-                    batch.requests = attempt
+                    batch.requests = 0 if yielded else attempt
                     yielded = True
                     yield batch
                 return
@@ -100,13 +104,13 @@ class HttpSource:
                 yield parse_answer(body, "matrix")
                 return
             stream = MatrixStream()
-            size, drained = 0, False
+            size, told, drained = 0, 0, False
             try:
-                for chunk in self._chunks(resp, started):
+                for chunk in prefetch(self._chunks(resp, started)):
                     size += len(chunk)
                     for batch in stream.feed(chunk):
                         drained = True
-                        batch.bytes_read = size
+                        batch.bytes_read, told = size - told, size
                         yield sort_samples(batch)
                 batches, envelope = stream.finish()
             except NotCompact:
@@ -117,7 +121,7 @@ class HttpSource:
                 return
         self.log(f"GET {redact_url(url)} -> 200, {size} bytes, {time.monotonic() - started:.2f}s, streamed")
         last = finish_matrix(batches, envelope)
-        last.bytes_read = size
+        last.bytes_read = size - told
         if last.labels or not drained:
             yield last
 
@@ -185,3 +189,45 @@ class HttpSource:
 
 def _seconds(ms: int) -> str:
     return str(ms // 1000) if ms % 1000 == 0 else f"{ms / 1000:.3f}"
+
+
+_DONE = object()
+
+
+def prefetch(chunks: Iterator[bytes], depth: int = 32) -> Iterator[bytes]:
+    """Read the body in a thread while the caller parses: the server never waits on us.
+
+    At most `depth` chunks (1 MiB each at most) wait in between; errors of the reader
+    come out here, in order.
+    """
+    q: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def reader() -> None:
+        try:
+            for chunk in chunks:
+                while not stop.is_set():
+                    try:
+                        q.put(chunk, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(_DONE)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            q.put(exc)
+
+    thread = threading.Thread(target=reader, name="vmrules-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5)
