@@ -53,3 +53,10 @@ def test_readme_reference_is_current() -> None:
     readme = (ROOT / "README.md").read_text()
     assert docs.splice(readme) == readme, "run: python -m vmrules.docs README.md"
     assert "| `max_points_per_series` |" in readme
+
+
+def test_built_in_type_names_agree() -> None:
+    from vmrules.plugins import BUILT_IN_TYPES
+    from vmrules.targets import BUILT_IN
+    enum = schema.schema()["$defs"]["target"]["properties"]["type"]["enum"]
+    assert list(BUILT_IN_TYPES) == list(BUILT_IN) == enum[:len(BUILT_IN)]

@@ -12,7 +12,9 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import queue
 import tempfile
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,9 +59,15 @@ class RuleOutputs:
     parts: list[Part] = field(default_factory=list)
     tables: dict[str, list[pa.Table]] = field(default_factory=dict)
     _open: dict[str, Any] = field(default_factory=dict)
+    _writer: _Background | None = None
 
     def write(self, ev: Evaluation) -> None:
-        """Add one batch of evaluated rows."""
+        """Add one batch of evaluated rows; the writing runs in a thread of its own, beside the next fetch."""
+        if self._writer is None:
+            self._writer = _Background(self._write_now)
+        self._writer.put(ev)
+
+    def _write_now(self, ev: Evaluation) -> None:
         for dest in self.destinations:
             table = ev.routed.get(dest.target.name)
             if table is None:
@@ -72,6 +80,8 @@ class RuleOutputs:
 
     def finish(self) -> None:
         """Close the parts, commit the databases, deliver to the services."""
+        if self._writer is not None:
+            self._writer.close()
         for name, out in list(self._open.items()):
             result = out.finish()
             if isinstance(out, _FileOut):
@@ -82,6 +92,9 @@ class RuleOutputs:
 
     def abort(self) -> None:
         """Remove everything this rule started; nothing of it remains."""
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                self._writer.close()
         for out in self._open.values():
             with contextlib.suppress(Exception):
                 out.abort()
@@ -106,6 +119,39 @@ class RuleOutputs:
             out = _ServiceOut(dest, kind, self)
         self._open[dest.target.name] = out
         return out
+
+
+class _Background:
+    """One worker thread fed through a short queue; its first error comes out of put() or close()."""
+
+    def __init__(self, work: Callable[[Any], None], depth: int = 2):
+        self.work = work
+        self.queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="vmrules-writer", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while (item := self.queue.get()) is not _STOP:
+            if self.error is None:
+                try:
+                    self.work(item)
+                except BaseException as exc:  # noqa: BLE001 - handed to the rule's thread
+                    self.error = exc
+
+    def put(self, item: Any) -> None:
+        if self.error is not None:
+            raise self.error
+        self.queue.put(item)
+
+    def close(self) -> None:
+        self.queue.put(_STOP)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+
+_STOP = object()
 
 
 class _FileOut:

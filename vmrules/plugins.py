@@ -14,6 +14,7 @@ from importlib.metadata import entry_points
 from typing import Any
 
 GROUP = "vmrules.targets"
+BUILT_IN_TYPES = ("csv", "json", "jsonl", "parquet", "sqlite", "webhook", "alertmanager", "victoriametrics")
 KINDS = ("file", "service")
 
 
@@ -34,11 +35,9 @@ class Plugin:
 @lru_cache(maxsize=1)
 def target_plugins() -> dict[str, Plugin]:
     """Installed target plugins by type name."""
-    from vmrules.targets import BUILT_IN
-
     out = {}
     for ep in entry_points(group=GROUP):
-        if ep.name in BUILT_IN:
+        if ep.name in BUILT_IN_TYPES:
             raise PluginError(f"target plugin {ep.name!r} ({ep.value}) clashes with the built-in type")
         try:
             obj = ep.load()
