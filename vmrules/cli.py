@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 
-import click
+# Measured (bench/README.md): Arrow's default mimalloc pool keeps the memory of freed
+# batches, the system allocator gives it back (W1 peak 265 -> 194-201 MiB, no slower).
+# Arrow reads this once, when it is first imported, so it is set before anything imports it.
+os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
+
+import click  # noqa: E402
 
 from vmrules import __version__
 from vmrules.durations import parse_duration_ms, parse_time_ms

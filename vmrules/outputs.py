@@ -124,7 +124,7 @@ class RuleOutputs:
 class _Background:
     """One worker thread fed through a short queue; its first error comes out of put() or close()."""
 
-    def __init__(self, work: Callable[[Any], None], depth: int = 2):
+    def __init__(self, work: Callable[[Any], None], depth: int = 1):
         self.work = work
         self.queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
         self.error: BaseException | None = None

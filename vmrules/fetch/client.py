@@ -194,7 +194,7 @@ def _seconds(ms: int) -> str:
 _DONE = object()
 
 
-def prefetch(chunks: Iterator[bytes], depth: int = 32) -> Iterator[bytes]:
+def prefetch(chunks: Iterator[bytes], depth: int = 8) -> Iterator[bytes]:
     """Read the body in a thread while the caller parses: the server never waits on us.
 
     At most `depth` chunks (1 MiB each at most) wait in between; errors of the reader

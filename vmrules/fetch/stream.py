@@ -20,7 +20,7 @@ import pyarrow.csv as pacsv
 
 from vmrules.fetch.result import FetchError, QueryResult, label_key
 
-BATCH_BYTES = 8 << 20
+BATCH_BYTES = 4 << 20
 _RESULT = b'"result":['
 _METRIC = b'{"metric":'
 _VALUES = b',"values":['
