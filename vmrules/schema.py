@@ -11,7 +11,7 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from vmrules.errors import Problem
-from vmrules.plugins import target_plugins
+from vmrules.plugins import BUILT_IN_TYPES, target_plugins
 
 if TYPE_CHECKING:  # jsonschema is imported only to explain an invalid file
     import jsonschema
@@ -25,11 +25,11 @@ def schema_text() -> str:
     return resources.files("vmrules").joinpath("data/vmrules.schema.json").read_text(encoding="utf-8")
 
 
-@lru_cache(maxsize=1)
-def schema() -> dict[str, Any]:
-    """The schema as data, extended with the options of installed target plugins."""
+@lru_cache(maxsize=2)
+def schema(plugins: bool = True) -> dict[str, Any]:
+    """The schema as data, extended with the options of installed target plugins (unless `plugins` is False)."""
     doc: dict[str, Any] = json.loads(schema_text())
-    for name, plugin in sorted(target_plugins().items()):
+    for name, plugin in sorted(target_plugins().items() if plugins else ()):
         target = doc["$defs"]["target"]
         target["properties"]["type"]["enum"].append(name)
         target["allOf"].append({"if": {"required": ["type"], "properties": {"type": {"const": name}}},
@@ -43,24 +43,33 @@ def schema() -> dict[str, Any]:
     return doc
 
 
-@lru_cache(maxsize=1)
-def validator() -> jsonschema.Draft202012Validator:
+@lru_cache(maxsize=2)
+def validator(plugins: bool = True) -> jsonschema.Draft202012Validator:
     """A compiled validator, built once per process."""
     import jsonschema
 
-    return jsonschema.Draft202012Validator(schema())
+    return jsonschema.Draft202012Validator(schema(plugins))
+
+
+def needs_plugins(doc: Any) -> bool:
+    """Whether a file names a target type that is not built in (plugins are looked up only then)."""
+    targets = doc.get("targets") if isinstance(doc, dict) else None
+    if not isinstance(targets, dict):
+        return False
+    return any(isinstance(t, dict) and t.get("type") not in BUILT_IN_TYPES for t in targets.values())
 
 
 def check(f: LoadedFile) -> tuple[list[Problem], set[tuple[Any, ...]]]:
     """Schema problems of one file, each at the YAML node that is wrong, and the paths that hold them."""
     if f.data is None:
         return [Problem(f.where(()), "file is empty: a rule file starts with `version: 1`")], {()}
-    if is_valid(f.data):
+    plugins = needs_plugins(f.data)
+    if is_valid(f.data, plugins):
         return [], set()
     from jsonschema.exceptions import best_match
 
     problems, paths = [], set()
-    for error in validator().iter_errors(f.data):
+    for error in validator(plugins).iter_errors(f.data):
         problems.append(_problem(f, best_match([error])))
         paths.add(tuple(error.absolute_path))
     return problems, paths
@@ -144,19 +153,19 @@ Check = Callable[[Any], bool]
 _IGNORED = {"$schema", "$id", "title", "description", "$defs", "then"}
 
 
-def is_valid(doc: Any) -> bool:
+def is_valid(doc: Any, plugins: bool = True) -> bool:
     """True when `doc` satisfies the schema (agrees with jsonschema; tested).
 
     A schema using keywords the fast check does not know (a plugin's) always goes to jsonschema.
     """
-    root = _root()
+    root = _root(plugins)
     return root is not None and root(doc)
 
 
-@lru_cache(maxsize=1)
-def _root() -> Check | None:
+@lru_cache(maxsize=2)
+def _root(plugins: bool) -> Check | None:
     try:
-        return _Compiler(schema()).compile(schema())
+        return _Compiler(schema(plugins)).compile(schema(plugins))
     except ValueError:
         return None
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 import re
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jinja2
-import jinja2.meta
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+if TYPE_CHECKING:  # jinja2 is imported at the first template that is not plain text
+    import jinja2
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 MAX_OUTPUT_CHARS = 4096
 TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -21,7 +21,11 @@ class TemplateError(ValueError):
     """A template that does not parse or render, or renders to something not allowed."""
 
 
+@lru_cache(maxsize=1)
 def _environment() -> ImmutableSandboxedEnvironment:
+    import jinja2
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
     env = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False,
                                         keep_trailing_newline=True)
     env.filters = {k: v for k, v in env.filters.items() if k in SAFE_FILTERS}
@@ -29,14 +33,13 @@ def _environment() -> ImmutableSandboxedEnvironment:
     return env
 
 
-_ENV = _environment()
-
-
 @lru_cache(maxsize=4096)
 def compile_template(source: str) -> jinja2.Template:
     """Parse a template once; TemplateError when it is not valid Jinja2."""
+    import jinja2
+
     try:
-        return _ENV.from_string(source)
+        return _environment().from_string(source)
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateError(f"template syntax: {exc.message} (template line {exc.lineno})") from None
 
@@ -44,14 +47,25 @@ def compile_template(source: str) -> jinja2.Template:
 @lru_cache(maxsize=4096)
 def variables(source: str) -> frozenset[str]:
     """Top-level names a template reads (e.g. {"rule", "run"})."""
+    if "{" not in source:
+        return frozenset()
+    import jinja2
+    import jinja2.meta
+
     try:
-        return frozenset(jinja2.meta.find_undeclared_variables(_ENV.parse(source)))
+        return frozenset(jinja2.meta.find_undeclared_variables(_environment().parse(source)))
     except jinja2.TemplateSyntaxError:
         return frozenset()
 
 
 def render(source: str, context: dict[str, Any], limit: int = MAX_OUTPUT_CHARS) -> str:
     """Render in the sandbox; unknown names, unsafe access and oversized output raise TemplateError."""
+    if "{" not in source:             # plain text: nothing to render
+        if len(source) > limit:
+            raise TemplateError(f"template output is longer than {limit} characters")
+        return source
+    import jinja2
+
     template = compile_template(source)
     try:
         pieces, size = [], 0

@@ -79,7 +79,9 @@ def _whole_table(write: Callable[..., Any]) -> Callable[..., None]:
 
 
 def get(type_: str) -> TargetType:
-    """The target type; the error names the known ones."""
+    """The target type; the error names the known ones (plugins are looked up only for other names)."""
+    if type_ in BUILT_IN:
+        return BUILT_IN[type_]
     types = registry()
     if type_ not in types:
         raise UnknownTarget(f"unknown target type {type_!r}; known: {', '.join(sorted(types))}")
