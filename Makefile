@@ -26,7 +26,7 @@ demo: $(VENV)/.run
 		--output-dir exports/seed-layout
 	@echo
 	@echo "The exports went to:"
-	@find exports/demo exports/seed-layout -type f ! -name '*-wal' ! -name '*-shm' | sort | sed 's/^/  /'
+	@find exports/demo exports/seed-layout -type f ! -name '.*' ! -name '*-wal' ! -name '*-shm' | sort | sed 's/^/  /'
 
 system-deps:
 	@command -v victoria-metrics >/dev/null && command -v vmauth >/dev/null \
