@@ -14,33 +14,12 @@ import numpy as np
 import pyarrow as pa
 
 from vmrules import expr
+from vmrules.counts import Counts
 from vmrules.fetch.result import QueryResult
 from vmrules.model import ROW_COLUMNS, Rule, Target
 
 TIMESTAMP = pa.timestamp("ms", tz="UTC")
 _ROW = "__row"
-
-
-@dataclass
-class Counts:
-    """What happened to a rule's samples."""
-
-    series: int = 0
-    samples: int = 0
-    invalid: int = 0         # dropped by `valid`
-    filtered: int = 0        # dropped by `where`
-    alerts: int = 0
-    by_severity: dict[str, int] = field(default_factory=dict)
-
-    def add(self, other: Counts) -> None:
-        """Add the counts of another batch of the same rule."""
-        self.series += other.series
-        self.samples += other.samples
-        self.invalid += other.invalid
-        self.filtered += other.filtered
-        self.alerts += other.alerts
-        for k, v in other.by_severity.items():
-            self.by_severity[k] = self.by_severity.get(k, 0) + v
 
 
 @dataclass

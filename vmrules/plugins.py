@@ -14,7 +14,9 @@ from importlib.metadata import entry_points
 from typing import Any
 
 GROUP = "vmrules.targets"
-BUILT_IN_TYPES = ("csv", "json", "jsonl", "parquet", "sqlite", "webhook", "alertmanager", "victoriametrics")
+BUILT_IN_KINDS = {"csv": "file", "json": "file", "jsonl": "file", "parquet": "file", "sqlite": "database",
+                  "webhook": "service", "alertmanager": "service", "victoriametrics": "service"}
+BUILT_IN_TYPES = tuple(BUILT_IN_KINDS)
 KINDS = ("file", "service")
 
 
@@ -52,3 +54,12 @@ def target_plugins() -> dict[str, Plugin]:
         dist = f"{ep.dist.name} {ep.dist.version}" if ep.dist else ep.value
         out[ep.name] = Plugin(ep.name, kind, schema, str(getattr(obj, "DESCRIPTION", "")), obj, dist)
     return out
+
+
+def kind_of(type_: str) -> str:
+    """file, database or service, without loading any writer for a built-in type."""
+    if type_ in BUILT_IN_KINDS:
+        return BUILT_IN_KINDS[type_]
+    from vmrules.targets import get
+
+    return get(type_).kind

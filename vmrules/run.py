@@ -9,24 +9,25 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-
-from vmrules import targets
+from vmrules.counts import Counts
 from vmrules.durations import format_time_ms
 from vmrules.errors import RuleError, UsageError
-from vmrules.evaluate import Counts, EvalState, evaluate
 from vmrules.fetch.client import HttpSource
-from vmrules.fetch.filesource import FileSource
 from vmrules.fetch.result import FetchError, QueryResult
 from vmrules.http import redact_url
 from vmrules.lock import run_lock
 from vmrules.model import Datasource, Rule, RuleSet, Target
-from vmrules.outputs import Part, RuleOutputs, assemble
+from vmrules.plugins import PluginError, kind_of
 from vmrules.templates import TemplateError, check_table_name, confine, render
 from vmrules.validate import rule_template_context
 from vmrules.window import Window, rule_window
+
+if TYPE_CHECKING:  # pyarrow and the writers load while the first answer is already on its way
+    import pyarrow as pa
+
+    from vmrules.outputs import Part, RuleOutputs
 
 Log = Callable[[str], None]
 
@@ -165,7 +166,7 @@ def _plan(rule: Rule, ruleset: RuleSet, ds: Datasource, window: Window, run: dic
         for name in names:
             t = ruleset.targets[name]
             ctx = rule_template_context(rule, run_ctx, t)
-            kind = targets.get(t.type).kind
+            kind = kind_of(t.type)
             if kind == "service":
                 where = redact_url(str(t.options.get("url", "")))
                 if "metric" in t.options:
@@ -175,7 +176,7 @@ def _plan(rule: Rule, ruleset: RuleSet, ds: Datasource, window: Window, run: dic
             path = confine(options.output_dir, render(t.options["path"], ctx))
             table = check_table_name(render(t.options["table"], ctx)) if kind == "database" else None
             rep.destinations.append(Destination(t, kind, path, table, ctx))
-    except (TemplateError, targets.UnknownTarget) as exc:
+    except (TemplateError, KeyError, PluginError) as exc:
         rep.status, rep.error = "failed", f"target paths: {exc}"
     return rep
 
@@ -198,22 +199,30 @@ def _run_rule(rule: Rule, rep: RuleReport, ds: Datasource, ruleset: RuleSet, rep
     if rep.status == "failed":
         return None
     started = time.monotonic()
-    out = RuleOutputs(rule.name, rep.destinations, report.run["id"],
-                      options.env if options.env is not None else os.environ, log, rule.step_ms, options.keep_tables)
-    state = EvalState()
+    out = None
     try:
         for batch in _batches(rule, ds, rep.window, options, log):
+            if out is None:   # loaded once the first request is out, while the answer streams in
+                from vmrules.evaluate import EvalState, evaluate
+                from vmrules.outputs import RuleOutputs
+                out = RuleOutputs(rule.name, rep.destinations, report.run["id"],
+                                  options.env if options.env is not None else os.environ, log, rule.step_ms,
+                                  options.keep_tables)
+                state = EvalState()
             rep.requests += batch.requests
             rep.bytes_read += batch.bytes_read
             ev = evaluate(rule, batch, ruleset.targets, state)
             rep.counts.add(ev.counts)
             out.write(ev)
+        assert out is not None
         rep.counts.series = len(state.seen)
         out.finish()
         rep.status = "ok"
         rep.rows = dict(out.rows)
-        for name, tables in out.tables.items():
-            report.tables[(rule.name, name)] = pa.concat_tables(tables, promote_options="permissive")
+        if out.tables:
+            import pyarrow as pa
+            for name, tables in out.tables.items():
+                report.tables[(rule.name, name)] = pa.concat_tables(tables, promote_options="permissive")
         return out
     except FetchError as exc:
         rep.status, rep.error = "failed", f"datasource {rep.datasource}: {exc}"
@@ -223,7 +232,8 @@ def _run_rule(rule: Rule, rep: RuleReport, ds: Datasource, ruleset: RuleSet, rep
         rep.status, rep.error = "failed", f"{type(exc).__name__}: {exc}"
     finally:
         rep.seconds = time.monotonic() - started
-    out.abort()
+    if out is not None:
+        out.abort()
     return None
 
 
@@ -232,7 +242,11 @@ def _batches(rule: Rule, ds: Datasource, window: Window, options: ApplyOptions, 
     if window.points == 0:
         yield QueryResult.empty()
         return
-    source = FileSource(ds.url) if ds.is_file else HttpSource(ds, options.env, log)
+    if ds.is_file:
+        from vmrules.fetch.filesource import FileSource
+        source: Any = FileSource(ds.url)
+    else:
+        source = HttpSource(ds, options.env, log)
     try:
         yield from source.batches(rule.query, window)
     finally:
@@ -241,6 +255,8 @@ def _batches(rule: Rule, ds: Datasource, window: Window, options: ApplyOptions, 
 
 def _finish_files(report: RunReport, outputs: list[RuleOutputs], log: Log) -> None:
     """Put every file in place from the parts of the rules that succeeded; list all outputs."""
+    from vmrules.outputs import assemble
+
     by_final: dict[str, list[Part]] = {}
     for out in outputs:
         for part in out.parts:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import collections
 import os
-import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -13,9 +13,7 @@ import requests
 import urllib3
 
 from vmrules import http
-from vmrules.fetch.parse import finish_matrix, parse_answer, sort_samples
 from vmrules.fetch.result import FetchError, QueryResult
-from vmrules.fetch.stream import MatrixStream, NotCompact
 from vmrules.http import HttpError, Retryable, redact_url
 from vmrules.model import Datasource
 from vmrules.window import Window
@@ -101,12 +99,17 @@ class HttpSource:
             if resp.status_code != 200:
                 body = self._read(resp, started)
                 http.check_status(resp.status_code, body, resp.headers)
+                from vmrules.fetch.parse import parse_answer
                 yield parse_answer(body, "matrix")
                 return
+            chunks = prefetch(self._chunks(resp, started))
+            first = next(chunks, b"")          # the reader runs from here on, while the parser loads
+            from vmrules.fetch.parse import finish_matrix, parse_answer, sort_samples
+            from vmrules.fetch.stream import MatrixStream, NotCompact
             stream = MatrixStream()
             size, told, drained = 0, 0, False
             try:
-                for chunk in prefetch(self._chunks(resp, started)):
+                for chunk in _prepend(first, chunks):
                     size += len(chunk)
                     for batch in stream.feed(chunk):
                         drained = True
@@ -132,6 +135,7 @@ class HttpSource:
         for attempt in range(1, http.ATTEMPTS + 1):
             try:
                 body = self._request(url, params)
+                from vmrules.fetch.parse import parse_answer
                 result = parse_answer(body, expect)
                 result.requests, result.bytes_read = attempt, len(body)
                 return result
@@ -192,37 +196,60 @@ def _seconds(ms: int) -> str:
 
 
 _DONE = object()
+PREFETCH_BYTES = 32 << 20
 
 
-def prefetch(chunks: Iterator[bytes], depth: int = 8) -> Iterator[bytes]:
-    """Read the body in a thread while the caller parses: the server never waits on us.
+def _prepend(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    if first:
+        yield first
+    yield from rest
 
-    At most `depth` chunks (1 MiB each at most) wait in between; errors of the reader
-    come out here, in order.
+
+def prefetch(chunks: Iterator[bytes], max_bytes: int = PREFETCH_BYTES) -> Iterator[bytes]:
+    """Read the body in a thread while the caller parses: the server seldom waits on us.
+
+    The reader starts at once (this is a generator only in name) and holds at most
+    `max_bytes` of unparsed answer; its errors come out here, in order.
     """
-    q: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    items: collections.deque[Any] = collections.deque()
+    held = [0]
+    cond = threading.Condition()
     stop = threading.Event()
 
     def reader() -> None:
         try:
             for chunk in chunks:
-                while not stop.is_set():
-                    try:
-                        q.put(chunk, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            q.put(_DONE)
+                with cond:
+                    while held[0] >= max_bytes and not stop.is_set():
+                        cond.wait(0.1)
+                    if stop.is_set():
+                        return
+                    items.append(chunk)
+                    held[0] += len(chunk)
+                    cond.notify_all()
+            item: Any = _DONE
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-            q.put(exc)
+            item = exc
+        with cond:
+            items.append(item)
+            cond.notify_all()
 
     thread = threading.Thread(target=reader, name="vmrules-reader", daemon=True)
     thread.start()
+    return _consume(items, held, cond, stop, thread)
+
+
+def _consume(items: collections.deque[Any], held: list[int], cond: threading.Condition, stop: threading.Event,
+             thread: threading.Thread) -> Iterator[bytes]:
     try:
         while True:
-            item = q.get()
+            with cond:
+                while not items:
+                    cond.wait()
+                item = items.popleft()
+                if isinstance(item, bytes):
+                    held[0] -= len(item)
+                    cond.notify_all()
             if item is _DONE:
                 return
             if isinstance(item, BaseException):
@@ -230,4 +257,6 @@ def prefetch(chunks: Iterator[bytes], depth: int = 8) -> Iterator[bytes]:
             yield item
     finally:
         stop.set()
+        with cond:
+            cond.notify_all()
         thread.join(timeout=5)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:  # numpy is imported when samples are made, not when the module is
+    import numpy as np
 
 
 class FetchError(Exception):
@@ -34,6 +36,8 @@ class QueryResult:
 
     @classmethod
     def empty(cls) -> QueryResult:
+        import numpy as np
+
         return cls([], np.empty(0, np.int32), np.empty(0, np.int64), np.empty(0, np.float64))
 
 
@@ -53,6 +57,8 @@ def check_unique(labels: Sequence[dict[str, str]]) -> None:
 
 def combine(parts: Sequence[QueryResult]) -> QueryResult:
     """Join results of consecutive chunks of one window, series matched by their labels."""
+    import numpy as np
+
     parts = [p for p in parts if p.samples or p.labels]
     if not parts:
         return QueryResult.empty()
