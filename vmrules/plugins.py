@@ -36,7 +36,7 @@ class Plugin:
 @lru_cache(maxsize=1)
 def target_plugins() -> dict[str, Plugin]:
     """Installed target plugins by type name."""
-    from importlib.metadata import entry_points   # ~10 ms: only when a type is not built in
+    from importlib.metadata import entry_points  # ~10 ms: only when a type is not built in
 
     out = {}
     for ep in entry_points(group=GROUP):
