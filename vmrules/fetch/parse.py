@@ -103,13 +103,8 @@ def _slow(doc: Any, expect: str) -> QueryResult:
         raise FetchError(f"malformed series in the answer: {type(exc).__name__}: {exc}") from None
     check_unique(labels)
     ts_ms = np.round(np.asarray(ts, np.float64) * 1000.0).astype(np.int64)
-    out = QueryResult(labels, np.asarray(ids, np.int32), ts_ms, np.asarray(vals, np.float64),
-                      warnings=_warnings(doc))
+    out = QueryResult(labels, np.asarray(ids, np.int32), ts_ms, np.asarray(vals, np.float64))
     return sort_samples(out)
-
-
-def _warnings(doc: dict[str, Any]) -> list[str]:
-    return [str(w) for w in doc.get("warnings") or []]
 
 
 def sort_samples(r: QueryResult) -> QueryResult:

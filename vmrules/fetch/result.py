@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # numpy is imported when samples are made, not when the module is
@@ -28,7 +28,6 @@ class QueryResult:
     values: np.ndarray
     requests: int = 0
     bytes_read: int = 0
-    warnings: list[str] = field(default_factory=list)
 
     @property
     def samples(self) -> int:
@@ -53,33 +52,3 @@ def check_unique(labels: Sequence[dict[str, str]]) -> None:
         if key in seen:
             raise FetchError(f"the answer holds the series {dict(key)} twice (duplicate label set)")
         seen.add(key)
-
-
-def combine(parts: Sequence[QueryResult]) -> QueryResult:
-    """Join results of consecutive chunks of one window, series matched by their labels."""
-    import numpy as np
-
-    parts = [p for p in parts if p.samples or p.labels]
-    if not parts:
-        return QueryResult.empty()
-    if len(parts) == 1:
-        return parts[0]
-    index: dict[tuple[tuple[str, str], ...], int] = {}
-    labels: list[dict[str, str]] = []
-    ids = []
-    for p in parts:
-        remap = np.empty(len(p.labels), np.int32)
-        for i, lab in enumerate(p.labels):
-            key = label_key(lab)
-            if key not in index:
-                index[key] = len(labels)
-                labels.append(lab)
-            remap[i] = index[key]
-        ids.append(remap[p.series_id] if len(remap) else p.series_id)
-    series_id = np.concatenate(ids)
-    ts = np.concatenate([p.ts_ms for p in parts])
-    values = np.concatenate([p.values for p in parts])
-    order = np.lexsort((ts, series_id))
-    return QueryResult(labels, series_id[order], ts[order], values[order],
-                       requests=sum(p.requests for p in parts), bytes_read=sum(p.bytes_read for p in parts),
-                       warnings=[w for p in parts for w in p.warnings])
