@@ -168,3 +168,32 @@ def test_sqlite_writers_in_several_processes_all_land(tmp_path: Path) -> None:
     procs = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(3)]
     assert [p.wait(timeout=120) for p in procs] == [0, 0, 0]
     assert sqlite3.connect(db).execute('SELECT count(*) FROM "tab"').fetchone() == (60,)
+
+
+@pytest.mark.parametrize("kind, codec", [("parquet", "none"), ("parquet", "zstd"), ("csv", None), ("json", None),
+                                         ("jsonl", None)])
+def test_parts_of_several_rules_merge_into_one_file(tmp_path: Path, kind: str, codec: str | None) -> None:
+    from vmrules.targets import get
+    t = target(kind, **({"compression": codec} if codec else {}))
+    ttype = get(kind)
+    parts = []
+    for i, n in enumerate((4, 0, 3)):
+        part = str(tmp_path / f"part{i}")
+        sink = ttype.sink(part, t)
+        sink.write(table(n) if n else table(4).slice(0, 0))
+        sink.close()
+        parts.append(part)
+    out = str(tmp_path / f"out.{kind}")
+    ttype.merge(parts, out, t)
+    if kind == "parquet":
+        import pyarrow.parquet as pq
+        assert pq.read_table(out).num_rows == 7
+        expected = "UNCOMPRESSED" if codec == "none" else codec.upper()
+        assert pq.ParquetFile(out).metadata.row_group(0).column(0).compression == expected
+    elif kind == "csv":
+        rows = list(csv.DictReader(io.StringIO(Path(out).read_text())))
+        assert len(rows) == 7 and rows[0]["rule"] == "r"
+    elif kind == "json":
+        assert len(json.loads(Path(out).read_text())) == 7
+    else:
+        assert len([json.loads(x) for x in Path(out).read_text().splitlines()]) == 7

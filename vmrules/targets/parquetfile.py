@@ -15,8 +15,7 @@ class Sink:
 
     def __init__(self, path: str, target: Target):
         self.path = path
-        codec = target.options.get("compression", "snappy")
-        self.compression = None if codec == "none" else codec
+        self.compression = _codec(target.options.get("compression", "snappy"))
         self.writer: pq.ParquetWriter | None = None
 
     def write(self, table: pa.Table) -> None:
@@ -31,22 +30,22 @@ class Sink:
 
 def merge(parts: list[str], path: str, target: Target | None = None) -> None:
     """One Parquet file from the parts of several rules, row group by row group."""
+    codec = _codec(target.options.get("compression", "snappy") if target else "snappy")
     writer: pq.ParquetWriter | None = None
     try:
         for part in parts:
             f = pq.ParquetFile(part)
+            if writer is None:
+                writer = pq.ParquetWriter(path, f.schema_arrow, compression=codec)
             for i in range(f.num_row_groups):
-                group = f.read_row_group(i)
-                if writer is None:
-                    meta = f.metadata
-                    codec = meta.row_group(0).column(0).compression if meta.num_row_groups else "SNAPPY"
-                    writer = pq.ParquetWriter(path, group.schema, compression=codec.lower())
-                writer.write_table(group)
-            if f.num_row_groups == 0 and writer is None:
-                writer = pq.ParquetWriter(path, f.schema_arrow)
+                writer.write_table(f.read_row_group(i))
     finally:
         if writer is not None:
             writer.close()
+
+
+def _codec(name: str) -> str | None:
+    return None if name == "none" else name
 
 
 def write(table: pa.Table, path: str, target: Target) -> None:
