@@ -130,3 +130,18 @@ def test_errors_point_at_the_offset(text: str, offset: int, message: str) -> Non
 def test_label_names() -> None:
     node = expr.parse('env == "a" and value > 1 and (instance =~ "x" or severity == "w")')
     assert expr.label_names(node) == {"env", "instance"}
+
+
+@settings(max_examples=300, deadline=None)
+@given(conditions)
+def test_eager_evaluation_equals_the_compiled_filter(text: str) -> None:
+    t = table()
+
+    def column(name: str) -> pa.Array:
+        return t.column(name if name in expr.COLUMN_TYPES else expr.LABEL_PREFIX + name)
+    result = expr.evaluate_columns(expr.parse(text), column)
+    if isinstance(result, pa.Scalar):
+        rows = list(range(len(ROWS))) if result.as_py() else []
+    else:
+        rows = [i for i, v in enumerate(result.to_pylist()) if v]
+    assert rows == arrow_rows(text) == python_rows(text)

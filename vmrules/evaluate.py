@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from vmrules import expr
 from vmrules.counts import Counts
@@ -19,7 +20,6 @@ from vmrules.fetch.result import QueryResult
 from vmrules.model import ROW_COLUMNS, Rule, Target
 
 TIMESTAMP = pa.timestamp("ms", tz="UTC")
-_ROW = "__row"
 
 
 @dataclass
@@ -125,19 +125,18 @@ def _mask(table: pa.Table, series: _Series, sid: np.ndarray, node: expr.Node) ->
     """Boolean mask of the rows for which the expression is true (null counts as false).
 
     The expression sees the row columns (dictionaries decoded) and one plain string
-    column per label it reads; Arrow's filter may reorder rows, so a row number travels along.
+    column per label it reads.
     """
-    cols: dict[str, pa.Array] = {_ROW: pa.array(np.arange(table.num_rows, dtype=np.int64))}
-    for name in expr.names(node):
+    def column(name: str) -> pa.Array:
         if name in table.column_names:
             col = table.column(name)
-            cols[name] = col.cast(col.type.value_type) if pa.types.is_dictionary(col.type) else col
-        else:
-            cols[expr.column_name(name)] = pa.array(series.label(name), pa.string()).take(pa.array(sid))
-    kept = pa.table(cols).filter(expr.to_arrow(node)).column(_ROW).to_numpy()
-    mask = np.zeros(table.num_rows, bool)
-    mask[kept] = True
-    return mask
+            return col.cast(col.type.value_type) if pa.types.is_dictionary(col.type) else col
+        return pa.array(series.label(name), pa.string()).take(pa.array(sid))
+
+    result = expr.evaluate_columns(node, column)
+    if isinstance(result, pa.Scalar):
+        return np.full(table.num_rows, bool(result.as_py()))
+    return np.asarray(pc.fill_null(result, False).to_numpy(zero_copy_only=False), bool)
 
 
 def _severities(rule: Rule, series: _Series, table: pa.Table, sid: np.ndarray, ts: np.ndarray,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import operator
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -321,30 +322,50 @@ def to_arrow(node: Node) -> pc.Expression:
     The table has the row columns plus one string column per label read
     (`label:NAME`, "" when missing); severity is compared as "" when null.
     """
+    import pyarrow.compute as pc
+
+    return _build(node, lambda name: pc.field(column_name(name)), pc.scalar)
+
+
+def evaluate_columns(node: Node, column: Callable[[str], Any]) -> Any:
+    """Evaluate an expression at once on arrays: `column(name)` gives the array of a row column or label.
+
+    The same kernels as the compiled form, without a query plan: this is how rows are
+    filtered during a run. The result is a boolean array (or a scalar for a constant).
+    """
+    import pyarrow as pa
+
+    return _build(node, column, pa.scalar)
+
+
+def _build(node: Node, field: Callable[[str], Any], lit: Callable[[Any], Any]) -> Any:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    match node:
-        case Lit(value=value):
-            return pc.scalar(value)
-        case Name(name="severity"):
-            return pc.coalesce(pc.field("severity"), pc.scalar(""))
-        case Name(name="timestamp"):
-            return pc.field("timestamp").cast(pa.int64()).cast(pa.float64())
-        case Name(name=name):
-            return pc.field(column_name(name))
-        case Not(operand=operand):
-            return pc.invert(to_arrow(operand))
-        case BoolOp(op="and", left=left, right=right):
-            return pc.and_kleene(to_arrow(left), to_arrow(right))
-        case BoolOp(left=left, right=right):
-            return pc.or_kleene(to_arrow(left), to_arrow(right))
-        case Compare(op="=~" | "!~", left=left, right=right):
-            match = pc.match_substring_regex(to_arrow(left), pattern=f"^(?:{right.value})$")
-            return match if node.op == "=~" else pc.invert(match)
-        case Compare(op=op, left=left, right=right):
-            return getattr(pc, _ARROW_OPS[op])(to_arrow(left), to_arrow(right))
-    raise AssertionError(node)  # pragma: no cover
+    def go(n: Node) -> Any:
+        match n:
+            case Lit(value=value):
+                return lit(value)
+            case Name(name="severity"):
+                return pc.coalesce(field("severity"), lit(""))
+            case Name(name="timestamp"):
+                return field("timestamp").cast(pa.int64()).cast(pa.float64())
+            case Name(name=name):
+                return field(name)
+            case Not(operand=operand):
+                return pc.invert(go(operand))
+            case BoolOp(op="and", left=left, right=right):
+                return pc.and_kleene(go(left), go(right))
+            case BoolOp(left=left, right=right):
+                return pc.or_kleene(go(left), go(right))
+            case Compare(op="=~" | "!~", left=left, right=right):
+                found = pc.match_substring_regex(go(left), pattern=f"^(?:{right.value})$")
+                return found if n.op == "=~" else pc.invert(found)
+            case Compare(op=op, left=left, right=right):
+                return getattr(pc, _ARROW_OPS[op])(go(left), go(right))
+        raise AssertionError(n)  # pragma: no cover
+
+    return go(node)
 
 
 _PY_OPS = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le,
