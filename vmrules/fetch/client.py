@@ -43,16 +43,18 @@ class HttpSource:
         self.timeout_s = ds.timeout_ms / 1000
 
     def fetch(self, query: str, window: Window) -> list[QueryResult]:
-        """One result per chunk of the window (range) or one instant result."""
+        """One result per request of the window (range) or one instant result, each read whole."""
         if window.instant:
-            params = {"query": query, "time": _seconds(window.end_ms)}
-            return [self._get("/api/v1/query", params, "vector")]
-        out = []
+            params = {**self.ds.params, "query": query, "time": _seconds(window.end_ms)}
+            return list(self._attempts(self.ds.url + "/api/v1/query", params, "vector"))
+        out: list[QueryResult] = []
         for w in window.chunks(self.ds.max_points_per_series):
-            params = {"query": query, "start": _seconds(w.start_ms), "end": _seconds(w.end_ms),
-                      "step": _seconds(w.step_ms), "nocache": "1"}
-            out.append(self._get("/api/v1/query_range", params, "matrix"))
+            out += self._attempts(self.ds.url + "/api/v1/query_range", self._range_params(query, w), "matrix")
         return out
+
+    def _range_params(self, query: str, w: Window) -> dict[str, str]:
+        return {**self.ds.params, "query": query, "start": _seconds(w.start_ms), "end": _seconds(w.end_ms),
+                "step": _seconds(w.step_ms), "nocache": "1"}
 
     def batches(self, query: str, window: Window) -> Iterator[QueryResult]:
         """The answer in batches of complete series, parsed while it arrives.
@@ -64,19 +66,20 @@ class HttpSource:
             yield from self.fetch(query, window)
             return
         for w in window.chunks(self.ds.max_points_per_series):
-            params = {"query": query, "start": _seconds(w.start_ms), "end": _seconds(w.end_ms),
-                      "step": _seconds(w.step_ms), "nocache": "1"}
-            yield from self._stream(self.ds.url + "/api/v1/query_range", {**self.ds.params, **params})
+            yield from self._attempts(self.ds.url + "/api/v1/query_range", self._range_params(query, w), "stream")
 
     def close(self) -> None:
         self.session.close()
 
-    def _stream(self, url: str, params: dict[str, str]) -> Iterator[QueryResult]:
+    def _attempts(self, url: str, params: dict[str, str], mode: str) -> Iterator[QueryResult]:
+        """One request with the retry policy; `mode` is "stream" (batches as they arrive) or the
+        resultType read whole. Once part of a streamed answer has been handed out, no retry."""
         scrub = self.secrets.scrub
+        once = self._stream_once if mode == "stream" else (lambda u, p: self._whole_once(u, p, mode))
         for attempt in range(1, http.ATTEMPTS + 1):
             yielded = False
             try:
-                for batch in self._stream_once(url, params):
+                for batch in once(url, params):
                     batch.requests = 0 if yielded else attempt
                     yielded = True
                     yield batch
@@ -128,26 +131,13 @@ class HttpSource:
         if last.labels or not drained:
             yield last
 
-    def _get(self, path: str, params: dict[str, str], expect: str) -> QueryResult:
-        url = self.ds.url + path
-        params = {**self.ds.params, **params}
-        scrub = self.secrets.scrub
-        for attempt in range(1, http.ATTEMPTS + 1):
-            try:
-                body = self._request(url, params)
-                from vmrules.fetch.parse import parse_answer
-                result = parse_answer(body, expect)
-                result.requests, result.bytes_read = attempt, len(body)
-                return result
-            except Retryable as exc:
-                if attempt == http.ATTEMPTS:
-                    raise FetchError(scrub(f"{redact_url(url)}: {exc} (after {http.ATTEMPTS} attempts)")) from None
-                delay = http.backoff(attempt, exc.retry_after)
-                self.log(scrub(f"retrying {redact_url(url)} in {delay:.1f}s: {exc}"))
-                time.sleep(delay)
-            except (FetchError, HttpError) as exc:
-                raise FetchError(scrub(f"{redact_url(url)}: {exc}")) from None
-        raise AssertionError("unreachable")  # pragma: no cover
+    def _whole_once(self, url: str, params: dict[str, str], expect: str) -> Iterator[QueryResult]:
+        from vmrules.fetch.parse import parse_answer
+
+        body = self._request(url, params)
+        result = parse_answer(body, expect)
+        result.bytes_read = len(body)
+        yield result
 
     def _open(self, url: str, params: dict[str, str]) -> requests.Response:
         post = len(params.get("query", "")) > POST_ABOVE_CHARS
