@@ -338,34 +338,33 @@ def evaluate_columns(node: Node, column: Callable[[str], Any]) -> Any:
     return _build(node, column, pa.scalar)
 
 
-def _build(node: Node, field: Callable[[str], Any], lit: Callable[[Any], Any]) -> Any:
+def _build(n: Node, field: Callable[[str], Any], lit: Callable[[Any], Any]) -> Any:
+    """The expression from pyarrow.compute calls; `field` and `lit` make leaves (plain recursion, no
+    nested closure, so that no reference cycle keeps a batch's arrays alive)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    def go(n: Node) -> Any:
-        match n:
-            case Lit(value=value):
-                return lit(value)
-            case Name(name="severity"):
-                return pc.coalesce(field("severity"), lit(""))
-            case Name(name="timestamp"):
-                return field("timestamp").cast(pa.int64()).cast(pa.float64())
-            case Name(name=name):
-                return field(name)
-            case Not(operand=operand):
-                return pc.invert(go(operand))
-            case BoolOp(op="and", left=left, right=right):
-                return pc.and_kleene(go(left), go(right))
-            case BoolOp(left=left, right=right):
-                return pc.or_kleene(go(left), go(right))
-            case Compare(op="=~" | "!~", left=left, right=right):
-                found = pc.match_substring_regex(go(left), pattern=f"^(?:{right.value})$")
-                return found if n.op == "=~" else pc.invert(found)
-            case Compare(op=op, left=left, right=right):
-                return getattr(pc, _ARROW_OPS[op])(go(left), go(right))
-        raise AssertionError(n)  # pragma: no cover
-
-    return go(node)
+    match n:
+        case Lit(value=value):
+            return lit(value)
+        case Name(name="severity"):
+            return pc.coalesce(field("severity"), lit(""))
+        case Name(name="timestamp"):
+            return field("timestamp").cast(pa.int64()).cast(pa.float64())
+        case Name(name=name):
+            return field(name)
+        case Not(operand=operand):
+            return pc.invert(_build(operand, field, lit))
+        case BoolOp(op="and", left=left, right=right):
+            return pc.and_kleene(_build(left, field, lit), _build(right, field, lit))
+        case BoolOp(left=left, right=right):
+            return pc.or_kleene(_build(left, field, lit), _build(right, field, lit))
+        case Compare(op="=~" | "!~", left=left, right=right):
+            found = pc.match_substring_regex(_build(left, field, lit), pattern=f"^(?:{right.value})$")
+            return found if n.op == "=~" else pc.invert(found)
+        case Compare(op=op, left=left, right=right):
+            return getattr(pc, _ARROW_OPS[op])(_build(left, field, lit), _build(right, field, lit))
+    raise AssertionError(n)  # pragma: no cover
 
 
 _PY_OPS = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le,

@@ -81,7 +81,8 @@ class RuleOutputs:
     def finish(self) -> None:
         """Close the parts, commit the databases, deliver to the services."""
         if self._writer is not None:
-            self._writer.close()
+            writer, self._writer = self._writer, None      # no cycle left between the two
+            writer.close()
         for name, out in list(self._open.items()):
             result = out.finish()
             if isinstance(out, _FileOut):
@@ -93,8 +94,9 @@ class RuleOutputs:
     def abort(self) -> None:
         """Remove everything this rule started; nothing of it remains."""
         if self._writer is not None:
+            writer, self._writer = self._writer, None
             with contextlib.suppress(Exception):
-                self._writer.close()
+                writer.close()
         for out in self._open.values():
             with contextlib.suppress(Exception):
                 out.abort()
