@@ -99,3 +99,33 @@ def test_labels_json_sorted_without_name(tmp_path: Path) -> None:
     assert ev.table.column("labels").to_pylist() == ['{"a":"q\\"uote","b":"2","instance":"x"}']
     assert ev.table.column("metric").to_pylist() == ["m"]
     assert not math.isnan(ev.table.column("value").to_pylist()[0])
+
+
+def test_a_run_leaves_no_reference_cycles(tmp_path: Path) -> None:
+    """Cycles would keep each batch's arrays alive until a collection (and the CLI collects rarely)."""
+    import gc
+
+    from tests.conftest import file_rules
+    from tests.support.data import END_S
+    from vmrules.run import ApplyOptions, apply
+    folder = file_rules(tmp_path, "targets: {p: {type: parquet, path: a.parquet}, c: {type: csv, path: a.csv}}\n"
+                                  "rules: [{name: r, query: cpu_usage, range: 4h, valid: {max: 100}, where: "
+                                  "'env == \"prod\"', thresholds: [{above: 60, for: 2m}], "
+                                  "route: [{to: p}, {when: alert, to: c}]}]\n")
+    rs = load_ruleset([str(folder)])
+    options = ApplyOptions(output_dir=str(tmp_path / "o"), to_ms=END_S * 1000)
+    apply(rs, options)
+    gc.collect()
+    was = gc.isenabled()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        assert apply(rs, options).ok
+        gc.collect()
+        kinds = sorted({type(o).__name__ for o in gc.garbage})
+        assert gc.garbage == [], kinds
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        if was:
+            gc.enable()

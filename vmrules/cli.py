@@ -99,8 +99,16 @@ def apply_cmd(paths: tuple[str, ...], datasource: str | None, from_: str | None,
     Exit 0 when every rule ran, 1 when some rule failed (the others still ran),
     2 when the rule files or the command line are invalid (nothing fetched or written).
     """
+    import gc
+
     from vmrules.report import format_plan, format_summary
     from vmrules.run import ApplyOptions, apply
+
+    # Measured with py-spy on W1: the cyclic collector took ~19% of all samples, walking the
+    # objects of the imported modules again and again. A run leaves no cycles behind (tested),
+    # so the collector is frozen out of the modules and run rarely.
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
 
     from_ms, to_ms = _window_options(from_, to, since)
     try:
