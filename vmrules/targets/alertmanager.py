@@ -34,11 +34,12 @@ def alerts(d: Delivery) -> list[dict[str, Any]]:
     for metric, labels_json, rows in series_groups(firing):
         labels = json.loads(labels_json)
         ts_all = seen.get((metric, labels_json), np.empty(0, np.int64))
-        severities = rows["severity"].cast(pa.string()).to_pylist()
+        severities = np.asarray(rows["severity"].cast(pa.string()).to_numpy(zero_copy_only=False))
         ts = _ms(rows["timestamp"])
         values = rows["value"].to_numpy()
-        for sev in dict.fromkeys(severities):
-            mask = np.array([s == sev for s in severities])
+        names, first_at = np.unique(severities, return_index=True)
+        for sev in names[np.argsort(first_at)]:
+            mask = severities == sev
             first, last = int(ts[mask].min()), int(ts[mask].max())
             alert_labels = {**labels, "alertname": d.rule, "severity": sev, **(opts.get("labels") or {})}
             ctx = {**d.context, "labels": alert_labels, "value": json_value(float(values[mask][-1]))}
