@@ -153,7 +153,7 @@ class _FileChecker:
     def target_options(self, f: LoadedFile, path: tuple[Any, ...], t: Target) -> Iterator[Problem]:
         opts = t.options
         for key in ("path", "table", "metric", "body"):
-            if key in opts:
+            if "{" in str(opts.get(key, "")):      # plain text cannot be wrong Jinja2
                 try:
                     compile_template(opts[key])
                 except TemplateError as exc:
