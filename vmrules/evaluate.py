@@ -70,11 +70,13 @@ def dict_column(per_series: Sequence[str], series_id: np.ndarray) -> pa.Dictiona
 
 
 def evaluate(rule: Rule, result: QueryResult, targets: Mapping[str, Target],
-             state: EvalState | None = None) -> Evaluation:
+             state: EvalState | None = None, after: Mapping[str, int] | None = None) -> Evaluation:
     """Apply the rule to fetched samples and route the rows to its targets.
 
     With a `state`, the samples are one batch of several (in time order for each
     series): series are counted once and `for` runs go on across batches.
+    `after` holds, per target, a time (ms) the target already has every row up to:
+    only later rows are routed to it.
     """
     series = _Series.of(result, rule.labels)
     if state is not None:
@@ -104,7 +106,7 @@ def evaluate(rule: Rule, result: QueryResult, targets: Mapping[str, Target],
     if names:
         counts = np.bincount(sev_idx[alert], minlength=len(names))
         ev.counts.by_severity = {n: int(c) for n, c in zip(names, counts, strict=True) if c}
-    ev.routed = _route(rule, series, sid, ev.table, targets)
+    ev.routed = _route(rule, series, sid, ts, ev.table, targets, after or {})
     return ev
 
 
@@ -217,9 +219,9 @@ class EvalState:
 _COMPARE = {">": np.greater, "<": np.less, ">=": np.greater_equal, "<=": np.less_equal}
 
 
-def _route(rule: Rule, series: _Series, sid: np.ndarray, table: pa.Table,
-           targets: Mapping[str, Target]) -> dict[str, pa.Table]:
-    """Rows per target: a row goes to a target once when any route to it matches."""
+def _route(rule: Rule, series: _Series, sid: np.ndarray, ts: np.ndarray, table: pa.Table,
+           targets: Mapping[str, Target], after: Mapping[str, int]) -> dict[str, pa.Table]:
+    """Rows per target: a row goes to a target once when any route to it matches (and it is `after`)."""
     masks: dict[str, np.ndarray] = {}
     for route in rule.routes:
         m = np.ones(table.num_rows, bool) if route.when is None else _mask(table, series, sid, route.when)
@@ -227,6 +229,8 @@ def _route(rule: Rule, series: _Series, sid: np.ndarray, table: pa.Table,
             masks[name] = masks[name] | m if name in masks else m
     out = {}
     for name, m in masks.items():
+        if name in after:
+            m = m & (ts > after[name])
         out[name] = select_columns(table.filter(pa.array(m)), targets[name].columns, series, sid[m])
     return out
 

@@ -25,7 +25,8 @@ from vmrules import targets
 from vmrules.errors import RuleError
 from vmrules.evaluate import Evaluation
 from vmrules.http import HttpError
-from vmrules.targets.atomic import atomic_path, fsync_dir
+from vmrules.state import Rename, remove_files
+from vmrules.targets.atomic import FILE_MODE, fsync_dir
 from vmrules.targets.service import Delivery
 from vmrules.targets.spill import Spill
 from vmrules.targets.sqlite import Sink as SqliteSink
@@ -55,6 +56,7 @@ class RuleOutputs:
     log: Log
     step_ms: int
     keep_tables: bool = False
+    watermark_ms: int | None = None   # incremental runs: recorded in each SQLite table with the rows
     rows: dict[str, int] = field(default_factory=dict)
     parts: list[Part] = field(default_factory=list)
     tables: dict[str, list[pa.Table]] = field(default_factory=dict)
@@ -116,7 +118,7 @@ class RuleOutputs:
             out = _FileOut(dest, kind, part)
         elif dest.kind == "database":
             _remove_stale(os.path.dirname(dest.path), os.path.basename(dest.path), ".spill", self.run_id)
-            out = _DatabaseOut(dest, self.rule, self.run_id)
+            out = _DatabaseOut(dest, self.rule, self.run_id, self.watermark_ms)
         else:
             out = _ServiceOut(dest, kind, self)
         self._open[dest.target.name] = out
@@ -195,15 +197,15 @@ class _IpcSink:
 
 
 class _DatabaseOut:
-    def __init__(self, dest: Any, rule: str, run_id: str):
-        self.dest, self.rule = dest, rule
+    def __init__(self, dest: Any, rule: str, run_id: str, watermark_ms: int | None):
+        self.dest, self.rule, self.watermark_ms = dest, rule, watermark_ms
         self.spill = Spill(os.path.dirname(dest.path), f"{os.path.basename(dest.path)}.{run_id}")
 
     def write(self, table: pa.Table, full: pa.Table) -> None:
         self.spill.write(table)
 
     def finish(self) -> int:
-        sink = SqliteSink(self.dest.path, self.dest.table, self.rule, self.dest.target)
+        sink = SqliteSink(self.dest.path, self.dest.table, self.rule, self.dest.target, self.watermark_ms)
         try:
             for table in self.spill.batches():
                 sink.write(table)
@@ -260,27 +262,36 @@ def _remove_stale(folder: str, base: str, suffix: str, run_id: str) -> None:
                 os.unlink(path)
 
 
-def assemble(parts: list[Part], log: Log) -> tuple[int, list[str]]:
-    """Put one final file in place from the parts of the rules that feed it; returns (rows, problems)."""
+def prepare(parts: list[Part]) -> tuple[Rename | None, int, list[str]]:
+    """One file ready beside its final path, from the parts of the rules that feed it.
+
+    Returns the rename still to do, the rows, and the problems (then nothing is left behind).
+    """
     target, final = parts[0].target, parts[0].final
     kind = targets.get(target.type)
     rows = sum(p.rows for p in parts)
+    ready = parts[0].path
     try:
-        if len(parts) == 1 and kind.sink is not None:
-            with open(parts[0].path, "rb+") as f:
-                os.fsync(f.fileno())
-            os.chmod(parts[0].path, 0o644)
-            os.replace(parts[0].path, final)
-            fsync_dir(os.path.dirname(final))
-        else:
+        if len(parts) > 1 or kind.sink is None:
             assert kind.merge is not None
-            with atomic_path(final) as tmp:
-                kind.merge([p.path for p in parts], tmp, target)
+            fd, ready = tempfile.mkstemp(prefix=f".{os.path.basename(final)}.", suffix=".tmp",
+                                         dir=os.path.dirname(final))
+            os.close(fd)
+            kind.merge([p.path for p in parts], ready, target)
+        with open(ready, "rb+") as f:
+            os.fsync(f.fileno())
+        os.chmod(ready, FILE_MODE)
+        return Rename(ready, final, os.stat(ready).st_ino), rows, []
     except Exception as exc:  # noqa: BLE001 - reported on every rule that fed the file
-        return 0, [f"target {target.name}: cannot write {final}: {exc}"]
+        remove_files([ready])
+        return None, 0, [f"target {target.name}: cannot write {final}: {exc}"]
     finally:
-        for p in parts:
-            with contextlib.suppress(OSError):
-                os.unlink(p.path)
-    log(f"wrote {rows} rows to {final}")
-    return rows, []
+        remove_files(p.path for p in parts if p.path != ready)
+
+
+def commit(renames: list[Rename], log: Log) -> None:
+    """Put prepared files in place (a run that is not incremental: no journal needed)."""
+    for r in renames:
+        os.replace(r.ready, r.final)
+        fsync_dir(os.path.dirname(r.final))
+        log(f"wrote {r.final}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
+import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -20,6 +21,7 @@ from vmrules.http import redact_url
 from vmrules.lock import run_lock
 from vmrules.model import Datasource, Rule, RuleSet, Target
 from vmrules.plugins import PluginError, kind_of
+from vmrules.state import State, StateError
 from vmrules.templates import TemplateError, check_table_name, confine, render
 from vmrules.validate import rule_template_context
 from vmrules.window import Window, rule_window
@@ -47,6 +49,9 @@ class ApplyOptions:
     keep_tables: bool = False                # keep each rule's routed tables in RunReport.tables (memory!)
     log: Log | None = None                   # -v: requests, retries, files
     notice: Log | None = None                # always shown: waiting for another run's lock
+    incremental: bool = False                # windows start after each rule's watermark (state file)
+    lag_ms: int = 60_000                     # incremental: windows end this long before --to/now
+    shard: tuple[int, int] | None = None     # (i, n): only the rules whose name hashes to i of n
 
 
 @dataclass
@@ -113,38 +118,77 @@ def apply(ruleset: RuleSet, options: ApplyOptions) -> RunReport:
     log = options.log or (lambda _m: None)
     now = datetime.now(UTC)
     to_ms = options.to_ms if options.to_ms is not None else int(now.timestamp() * 1000)
-    rules = _select(ruleset, options.rules)
+    rules = _select(ruleset, options.rules, options.shard)
     sources = {r.name: _datasource(r, options.datasource) for r in rules}
     run = {"id": f"{now:%Y%m%d_%H%M%S}_{uuid.uuid4().hex[:6]}", "stamp": f"{now:%Y%m%d_%H%M%S}",
            "started_at": format_time_ms(int(now.timestamp() * 1000))}
-    reports = [_plan(rule, ruleset, sources[rule.name], rule_window(rule, options.from_ms, to_ms), run, options)
-               for rule in rules]
-    _check_shared_paths(reports)
-    report = RunReport(run, reports)
+
+    def planned(state: State | None) -> RunReport:
+        reports = [_plan(rule, ruleset, sources[rule.name], _window(rule, options, to_ms, state), run, options)
+                   for rule in rules]
+        _check_shared_paths(reports)
+        return RunReport(run, reports)
+
     if options.dry_run:
-        return report
+        return planned(_load_state(options.output_dir) if options.incremental else None)
     with run_lock(options.output_dir, options.notice or log):
-        _execute(rules, ruleset, sources, report, options, log)
+        state = None
+        if options.incremental:
+            state = _load_state(options.output_dir)
+            state.recover(log)           # a commit a killed run journaled is finished first
+        report = planned(state)
+        _execute(rules, ruleset, sources, report, options, log, state)
     return report
 
 
+def _load_state(output_dir: str) -> State:
+    try:
+        return State.load(output_dir)
+    except StateError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _window(rule: Rule, options: ApplyOptions, to_ms: int, state: State | None) -> Window:
+    """The rule's window; incremental: ending `lag` before `to`, starting after the rule's watermark."""
+    if not options.incremental:
+        return rule_window(rule, options.from_ms, to_ms)
+    end = to_ms - options.lag_ms
+    mark = state.watermarks.get(rule.name) if state is not None else None
+    step = rule.step_ms
+    if rule.instant:
+        end = end // step * step
+        return Window(end, end, step, instant=True) if mark is None or end > mark else Window(end + step, end, step)
+    w = rule_window(rule, options.from_ms, end)
+    if mark is None:
+        return w
+    return Window(max(w.start_ms, (mark // step + 1) * step), w.end_ms, step)
+
+
 def _execute(rules: list[Rule], ruleset: RuleSet, sources: dict[str, Datasource], report: RunReport,
-             options: ApplyOptions, log: Log) -> None:
+             options: ApplyOptions, log: Log, state: State | None) -> None:
     by_name = {r.name: r for r in rules}
     with ThreadPoolExecutor(max_workers=max(1, options.concurrency)) as pool:
         outputs = list(pool.map(lambda rep: _run_rule(by_name[rep.name], rep, sources[rep.name], ruleset, report,
                                                       options, log), report.rules))
-    _finish_files(report, [o for o in outputs if o is not None], log)
+    _finish_files(report, [o for o in outputs if o is not None], log, state)
 
 
-def _select(ruleset: RuleSet, names: Sequence[str]) -> list[Rule]:
-    if not names:
-        return list(ruleset.rules)
-    known = {r.name for r in ruleset.rules}
-    unknown = [n for n in names if n not in known]
-    if unknown:
-        raise UsageError(f"no rule named {', '.join(unknown)}; rules: {', '.join(sorted(known)) or 'none'}")
-    return [r for r in ruleset.rules if r.name in set(names)]
+def _select(ruleset: RuleSet, names: Sequence[str], shard: tuple[int, int] | None = None) -> list[Rule]:
+    rules = list(ruleset.rules)
+    if names:
+        known = {r.name for r in ruleset.rules}
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise UsageError(f"no rule named {', '.join(unknown)}; rules: {', '.join(sorted(known)) or 'none'}")
+        rules = [r for r in rules if r.name in set(names)]
+    if shard is not None:
+        rules = [r for r in rules if shard_of(r.name, shard[1]) == shard[0]]
+    return rules
+
+
+def shard_of(name: str, shards: int) -> int:
+    """The shard (0..shards-1) a rule belongs to: a hash of its name, the same on every machine and run."""
+    return zlib.crc32(name.encode()) % shards
 
 
 def _datasource(rule: Rule, override: str | None) -> Datasource:
@@ -201,17 +245,18 @@ def _run_rule(rule: Rule, rep: RuleReport, ds: Datasource, ruleset: RuleSet, rep
     started = time.monotonic()
     out = None
     try:
+        after = _table_watermarks(rule, rep) if options.incremental else {}
         for batch in _batches(rule, ds, rep.window, options, log):
             if out is None:   # loaded once the first request is out, while the answer streams in
                 from vmrules.evaluate import EvalState, evaluate
                 from vmrules.outputs import RuleOutputs
                 out = RuleOutputs(rule.name, rep.destinations, report.run["id"],
                                   options.env if options.env is not None else os.environ, log, rule.step_ms,
-                                  options.keep_tables)
+                                  options.keep_tables, _watermark(rep.window) if options.incremental else None)
                 state = EvalState()
             rep.requests += batch.requests
             rep.bytes_read += batch.bytes_read
-            ev = evaluate(rule, batch, ruleset.targets, state)
+            ev = evaluate(rule, batch, ruleset.targets, state, after)
             rep.counts.add(ev.counts)
             out.write(ev)
         assert out is not None
@@ -237,6 +282,24 @@ def _run_rule(rule: Rule, rep: RuleReport, ds: Datasource, ruleset: RuleSet, rep
     return None
 
 
+def _watermark(window: Window) -> int | None:
+    """What a rule's watermark becomes once this window is delivered (None: the window is empty)."""
+    return window.end_ms if window.points else None
+
+
+def _table_watermarks(rule: Rule, rep: RuleReport) -> dict[str, int]:
+    """Per SQLite target, the last point its table already holds (committed by a run killed before its state)."""
+    from vmrules.targets.sqlite import table_watermark
+
+    marks = {}
+    for d in rep.destinations:
+        if d.kind == "database" and d.table is not None:
+            mark = table_watermark(d.path, d.table, rule.name)
+            if mark is not None:
+                marks[d.target.name] = mark
+    return marks
+
+
 def _batches(rule: Rule, ds: Datasource, window: Window, options: ApplyOptions, log: Log) -> Iterator[QueryResult]:
     """The rule's samples in batches of complete series (at least one batch, maybe empty)."""
     if window.points == 0:
@@ -253,23 +316,42 @@ def _batches(rule: Rule, ds: Datasource, window: Window, options: ApplyOptions, 
         source.close()
 
 
-def _finish_files(report: RunReport, outputs: list[RuleOutputs], log: Log) -> None:
-    """Put every file in place from the parts of the rules that succeeded; list all outputs."""
-    from vmrules.outputs import assemble
+def _finish_files(report: RunReport, outputs: list[RuleOutputs], log: Log, state: State | None) -> None:
+    """Put every file in place from the parts of the rules that succeeded; move watermarks; list all outputs.
+
+    Incremental runs commit files and watermarks together (journaled in the state):
+    if any file cannot be prepared, no file is written and no rule that writes files moves on.
+    """
+    from vmrules.outputs import commit, prepare
+    from vmrules.state import remove_files
 
     by_final: dict[str, list[Part]] = {}
     for out in outputs:
         for part in out.parts:
             by_final.setdefault(part.final, []).append(part)
     reps = {r.name: r for r in report.rules}
+    renames, files = [], []
     for final, parts in sorted(by_final.items()):
-        rows, problems = assemble(parts, log)
+        ready, rows, problems = prepare(parts)
         for p in parts:
             if problems:
                 reps[p.rule].status, reps[p.rule].error = "failed", problems[0]
-        if not problems:
+        if ready is not None:
             t = parts[0].target
-            report.outputs.append(Output(t.name, t.type, final, None, rows, "file"))
+            renames.append(ready)
+            files.append(Output(t.name, t.type, final, None, rows, "file"))
+    if state is not None and len(renames) < len(by_final):
+        remove_files(r.ready for r in renames)
+        renames, files = [], []
+        for p in (p for parts in by_final.values() for p in parts):
+            if reps[p.rule].status == "ok":
+                reps[p.rule].status, reps[p.rule].error = "failed", "files not written: another file failed"
+    if state is None:
+        commit(renames, log)
+    else:
+        state.commit(renames, {r.name: m for r in report.rules
+                               if r.status == "ok" and (m := _watermark(r.window)) is not None}, log)
+    report.outputs += files
     tables: dict[tuple[str, str, str | None], Output] = {}
     for rep in report.rules:
         if rep.status != "ok":

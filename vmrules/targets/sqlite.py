@@ -22,6 +22,7 @@ KIND = "sqlite"
 KEY = ("rule", "labels", "timestamp")
 BUSY_TIMEOUT_MS = 60_000
 NOT_NULL = {"rule", "labels", "timestamp"}
+WATERMARK_TABLE = "vmrules_watermarks"   # incremental runs: the last point per rule and table
 
 
 def _sql_type(t: pa.DataType) -> str:
@@ -56,8 +57,9 @@ class Sink:
     commit, so other writers wait (busy_timeout) and never see half of a rule's rows.
     """
 
-    def __init__(self, db_path: str, table_name: str, rule: str, target: Target):
+    def __init__(self, db_path: str, table_name: str, rule: str, target: Target, watermark_ms: int | None = None):
         self.db_path, self.table_name, self.rule = db_path, table_name, rule
+        self.watermark_ms = watermark_ms      # incremental runs: recorded with the rows, in their transaction
         self.mode = target.options.get("mode", "append")
         self.con: sqlite3.Connection | None = None
         self.rows = 0
@@ -73,6 +75,8 @@ class Sink:
     def close(self) -> int:
         """Commit; returns the rows written."""
         if self.con is not None:
+            if self.watermark_ms is not None:
+                record_watermark(self.con, self.table_name, self.rule, self.watermark_ms)
             self.con.execute("COMMIT")
         self._release()
         return self.rows
@@ -157,3 +161,27 @@ def _insert(con: sqlite3.Connection, name: str, table: pa.Table, mode: str) -> N
                 col = pc.cast(col, col.type.value_type)
             columns.append(col.to_pylist())
         con.executemany(sql, zip(*columns, strict=True))
+
+
+def table_watermark(db_path: str, table: str, rule: str) -> int | None:
+    """The last point of `rule` that the SQLite table committed in an incremental run (None: none yet)."""
+    if not os.path.exists(db_path):
+        return None
+    con = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=60)
+    try:
+        row = con.execute(f'SELECT watermark_ms FROM {WATERMARK_TABLE} WHERE rule = ? AND "table" = ?',
+                          (rule, table)).fetchone()
+    except sqlite3.OperationalError:     # no such table: never written incrementally
+        return None
+    finally:
+        con.close()
+    return None if row is None else int(row[0])
+
+
+def record_watermark(con: sqlite3.Connection, table: str, rule: str, watermark_ms: int) -> None:
+    """Inside the rows' transaction: the table now holds the rule's points up to `watermark_ms`."""
+    con.execute(f'CREATE TABLE IF NOT EXISTS {WATERMARK_TABLE} (rule TEXT NOT NULL, "table" TEXT NOT NULL, '
+                'watermark_ms INTEGER NOT NULL, PRIMARY KEY (rule, "table"))')
+    con.execute(f'INSERT INTO {WATERMARK_TABLE} (rule, "table", watermark_ms) VALUES (?, ?, ?) '
+                'ON CONFLICT (rule, "table") DO UPDATE SET watermark_ms = max(watermark_ms, excluded.watermark_ms)',
+                (rule, table, watermark_ms))

@@ -1,0 +1,112 @@
+"""Incremental runs: a watermark per rule, kept in the output directory, moved only after a commit.
+
+The state file `.vmrules-state.json` holds, per rule, the last point (milliseconds,
+on the rule's step) that every target of the rule has received. The next
+incremental run fetches the points after it, so a boundary sample lands in
+exactly one run.
+
+Files and watermarks commit together through a redo journal: the run first
+prepares every file beside its final path, then writes the state with a
+`pending` record (the renames to do and the watermarks to set), then renames,
+then writes the state without it. A run killed after the journal is finished by
+the next run (`recover`) before it does anything else; a run killed before it
+left nothing behind but temporary files, and its windows are simply fetched again.
+SQLite tables keep their own watermark in the same transaction as their rows
+(`vmrules_watermarks`, see targets/sqlite.py), so rows a table already has are never appended twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from vmrules.targets.atomic import atomic_path, fsync_dir
+
+STATE_NAME = ".vmrules-state.json"
+VERSION = 1
+
+
+@dataclass
+class Rename:
+    """A prepared file waiting beside its final path; `ino` tells whether the rename already happened."""
+
+    ready: str
+    final: str
+    ino: int
+
+
+@dataclass
+class State:
+    """Watermarks per rule (last point delivered, ms) and a journal of a commit in progress."""
+
+    path: str
+    watermarks: dict[str, int] = field(default_factory=dict)
+    pending: dict[str, Any] | None = None
+
+    @classmethod
+    def load(cls, output_dir: str) -> State:
+        path = os.path.join(output_dir, STATE_NAME)
+        try:
+            with open(path, encoding="utf-8") as f:
+                doc = json.load(f)
+        except FileNotFoundError:
+            return cls(path)
+        except (OSError, ValueError) as exc:
+            raise StateError(f"{path}: cannot read the incremental state: {exc}") from None
+        if not isinstance(doc, dict) or doc.get("version") != VERSION or not isinstance(doc.get("rules"), dict):
+            raise StateError(f"{path}: not a vmrules state file of version {VERSION}")
+        marks = {name: int(v["watermark_ms"]) for name, v in doc["rules"].items()}
+        return cls(path, marks, doc.get("pending"))
+
+    def save(self) -> None:
+        doc: dict[str, object] = {"version": VERSION,
+                                  "rules": {n: {"watermark_ms": ms} for n, ms in sorted(self.watermarks.items())}}
+        if self.pending is not None:
+            doc["pending"] = self.pending
+        with atomic_path(self.path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+            json.dump(doc, f, indent=1)
+            f.write("\n")
+
+    def commit(self, renames: list[Rename], marks: Mapping[str, int], log: Callable[[str], None]) -> None:
+        """Rename the prepared files into place and move the watermarks, as one step that survives a kill."""
+        self.pending = {"renames": [[r.ready, r.final, r.ino] for r in renames], "watermarks": dict(marks)}
+        self.save()
+        self.recover(log)
+
+    def recover(self, log: Callable[[str], None]) -> None:
+        """Finish the commit a killed run journaled (or the one just journaled by `commit`)."""
+        if self.pending is None:
+            return
+        folders = set()
+        for ready, final, ino in self.pending.get("renames", []):
+            if os.path.exists(ready):
+                os.replace(ready, final)
+                folders.add(os.path.dirname(final))
+            elif _inode(final) != ino:
+                log(f"incremental state: {final} was changed after the run that wrote it")
+        for folder in folders:
+            fsync_dir(folder)
+        self.watermarks.update({k: int(v) for k, v in self.pending.get("watermarks", {}).items()})
+        self.pending = None
+        self.save()
+
+
+class StateError(Exception):
+    """The state file cannot be used; the message names it."""
+
+
+def _inode(path: str) -> int | None:
+    try:
+        return os.stat(path).st_ino
+    except OSError:
+        return None
+
+
+def remove_files(paths: Iterable[str]) -> None:
+    for p in paths:
+        with contextlib.suppress(OSError):
+            os.unlink(p)
