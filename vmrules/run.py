@@ -218,6 +218,10 @@ def _plan(rule: Rule, ruleset: RuleSet, ds: Datasource, window: Window, run: dic
                 rep.destinations.append(Destination(t, kind, where, context=ctx))
                 continue
             path = confine(options.output_dir, render(t.options["path"], ctx))
+            if options.incremental and kind == "file" and window.points and os.path.exists(path):
+                raise TemplateError(f"target {name} would replace {path}, which holds an earlier run's rows; "
+                                    "in incremental runs give file targets a path that is new for every run, "
+                                    "e.g. with {{ run.from }}")
             table = check_table_name(render(t.options["table"], ctx)) if kind == "database" else None
             rep.destinations.append(Destination(t, kind, path, table, ctx))
     except (TemplateError, KeyError, PluginError) as exc:
@@ -241,6 +245,9 @@ def _run_rule(rule: Rule, rep: RuleReport, ds: Datasource, ruleset: RuleSet, rep
               options: ApplyOptions, log: Log) -> RuleOutputs | None:
     """Fetch, evaluate and write one rule, batch by batch; on any failure nothing of it remains."""
     if rep.status == "failed":
+        return None
+    if options.incremental and not rep.window.points:     # nothing new since the last run
+        rep.status = "ok"
         return None
     started = time.monotonic()
     out = None

@@ -1,0 +1,84 @@
+"""Backfill: a long window run chunk by chunk, each chunk a whole `apply` that commits on its own.
+
+With `incremental`, each chunk starts after the rules' watermarks, so a killed
+backfill started again skips what is already delivered and goes on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+
+from vmrules.durations import format_time_ms
+from vmrules.errors import UsageError
+from vmrules.model import RuleSet
+from vmrules.run import ApplyOptions, RunReport, apply
+
+Progress = Callable[[int, int, tuple[int, int], RunReport], None]   # chunk i of n, its window
+
+
+def chunks(from_ms: int, to_ms: int, chunk_ms: int) -> list[tuple[int, int]]:
+    """Consecutive [start, end] windows of `chunk_ms`, sharing no instant (a point falls in exactly one)."""
+    out, start = [], from_ms
+    while start <= to_ms:
+        out.append((start, min(start + chunk_ms - 1, to_ms)))
+        start += chunk_ms
+    return out
+
+
+def backfill(ruleset: RuleSet, options: ApplyOptions, chunk_ms: int, progress: Progress | None = None) -> RunReport:
+    """Run [from, to] (ending `lag` before `to` when incremental) chunk by chunk; one report for all chunks."""
+    if options.from_ms is None or options.to_ms is None:
+        raise UsageError("--chunk needs a window: give --from (and --to, default now) or --since")
+    end = options.to_ms - (options.lag_ms if options.incremental else 0)
+    parts = chunks(options.from_ms, end, chunk_ms)
+    per_chunk = [replace(options, from_ms=a, to_ms=b, lag_ms=0) for a, b in parts]
+    if len(parts) > 1 and not options.dry_run:
+        _check_paths_differ(ruleset, per_chunk[0], per_chunk[1])
+    total: RunReport | None = None
+    for i, opts in enumerate(per_chunk):
+        report = apply(ruleset, opts)
+        if progress is not None:
+            progress(i + 1, len(parts), parts[i], report)
+        total = report if total is None else _merge(total, report)
+    assert total is not None
+    total.run["from"], total.run["to"] = format_time_ms(options.from_ms), format_time_ms(end)
+    return total
+
+
+def _check_paths_differ(ruleset: RuleSet, first: ApplyOptions, second: ApplyOptions) -> None:
+    """A file target whose path is the same for two chunks would be replaced by each chunk: refuse."""
+    a = apply(ruleset, replace(first, dry_run=True))
+    b = apply(ruleset, replace(second, dry_run=True))
+    seen = {(r.name, d.target.name): d.path for r in a.rules if r.window.points
+            for d in r.destinations if d.kind == "file"}
+    for r in b.rules:
+        for d in r.destinations if r.window.points else ():
+            if d.kind == "file" and seen.get((r.name, d.target.name)) == d.path:
+                raise UsageError(f"target {d.target.name} writes {d.path} for every chunk, so each chunk would "
+                                 "replace the last: put {{ run.from }} in its path")
+
+
+def _merge(total: RunReport, chunk: RunReport) -> RunReport:
+    """Counts, rows and seconds added up per rule; a rule failed in any chunk is failed."""
+    by_name = {r.name: r for r in total.rules}
+    for r in chunk.rules:
+        t = by_name.get(r.name)
+        if t is None:
+            total.rules.append(r)
+            continue
+        series = max(t.counts.series, r.counts.series)
+        t.counts.add(r.counts)
+        t.counts.series = series
+        if r.window.points:
+            t.window = replace(t.window, end_ms=r.window.end_ms)
+        for k, v in r.rows.items():
+            t.rows[k] = t.rows.get(k, 0) + v
+        t.requests += r.requests
+        t.bytes_read += r.bytes_read
+        t.seconds += r.seconds
+        if r.status == "failed":
+            t.status, t.error = "failed", r.error
+    total.outputs += chunk.outputs
+    total.tables.update(chunk.tables)
+    return total
