@@ -26,7 +26,7 @@ from vmrules.errors import RuleError
 from vmrules.evaluate import Evaluation
 from vmrules.http import HttpError
 from vmrules.state import Rename, remove_files
-from vmrules.targets.atomic import FILE_MODE, fsync_dir
+from vmrules.targets.atomic import FILE_MODE, fsync_dir, new_temp
 from vmrules.targets.service import Delivery
 from vmrules.targets.spill import Spill
 from vmrules.targets.sqlite import Sink as SqliteSink
@@ -274,9 +274,7 @@ def prepare(parts: list[Part]) -> tuple[Rename | None, int, list[str]]:
     try:
         if len(parts) > 1 or kind.sink is None:
             assert kind.merge is not None
-            fd, ready = tempfile.mkstemp(prefix=f".{os.path.basename(final)}.", suffix=".tmp",
-                                         dir=os.path.dirname(final))
-            os.close(fd)
+            ready = new_temp(final)
             kind.merge([p.path for p in parts], ready, target)
         with open(ready, "rb+") as f:
             os.fsync(f.fileno())

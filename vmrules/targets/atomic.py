@@ -16,12 +16,7 @@ def atomic_path(path: str) -> Iterator[str]:
     """Yield a temp path beside `path`; on success it replaces `path`, on error it is removed."""
     folder = os.path.dirname(path) or "."
     os.makedirs(folder, exist_ok=True)
-    prefix = f".{os.path.basename(path)}."
-    for stale in glob.glob(os.path.join(glob.escape(folder), glob.escape(prefix) + "*.tmp")):
-        with contextlib.suppress(OSError):   # left by a killed run; the run lock rules out a live writer
-            os.unlink(stale)
-    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=folder)
-    os.close(fd)
+    tmp = new_temp(path)
     try:
         yield tmp
         with open(tmp, "rb+") as f:
@@ -33,6 +28,19 @@ def atomic_path(path: str) -> Iterator[str]:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def new_temp(path: str) -> str:
+    """An empty temp file beside `path`; temp files of `path` left by a killed run are removed first
+    (the run lock rules out a live writer)."""
+    folder = os.path.dirname(path) or "."
+    prefix = f".{os.path.basename(path)}."
+    for stale in glob.glob(os.path.join(glob.escape(folder), glob.escape(prefix) + "*.tmp")):
+        with contextlib.suppress(OSError):
+            os.unlink(stale)
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=folder)
+    os.close(fd)
+    return tmp
 
 
 def fsync_dir(folder: str) -> None:
