@@ -20,8 +20,10 @@ from vmrules.model import (
     DEFAULT_STEP_MS,
     DEFAULT_TIMEOUT_MS,
     Datasource,
+    InputSeries,
     Route,
     Rule,
+    RuleTest,
     Target,
     Threshold,
 )
@@ -49,6 +51,7 @@ class FileOutcome:
     targets: list[tuple[str, Location, Target | None]] = field(default_factory=list)
     rules: list[tuple[str, Location, Rule | None]] = field(default_factory=list)
     route_refs: list[tuple[str, str, Location]] = field(default_factory=list)
+    tests: list[RuleTest] = field(default_factory=list)
 
 
 def check_files(paths: list[str]) -> list[FileOutcome]:
@@ -68,6 +71,7 @@ def check_file(path: str) -> FileOutcome:
     checker.out.problems += list(checker.file_level(scope))
     checker.out.problems += list(checker.file_targets(scope))
     checker.out.problems += list(checker.file_rules(scope))
+    checker.out.problems += list(checker.file_tests(scope))
     return checker.out
 
 
@@ -225,6 +229,49 @@ class _FileChecker:
             labels={**d.get("labels", {}), **spec.get("labels", {})},
             valid_min=valid.get("min"), valid_max=valid.get("max"), where=where,
             thresholds=tuple(thresholds), routes=tuple(routes), description=spec.get("description", ""))
+
+    # -- tests ------------------------------------------------------------
+    def file_tests(self, s: _FileScope) -> Iterator[Problem]:
+        data = s.f.data if isinstance(s.f.data, dict) else {}
+        for i, spec in _items(data, "tests", s, ()):
+            test = yield from self.rule_test(s.f, ("tests", i), spec)
+            if test is not None:
+                self.out.tests.append(test)
+
+    def rule_test(self, f: LoadedFile, path: tuple[Any, ...], spec: dict[str, Any]) -> Checks[RuleTest | None]:
+        from vmrules.series import NotationError, parse_series, parse_values
+
+        inputs, ok = [], True
+        for j, item in enumerate(spec["input"]):
+            try:
+                where = path + ("input", j, "series")
+                labels = parse_series(item["series"])
+                where = path + ("input", j, "values")
+                values = tuple(parse_values(item["values"]))
+            except NotationError as exc:
+                yield Problem(f.where_in(where, exc.offset), f"{where[-1]}: {exc.message}")
+                ok = False
+                continue
+            inputs.append(InputSeries(labels, values))
+        interval = (yield from self.duration(f, path + ("interval",), spec["interval"], 0)) if "interval" in spec \
+            else None
+        expect: dict[str, Any] = {}
+        for target, want in spec["expect"].items():
+            if isinstance(want, dict):
+                expect[target] = want
+                continue
+            rows = []
+            for given in want:
+                row = dict(given)
+                if "time" in row:
+                    row["time"] = 0 if row["time"] == 0 else parse_duration_ms(row["time"])
+                rows.append(row)
+            expect[target] = rows
+        if not ok:
+            return None
+        return RuleTest(spec.get("name") or f"{spec['rule']} #{path[-1] + 1}", spec["rule"], interval, tuple(inputs),
+                        expect, f.where(path), {t: f.where_key(path + ("expect", t)) for t in expect},
+                        f.where(path + ("rule",)))
 
     def threshold(self, f: LoadedFile, path: tuple[Any, ...], t: dict[str, Any]) -> Checks[Threshold | None]:
         given = [k for k in (*CONDITIONS, "when") if k in t]

@@ -55,6 +55,38 @@ def validate(paths: tuple[str, ...], fmt: str, quiet: bool) -> None:
     sys.exit(0 if result.ok else 1)
 
 
+@main.command("test")
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option("--junit", metavar="FILE", type=click.Path(dir_okay=False), help="Also write the results as JUnit XML.")
+@click.option("--coverage", is_flag=True, help="List the rules, thresholds and routes no test exercised.")
+@click.option("-q", "--quiet", is_flag=True, help="Print failures only.")
+def test_cmd(paths: tuple[str, ...], junit: str | None, coverage: bool, quiet: bool) -> None:
+    """Run the rule unit tests (`tests:` in rule files, default: rules/) offline.
+
+    Exit 0 when every test passes, 1 when any fails, 2 when the files are invalid.
+    """
+    from vmrules.ruletest import format_results, junit_xml, run_tests
+    from vmrules.targets.atomic import atomic_path
+
+    try:
+        ruleset = load_ruleset(paths or DEFAULT_PATHS)
+    except FileNotFoundError as exc:
+        raise click.UsageError(str(exc)) from None
+    except ConfigError as exc:
+        click.echo(format_problems(exc.problems), err=True)
+        raise click.exceptions.Exit(2) from None
+    results, cov = run_tests(ruleset)
+    if not results:
+        click.echo(f"no tests found in {', '.join(paths or DEFAULT_PATHS)} (add `tests:` to a rule file)", err=True)
+    shown = results if not quiet else [r for r in results if not r.ok]
+    if shown or not quiet:
+        click.echo(format_results(shown, cov if coverage else None))
+    if junit:
+        with atomic_path(junit) as tmp, open(tmp, "w", encoding="utf-8") as f:
+            f.write(junit_xml(results))
+    sys.exit(0 if all(r.ok for r in results) else 1)
+
+
 @main.command("schema")
 def schema_cmd() -> None:
     """Print the JSON Schema of rule files (for editors and other tools), with installed plugins' targets."""

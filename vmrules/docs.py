@@ -18,7 +18,8 @@ SECTIONS = [
     ("Threshold", "threshold"), ("Route", "route"), ("Target `csv`", "target_csv"), ("Target `json`", "target_json"),
     ("Target `jsonl`", "target_jsonl"), ("Target `parquet`", "target_parquet"), ("Target `sqlite`", "target_sqlite"),
     ("Target `webhook`", "target_webhook"), ("Target `alertmanager`", "target_alertmanager"),
-    ("Target `victoriametrics`", "target_victoriametrics"),
+    ("Target `victoriametrics`", "target_victoriametrics"), ("Test", "rule_test"), ("Expected row", "expected_row"),
+    ("Expected counts", "expected_counts"),
 ]
 
 
@@ -40,9 +41,11 @@ def _type(node: dict[str, Any]) -> str:
         return f"`{node['const']}`"
     if "enum" in node:
         return " \\| ".join(f"`{v}`" for v in node["enum"])
-    if "oneOf" in node:
-        return " or ".join(_type(n) for n in node["oneOf"])
+    if "oneOf" in node or "anyOf" in node:
+        return " or ".join(_type(n) for n in node.get("oneOf") or node["anyOf"])
     t = node.get("type", "")
+    if isinstance(t, list):
+        return " or ".join(t)
     if t == "array":
         return f"list of {_type(node.get('items', {}))}"
     if t == "object" and isinstance(node.get("additionalProperties"), dict) and "properties" not in node:

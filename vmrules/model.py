@@ -98,12 +98,35 @@ class Rule:
 
 
 @dataclass(frozen=True)
+class InputSeries:
+    """One series a rule test feeds in place of the query's answer; None: no sample at that point."""
+
+    labels: Mapping[str, str]
+    values: tuple[float | None, ...]
+
+
+@dataclass(frozen=True)
+class RuleTest:
+    """A rule unit test: input series and, per target, the rows (time in ms from 0) or counts expected."""
+
+    name: str
+    rule: str
+    interval_ms: int | None
+    inputs: tuple[InputSeries, ...]
+    expect: Mapping[str, list[dict[str, Any]] | dict[str, Any]]
+    location: Location
+    expect_locations: Mapping[str, Location] = field(default_factory=dict)
+    rule_location: Location | None = None
+
+
+@dataclass(frozen=True)
 class RuleSet:
-    """Rules and targets loaded together (names are global across files)."""
+    """Rules and targets loaded together (names are global across files), and the rules' tests."""
 
     rules: tuple[Rule, ...]
     targets: Mapping[str, Target]
     files: tuple[str, ...] = ()
+    tests: tuple[RuleTest, ...] = ()
 
     def rule(self, name: str) -> Rule:
         for r in self.rules:

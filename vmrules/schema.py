@@ -104,6 +104,8 @@ def _problem(f: LoadedFile, e: ValidationError) -> Problem:
             return Problem(f.where(path), f"{where}{_pattern_message(e)}")
         case "minLength" | "minItems" | "minProperties":
             return Problem(f.where(path), f"{where}must not be empty")
+        case "minimum":
+            return Problem(f.where(path), f"{where}{e.instance!r} is less than the minimum of {e.validator_value}")
         case "uniqueItems":
             return Problem(f.where(path), f"{where}lists an item twice")
     return Problem(f.where(path), f"{where}{e.message}")
@@ -226,7 +228,9 @@ class _Compiler:
             self.ref(ref)
         return lambda v: self.refs[ref](v)
 
-    def k_type(self, name: str, _node: dict[str, Any]) -> Check:
+    def k_type(self, name: str | list[str], _node: dict[str, Any]) -> Check:
+        if isinstance(name, list):
+            return lambda v: any(_json_type(v, n) for n in name)
         return lambda v: _json_type(v, name)
 
     def k_const(self, want: Any, _node: dict[str, Any]) -> Check:
@@ -286,6 +290,10 @@ class _Compiler:
     def k_allOf(self, subs: list[dict[str, Any]], _node: dict[str, Any]) -> Check:
         compiled = [self.compile(x) for x in subs]
         return lambda v: all(c(v) for c in compiled)
+
+    def k_anyOf(self, subs: list[dict[str, Any]], _node: dict[str, Any]) -> Check:
+        compiled = [self.compile(x) for x in subs]
+        return lambda v: any(c(v) for c in compiled)
 
     def k_oneOf(self, subs: list[dict[str, Any]], _node: dict[str, Any]) -> Check:
         compiled = [self.compile(x) for x in subs]

@@ -18,7 +18,7 @@ from typing import Any
 from vmrules.checks import FileOutcome, check_files
 from vmrules.errors import ConfigError, Location, Problem
 from vmrules.load import discover
-from vmrules.model import Rule, RuleSet, Target
+from vmrules.model import Rule, RuleSet, RuleTest, Target
 from vmrules.templates import TemplateError, check_relative_path, check_table_name, render, variables
 
 SAMPLE_RUN = {"id": "20261101_000000_0000", "started_at": "2026-11-01T00:00:00Z",
@@ -70,7 +70,7 @@ def validate_paths(paths: Iterable[str], jobs: int | None = None) -> Result:
         problems.append(Problem(Location(", ".join(paths) or "."), "no rule files (*.yaml, *.yml) found"))
     result = Result(files, sorted(set(problems)))
     if result.ok:
-        result.ruleset = RuleSet(tuple(merger.rules), dict(merger.targets), tuple(files))
+        result.ruleset = RuleSet(tuple(merger.rules), dict(merger.targets), tuple(files), tuple(merger.tests))
     return result
 
 
@@ -105,6 +105,7 @@ class _Merger:
     def __init__(self) -> None:
         self.targets: dict[str, Target] = {}
         self.rules: list[Rule] = []
+        self.tests: list[RuleTest] = []
 
     def run(self, outcomes: list[FileOutcome]) -> Iterator[Problem]:
         rule_names: dict[str, Location] = {}
@@ -125,7 +126,27 @@ class _Merger:
                 if rule is not None:
                     self.rules.append(rule)
             refs += out.route_refs
+            self.tests += out.tests
         yield from self.routes_and_templates(refs)
+        yield from self.test_references(set(rule_names))
+
+    def test_references(self, rule_names: set[str]) -> Iterator[Problem]:
+        """Each test names a rule of the set and expects rows only of targets that rule routes to."""
+        by_name = {r.name: r for r in self.rules}
+        for test in self.tests:
+            if test.rule not in rule_names:
+                known = ", ".join(sorted(rule_names)) or "none defined"
+                yield Problem(test.rule_location or test.location,
+                              f"test {test.name!r}: no rule named {test.rule!r} (rules: {known})")
+                continue
+            rule = by_name.get(test.rule)
+            if rule is None:
+                continue
+            routed = {n for route in rule.routes for n in route.to}
+            for target, loc in test.expect_locations.items():
+                if target not in routed:
+                    yield Problem(loc, f"test {test.name!r}: rule {test.rule!r} does not route to {target!r} "
+                                  f"(it routes to: {', '.join(sorted(routed)) or 'nothing'})")
 
     # -- across files -----------------------------------------------------
     def routes_and_templates(self, route_refs: list[tuple[str, str, Location]]) -> Iterator[Problem]:
