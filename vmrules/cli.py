@@ -184,6 +184,63 @@ def apply_cmd(paths: tuple[str, ...], datasource: str | None, from_: str | None,
     sys.exit(0 if report.ok else 1)
 
 
+@main.command("plan")
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option("--datasource", metavar="URL", help="Override every rule's datasource url (file:PATH reads an export).")
+@click.option("--from", "from_", metavar="T", help="Window start: RFC 3339, unix seconds, now, now-1h.")
+@click.option("--to", metavar="T", help="Window end (default now).")
+@click.option("--since", metavar="DUR", help="Window of this length ending at --to, e.g. 7d.")
+@click.option("--rule", "rules", multiple=True, metavar="NAME", help="Only this rule (repeatable).")
+@click.option("--base", metavar="GIT_REF", help="Also plan the rule files as they are at this git ref, and compare.")
+@click.option("--format", "fmt", type=click.Choice(["text", "markdown", "json"]), default="text", show_default=True,
+              help="markdown: a table for a pull-request comment (with --base).")
+@click.option("--concurrency", default=4, show_default=True, type=click.IntRange(1, 64), help="Rules run at once.")
+@click.option("-v", "--verbose", is_flag=True, help="Log each request (never a credential).")
+def plan_cmd(paths: tuple[str, ...], datasource: str | None, from_: str | None, to: str | None, since: str | None,
+             rules: tuple[str, ...], base: str | None, fmt: str, concurrency: int, verbose: bool) -> None:
+    """Fetch and evaluate rules (default: rules/) and print what each target would receive; write nothing.
+
+    Exit 0 when every rule ran, 1 when some rule failed, 2 on invalid files or command line.
+    """
+    from vmrules.plan import as_json, diff, format_diff, format_text, plan, plan_base
+    from vmrules.run import ApplyOptions
+
+    from_ms, to_ms = _window_options(from_, to, since)
+    try:
+        ruleset = load_ruleset(paths or DEFAULT_PATHS)
+    except FileNotFoundError as exc:
+        raise click.UsageError(str(exc)) from None
+    except ConfigError as exc:
+        click.echo(format_problems(exc.problems), err=True)
+        raise click.exceptions.Exit(2) from None
+    options = ApplyOptions(datasource=datasource, from_ms=from_ms, to_ms=to_ms or int(time.time() * 1000),
+                           rules=rules, concurrency=concurrency,
+                           log=(lambda m: click.echo(f"vmrules: {m}", err=True)) if verbose else None)
+    try:
+        head = plan(ruleset, options)
+        diffs, notes = None, list[str]()
+        if base:
+            base_report, notes = plan_base(base, paths or DEFAULT_PATHS, options)
+            diffs = diff(base_report, head)
+    except UsageError as exc:
+        raise click.UsageError(str(exc)) from None
+    for note in notes:
+        click.echo(f"vmrules: {note}", err=True)
+    if fmt == "json":
+        click.echo(as_json(head, diffs))
+    elif diffs is not None:
+        click.echo(format_diff(diffs, base or "", markdown=fmt == "markdown"))
+        if fmt == "text":
+            click.echo("")
+            click.echo(format_text(head))
+    else:
+        click.echo(format_text(head))
+    for r in head.rules:
+        if r.status != "ok":
+            click.echo(f"error: rule {r.name}: {r.error}", err=True)
+    sys.exit(0 if head.ok else 1)
+
+
 def _duration(option: str, text: str) -> int:
     try:
         return parse_duration_ms(text)

@@ -119,7 +119,7 @@ def apply(ruleset: RuleSet, options: ApplyOptions) -> RunReport:
     now = datetime.now(UTC)
     to_ms = options.to_ms if options.to_ms is not None else int(now.timestamp() * 1000)
     rules = _select(ruleset, options.rules, options.shard)
-    sources = {r.name: _datasource(r, options.datasource) for r in rules}
+    sources = {r.name: rule_datasource(r, options.datasource) for r in rules}
     run = {"id": f"{now:%Y%m%d_%H%M%S}_{uuid.uuid4().hex[:6]}", "stamp": f"{now:%Y%m%d_%H%M%S}",
            "started_at": format_time_ms(int(now.timestamp() * 1000))}
 
@@ -191,7 +191,7 @@ def shard_of(name: str, shards: int) -> int:
     return zlib.crc32(name.encode()) % shards
 
 
-def _datasource(rule: Rule, override: str | None) -> Datasource:
+def rule_datasource(rule: Rule, override: str | None) -> Datasource:
     if override:
         base = rule.datasource or Datasource(url=override)
         return replace(base, url=override if override.startswith("file:") else override.rstrip("/"))
@@ -253,7 +253,7 @@ def _run_rule(rule: Rule, rep: RuleReport, ds: Datasource, ruleset: RuleSet, rep
     out = None
     try:
         after = _table_watermarks(rule, rep) if options.incremental else {}
-        for batch in _batches(rule, ds, rep.window, options, log):
+        for batch in rule_batches(rule, ds, rep.window, options, log):
             if out is None:   # loaded once the first request is out, while the answer streams in
                 from vmrules.evaluate import EvalState, evaluate
                 from vmrules.outputs import RuleOutputs
@@ -307,7 +307,7 @@ def _table_watermarks(rule: Rule, rep: RuleReport) -> dict[str, int]:
     return marks
 
 
-def _batches(rule: Rule, ds: Datasource, window: Window, options: ApplyOptions, log: Log) -> Iterator[QueryResult]:
+def rule_batches(rule: Rule, ds: Datasource, window: Window, options: ApplyOptions, log: Log) -> Iterator[QueryResult]:
     """The rule's samples in batches of complete series (at least one batch, maybe empty)."""
     if window.points == 0:
         yield QueryResult.empty()

@@ -1,0 +1,95 @@
+"""`vmrules plan`: the rows each target would receive (same numbers as apply), and the diff with a git ref."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from tests.support.data import END_S, export_jsonl
+from tests.support.servers import VictoriaMetrics
+from vmrules.cli import main
+
+RULES = """version: 1
+targets:
+  alerts: {type: csv, path: alerts.csv, columns: [rule, timestamp, severity]}
+  db: {type: sqlite, path: s.db, table: t}
+rules:
+  - name: cpu
+    query: cpu_usage
+    range: 4h
+    valid: {min: 0, max: 100}
+    thresholds:
+      - {severity: critical, above: 95, for: 10m}
+      - {severity: warning, above: THRESHOLD}
+    route:
+      - {when: alert, to: alerts}
+      - {to: db}
+"""
+GONE = "  - {name: gone, query: disk_free, range: 4h, thresholds: [{below: 1.0e+20}], route: [{to: alerts}]}\n"
+NEW = "  - {name: fresh, query: disk_free, range: 4h, thresholds: [{below: 1.0e+20}], route: [{to: alerts}]}\n"
+
+
+def git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.org", *args], cwd=repo, check=True,
+                   capture_output=True)
+
+
+def test_plan_counts_what_apply_writes(vm: VictoriaMetrics, tmp_path: Path) -> None:
+    folder = tmp_path / "rules"
+    folder.mkdir()
+    (folder / "r.yaml").write_text(f"version: 1\ndatasource: {{url: '{vm.url}'}}\n" +
+                                   RULES.split("version: 1\n")[1].replace("THRESHOLD", "80"))
+    window = ["--to", str(END_S)]
+    res = CliRunner().invoke(main, ["plan", str(folder), *window, "--format", "json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    out = tmp_path / "out"
+    applied = CliRunner().invoke(main, ["apply", str(folder), *window, "--output-dir", str(out)])
+    assert applied.exit_code == 0, applied.output
+    cpu = doc["rules"][0]
+    line = next(x for x in applied.stdout.splitlines() if x.startswith("cpu "))
+    assert f"alerts={cpu['targets']['alerts']['rows']}, db={cpu['targets']['db']['rows']}" in line
+    assert cpu["counts"]["alerts"] == cpu["targets"]["alerts"]["rows"] > 0
+    assert set(cpu["counts"]["by_severity"]) == {"critical", "warning"}
+    assert cpu["targets"]["db"]["rows"] == 12 * 240 - cpu["counts"]["invalid"]
+    assert 0 < len(cpu["alert_series"]) <= 12
+    text = CliRunner().invoke(main, ["plan", str(folder), *window])
+    assert "series with the most alert rows:" in text.stdout
+    assert 'cpu_usage{env="staging", instance="host-03"' in text.stdout
+    assert text.stdout.rstrip().endswith("nothing written")
+
+
+def test_plan_against_a_git_ref(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = tmp_path / "repo"
+    (repo / "rules").mkdir(parents=True)
+    data = tmp_path / "data.jsonl"
+    data.write_text(export_jsonl())
+    rules = repo / "rules" / "r.yaml"
+    rules.write_text(RULES.replace("THRESHOLD", "80") + GONE)
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "base")
+    rules.write_text(RULES.replace("THRESHOLD", "70") + NEW)          # the pull request: lower, new, removed
+    monkeypatch.chdir(repo)
+    args = ["plan", "rules", "--datasource", f"file:{data}", "--to", str(END_S), "--base", "main"]
+    res = CliRunner().invoke(main, [*args, "--format", "markdown"])
+    assert res.exit_code == 0, res.output
+    lines = res.stdout.splitlines()
+    assert lines[0] == "#### vmrules plan: rules at `main` and now"
+    assert lines[2] == "| rule | change | alert rows | alerting series | rows per target |"
+    cpu = next(x for x in lines if x.startswith("| cpu |")).split(" | ")
+    assert cpu[1] == "changed"
+    before, after = (int(x) for x in cpu[2].split(" (")[0].split(" -> "))
+    assert after > before
+    assert "| fresh | new | 0 -> 960 (+960) | 0 -> 4 (+4) | alerts 0 -> 960 (+960) |" in lines
+    assert any(x.startswith("| gone | removed | 960 -> 0 (-960) |") for x in lines)
+    same = CliRunner().invoke(main, ["plan", "rules", "--datasource", f"file:{data}", "--to", str(END_S),
+                                     "--base", "HEAD", "--rule", "fresh"])
+    assert "rule fresh: new" in same.stdout
+    bad = CliRunner().invoke(main, [*args[:-1], "no-such-ref"])
+    assert bad.exit_code == 2 and "'no-such-ref' is not a commit" in bad.output
+    assert sorted(p.name for p in repo.iterdir()) == [".git", "rules"]        # nothing written
