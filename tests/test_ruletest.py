@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -201,3 +202,14 @@ def test_no_tests_is_said(tmp_path: Path) -> None:
     res = CliRunner().invoke(main, ["test", str(d)])
     assert res.exit_code == 0
     assert "no tests found" in res.stderr
+
+
+def test_the_readme_example_passes(tmp_path: Path) -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    example = readme.split("## Rule unit tests")[1].split("```yaml\n")[1].split("```")[0]
+    rules = tmp_path / "rules"
+    shutil.copytree(Path(__file__).parent.parent / "rules", rules)
+    (rules / "node_test.yaml").write_text(example)
+    res = CliRunner().invoke(main, ["test", str(rules)])
+    assert res.exit_code == 0, res.output
+    assert res.stdout.splitlines()[-1] == "1 test(s), 0 failed"
