@@ -18,6 +18,7 @@ import click  # noqa: E402
 from vmrules import __version__
 from vmrules.durations import format_time_ms, parse_duration_ms, parse_time_ms
 from vmrules.errors import ConfigError, UsageError
+from vmrules.model import RuleSet
 from vmrules.report import FORMATS, format_problems
 from vmrules.schema import schema_text
 from vmrules.validate import load_ruleset, validate_paths
@@ -68,13 +69,7 @@ def test_cmd(paths: tuple[str, ...], junit: str | None, coverage: bool, quiet: b
     from vmrules.ruletest import format_results, junit_xml, run_tests
     from vmrules.targets.atomic import atomic_path
 
-    try:
-        ruleset = load_ruleset(paths or DEFAULT_PATHS)
-    except FileNotFoundError as exc:
-        raise click.UsageError(str(exc)) from None
-    except ConfigError as exc:
-        click.echo(format_problems(exc.problems), err=True)
-        raise click.exceptions.Exit(2) from None
+    ruleset = _load(paths)
     results, cov = run_tests(ruleset)
     if not results:
         click.echo(f"no tests found in {', '.join(paths or DEFAULT_PATHS)} (add `tests:` to a rule file)", err=True)
@@ -150,13 +145,7 @@ def apply_cmd(paths: tuple[str, ...], datasource: str | None, from_: str | None,
     gc.set_threshold(50_000, 20, 100)
 
     from_ms, to_ms = _window_options(from_, to, since)
-    try:
-        ruleset = load_ruleset(paths or DEFAULT_PATHS)
-    except FileNotFoundError as exc:
-        raise click.UsageError(str(exc)) from None
-    except ConfigError as exc:
-        click.echo(format_problems(exc.problems), err=True)
-        raise click.exceptions.Exit(2) from None
+    ruleset = _load(paths)
     def say(message: str) -> None:
         click.echo(f"vmrules: {message}", err=True)
 
@@ -206,14 +195,9 @@ def plan_cmd(paths: tuple[str, ...], datasource: str | None, from_: str | None, 
     from vmrules.run import ApplyOptions
 
     from_ms, to_ms = _window_options(from_, to, since)
-    try:
-        ruleset = load_ruleset(paths or DEFAULT_PATHS)
-    except FileNotFoundError as exc:
-        raise click.UsageError(str(exc)) from None
-    except ConfigError as exc:
-        click.echo(format_problems(exc.problems), err=True)
-        raise click.exceptions.Exit(2) from None
-    options = ApplyOptions(datasource=datasource, from_ms=from_ms, to_ms=to_ms or int(time.time() * 1000),
+    ruleset = _load(paths)
+    options = ApplyOptions(datasource=datasource, from_ms=from_ms,
+                           to_ms=to_ms if to_ms is not None else int(time.time() * 1000),   # one "now" for both
                            rules=rules, concurrency=concurrency,
                            log=(lambda m: click.echo(f"vmrules: {m}", err=True)) if verbose else None)
     try:
@@ -239,6 +223,17 @@ def plan_cmd(paths: tuple[str, ...], datasource: str | None, from_: str | None, 
         if r.status != "ok":
             click.echo(f"error: rule {r.name}: {r.error}", err=True)
     sys.exit(0 if head.ok else 1)
+
+
+def _load(paths: tuple[str, ...]) -> RuleSet:
+    """The rule set under `paths` (default rules/); invalid files print their problems and exit 2."""
+    try:
+        return load_ruleset(paths or DEFAULT_PATHS)
+    except FileNotFoundError as exc:
+        raise click.UsageError(str(exc)) from None
+    except ConfigError as exc:
+        click.echo(format_problems(exc.problems), err=True)
+        raise click.exceptions.Exit(2) from None
 
 
 def _duration(option: str, text: str) -> int:
