@@ -135,7 +135,7 @@ def apply_cmd(paths: tuple[str, ...], datasource: str | None, from_: str | None,
     """
     import gc
 
-    from vmrules.report import format_plan, format_summary
+    from vmrules.report import empty_notes, format_plan, format_summary
     from vmrules.run import ApplyOptions, apply
 
     # Measured with py-spy on W1: the cyclic collector took ~19% of all samples, walking the
@@ -168,6 +168,8 @@ def apply_cmd(paths: tuple[str, ...], datasource: str | None, from_: str | None,
         sys.exit(0 if report.ok else 1)
     if not quiet:
         click.echo(format_summary(report, output_dir))
+        for note in empty_notes(report):
+            click.echo(note, err=True)
     for r in report.failed:
         click.echo(f"error: rule {r.name}: {r.error}", err=True)
     sys.exit(0 if report.ok else 1)

@@ -140,9 +140,12 @@ def check_status(status: int, body: bytes, headers: Mapping[str, str]) -> None:
                         "set the url to the final address (redirects are not followed)")
     if status >= 400:
         said = server_said(body)
-        hint = " (check the URL prefix, e.g. /select/0/prometheus)" if status == 404 else ""
+        hint = (" (wrong path? the url is the Prometheus API prefix: http://host:8428 for single-node "
+                "VictoriaMetrics, http://vmselect:8481/select/0/prometheus for a cluster)") \
+            if status == 404 or "unsupported path" in said else ""
         if status in (401, 403) or "auth" in said.lower():
-            hint = " (check the credentials)"
+            hint = (" (check the credentials: bearer_token, basic_auth or headers, and that the ${VAR} "
+                    "they name is set)")
         raise HttpError(f"HTTP {status}: {said}{hint}")
 
 
@@ -151,14 +154,26 @@ def retry_after(headers: Mapping[str, str]) -> float | None:
     return float(value) if value.strip().isdigit() else None
 
 
+_REASONS = {   # what the exception says -> what to tell the user, with a hint where one helps
+    "certificate verify failed": "certificate verify failed",
+    "Connection refused": "connection refused (nothing listens there: check the host and port of the url, "
+                          "and that the server runs)",
+    "Name or service not known": "host name not found (check the host in the url)",
+    "Temporary failure in name resolution": "host name not found (check the host in the url, and DNS)",
+    "No address associated with hostname": "host name not found (check the host in the url)",
+    "timed out": "timed out",
+    "Connection reset": "connection reset",
+    "IncompleteRead": "the answer was shorter than announced",
+    "Remote end closed": "remote end closed the connection",
+}
+
+
 def reason(exc: Exception) -> str:
-    """A short cause of a connection failure."""
+    """A short cause of a connection failure, with a hint for the usual mistakes."""
     text = str(exc)
-    for marker in ("certificate verify failed", "Connection refused", "Name or service not known",
-                   "Temporary failure in name resolution",
-                   "timed out", "Connection reset", "IncompleteRead", "Remote end closed"):
+    for marker, said in _REASONS.items():
         if marker in text:
-            return marker.lower() if marker != "IncompleteRead" else "the answer was shorter than announced"
+            return said
     return text[:200]
 
 

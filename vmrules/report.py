@@ -55,6 +55,17 @@ def format_summary(report: RunReport, output_dir: str) -> str:
     return "\n".join(lines)
 
 
+def empty_notes(report: RunReport) -> list[str]:
+    """A hint for each rule whose query found no series at all (a typo in a metric or label is the usual cause)."""
+    out = []
+    for r in report.rules:
+        if r.status == "ok" and r.counts.series == 0 and r.window.points:
+            out.append(f"note: rule {r.name}: the query found no series from {format_time_ms(r.window.start_ms)} "
+                       f"to {format_time_ms(r.window.end_ms)}; check its metric and label names, e.g. with "
+                       f"vmrules query '{r.query}' --since 1h --datasource URL")
+    return out
+
+
 def format_plan(report: RunReport, output_dir: str) -> str:
     """What a dry run would do: windows, queries, datasource and rendered destinations per rule."""
     lines = [f"dry run {report.run['id']}: nothing fetched, nothing written"]

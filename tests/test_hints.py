@@ -1,0 +1,63 @@
+"""Error messages as a new user meets them: each names the rule and says what to check."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from tests.support.data import END_S
+from tests.support.servers import VictoriaMetrics, free_port
+from vmrules import http
+from vmrules.cli import main
+
+WINDOW = ["--from", str(END_S - 600), "--to", str(END_S)]
+
+
+def apply(tmp_path: Path, url: str, query: str = "cpu_usage") -> tuple[int, str]:
+    folder = tmp_path / "rules"
+    folder.mkdir(exist_ok=True)
+    (folder / "r.yaml").write_text(f"version: 1\ndatasource: {{url: '{url}', timeout: 2s}}\n"
+                                   "targets: {f: {type: csv, path: f.csv}}\n"
+                                   f"rules: [{{name: r, query: '{query}', route: [{{to: f}}]}}]\n")
+    res = CliRunner().invoke(main, ["apply", str(folder), "--output-dir", str(tmp_path / "out"), *WINDOW])
+    return res.exit_code, res.stderr
+
+
+@pytest.fixture(autouse=True)
+def _fast(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(http, "BACKOFF_S", 0.01)
+
+
+def test_connection_refused(tmp_path: Path) -> None:
+    code, err = apply(tmp_path, f"http://127.0.0.1:{free_port()}")
+    assert code == 1
+    assert "error: rule r: datasource http://127.0.0.1:" in err
+    assert "connection refused (nothing listens there: check the host and port of the url" in err
+
+
+def test_host_not_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_such_host(*_args: object, **_kw: object) -> None:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_such_host)      # no resolver is asked: loopback only
+    code, err = apply(tmp_path, "http://vmselect.example:8481/select/0/prometheus")
+    assert code == 1
+    assert "host name not found (check the host in the url)" in err
+
+
+def test_wrong_path_prefix(vm: VictoriaMetrics, tmp_path: Path) -> None:
+    code, err = apply(tmp_path, vm.url + "/select/0/prometheus")      # a cluster path on a single node
+    assert code == 1
+    assert "HTTP 400" in err or "HTTP 404" in err
+    assert "wrong path? the url is the Prometheus API prefix: http://host:8428 for single-node" in err
+
+
+def test_empty_result_gets_a_note(vm: VictoriaMetrics, tmp_path: Path) -> None:
+    code, err = apply(tmp_path, vm.url, query="cpu_usgae")
+    assert code == 0
+    assert "note: rule r: the query found no series from 2026-10-31T23:50:00Z to 2026-11-01T00:00:00Z" in err
+    assert "vmrules query 'cpu_usgae' --since 1h" in err
+    assert apply(tmp_path, vm.url)[1] == ""                        # no note when there are series
