@@ -82,6 +82,55 @@ def test_cmd(paths: tuple[str, ...], junit: str | None, coverage: bool, quiet: b
     sys.exit(0 if all(r.ok for r in results) else 1)
 
 
+@main.command("query")
+@click.argument("exprs", nargs=-1, required=True, metavar="EXPR...")
+@click.option("--datasource", metavar="URL", envvar="VMRULES_DATASOURCE", required=True,
+              help="Prometheus API prefix (or file:PATH); default $VMRULES_DATASOURCE.")
+@click.option("-H", "--header", "headers", multiple=True, metavar="'NAME: VALUE'",
+              help="Request header (repeatable); ${VAR} is read from the environment.")
+@click.option("--from", "from_", metavar="T", help="Window start: RFC 3339, unix seconds, now, now-1h.")
+@click.option("--to", metavar="T", help="Window end (default now).")
+@click.option("--since", metavar="DUR", help="Window of this length ending at --to (default 1h).")
+@click.option("--step", default="1m", show_default=True, metavar="DUR", help="Resolution of the range query.")
+@click.option("--instant", is_flag=True, help="One instant query at --to instead of a range.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "jsonl", "parquet"]), default="table",
+              show_default=True, help="table: a readable preview; the others: every row, as the targets write them.")
+@click.option("-o", "--output", metavar="FILE", type=click.Path(dir_okay=False),
+              help="Write to FILE (atomically) instead of standard output; needed for parquet.")
+@click.option("-v", "--verbose", is_flag=True, help="Log each request (never a credential).")
+def query_cmd(exprs: tuple[str, ...], datasource: str, headers: tuple[str, ...], from_: str | None, to: str | None,
+              since: str | None, step: str, instant: bool, fmt: str, output: str | None, verbose: bool) -> None:
+    """Fetch queries without rule files, through the same fast path, as rows of the usual table.
+
+    Exit 0 on success, 1 when a query fails, 2 on a wrong command line.
+    """
+    from vmrules.fetch.result import FetchError
+    from vmrules.query import run_query
+
+    if fmt == "parquet" and not output:
+        raise click.UsageError("--format parquet needs -o FILE")
+    from_ms, to_ms = _window_options(from_, to, since or (None if from_ else "1h"))
+    header_map = {}
+    for h in headers:
+        name, sep, value = h.partition(":")
+        if not sep or not name.strip():
+            raise click.UsageError(f"--header {h!r}: expected 'Name: value'")
+        header_map[name.strip()] = value.strip()
+    def log(message: str) -> None:
+        click.echo(f"vmrules: {message}", err=True)
+
+    try:
+        text = run_query(list(exprs), datasource, header_map, from_ms, to_ms, _duration("--step", step), instant,
+                         fmt, output, log if verbose else None, sys.stdout.buffer)
+    except UsageError as exc:
+        raise click.UsageError(str(exc)) from None
+    except FetchError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    if text:
+        click.echo(text)
+
+
 @main.command("schema")
 def schema_cmd() -> None:
     """Print the JSON Schema of rule files (for editors and other tools), with installed plugins' targets."""
@@ -193,7 +242,7 @@ def plan_cmd(paths: tuple[str, ...], datasource: str | None, from_: str | None, 
 
     Exit 0 when every rule ran, 1 when some rule failed, 2 on invalid files or command line.
     """
-    from vmrules.plan import as_json, diff, format_diff, format_text, plan, plan_base
+    from vmrules.backtest import as_json, diff, format_diff, format_text, plan, plan_base
     from vmrules.run import ApplyOptions
 
     from_ms, to_ms = _window_options(from_, to, since)
