@@ -80,6 +80,8 @@ def plan(ruleset: RuleSet, options: ApplyOptions) -> PlanReport:
     def one(rule: Rule) -> RulePlan:
         return _plan_rule(rule, rule_window(rule, options.from_ms, to_ms), sources, whole, options, log)
 
+    if options.progress is not None:
+        options.progress.total = len(rules)
     with ThreadPoolExecutor(max_workers=max(1, options.concurrency)) as pool:
         return PlanReport(list(pool.map(one, rules)))
 
@@ -97,6 +99,8 @@ def _plan_rule(rule: Rule, window: Window, sources: dict[str, Any], targets: dic
         for batch in rule_batches(rule, sources[rule.name], window, options, log):
             ev = evaluate(rule, batch, targets, state)
             out.counts.add(ev.counts)
+            if options.progress is not None:
+                options.progress.batch(batch.requests, batch.samples)
             for name, table in ev.routed.items():
                 t = out.targets.setdefault(name, TargetPlan())
                 t.rows += table.num_rows
@@ -111,6 +115,9 @@ def _plan_rule(rule: Rule, window: Window, sources: dict[str, Any], targets: dic
         out.status, out.error = "failed", f"datasource: {exc}"
     except Exception as exc:  # noqa: BLE001 - one rule's failure must never stop the others
         out.status, out.error = "failed", f"{type(exc).__name__}: {exc}"
+    finally:
+        if options.progress is not None:
+            options.progress.rule_done()
     return out
 
 

@@ -6,6 +6,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import replace
 from typing import Any
 
 # Measured (bench/README.md): Arrow's default mimalloc pool keeps the memory of freed
@@ -172,11 +173,13 @@ def targets_cmd() -> None:
               help="Incremental: windows end this long before --to/now, so late samples are not missed.")
 @click.option("--chunk", metavar="DUR", help="Run the window chunk by chunk (backfill), e.g. 1d; needs --from/--since.")
 @click.option("--shard", metavar="I/N", help="Only the rules of shard I of N (0 <= I < N), by a hash of the rule name.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="json: every message and the summary as JSON lines on stderr, for log pipelines.")
 @click.option("-v", "--verbose", is_flag=True, help="Log each request (never a credential).")
-@click.option("-q", "--quiet", is_flag=True, help="No summary; errors only.")
+@click.option("-q", "--quiet", is_flag=True, help="No summary and no progress bar; errors only.")
 def apply_cmd(paths: tuple[str, ...], datasource: str | None, from_: str | None, to: str | None, since: str | None,
               output_dir: str, rules: tuple[str, ...], dry_run: bool, concurrency: int, incremental: bool, lag: str,
-              chunk: str | None, shard: str | None, verbose: bool, quiet: bool) -> None:
+              chunk: str | None, shard: str | None, log_format: str, verbose: bool, quiet: bool) -> None:
     """Run rules (default: rules/): fetch, filter, assign severities, route and export.
 
     Exit 0 when every rule ran, 1 when some rule failed (the others still ran),
@@ -184,7 +187,7 @@ def apply_cmd(paths: tuple[str, ...], datasource: str | None, from_: str | None,
     """
     import gc
 
-    from vmrules.report import empty_notes, format_plan, format_summary
+    from vmrules.report import empty_notes, format_plan, format_summary, json_events
     from vmrules.run import ApplyOptions, apply
 
     # Measured with py-spy on W1: the cyclic collector took ~19% of all samples, walking the
@@ -195,13 +198,21 @@ def apply_cmd(paths: tuple[str, ...], datasource: str | None, from_: str | None,
 
     from_ms, to_ms = _window_options(from_, to, since)
     ruleset = _load(paths)
+    as_json = log_format == "json"
+
     def say(message: str) -> None:
-        click.echo(f"vmrules: {message}", err=True)
+        if as_json:
+            _json_line({"event": "log", "level": "info", "message": message})
+        else:
+            click.echo(f"vmrules: {message}", err=True)
 
     options = ApplyOptions(output_dir=output_dir, datasource=datasource, from_ms=from_ms, to_ms=to_ms,
                            rules=rules, dry_run=dry_run, concurrency=concurrency, log=say if verbose else None,
                            notice=None if quiet else say, incremental=incremental, lag_ms=_duration("--lag", lag),
                            shard=_shard(shard) if shard else None)
+    if not (quiet or dry_run or chunk or as_json) and sys.stderr.isatty():
+        from vmrules.progress import Progress
+        options.progress = Progress(sys.stderr, 0)
     try:
         if chunk:
             from vmrules.backfill import backfill
@@ -212,8 +223,19 @@ def apply_cmd(paths: tuple[str, ...], datasource: str | None, from_: str | None,
             report = apply(ruleset, options)
     except UsageError as exc:
         raise click.UsageError(str(exc)) from None
+    finally:
+        if options.progress is not None:
+            options.progress.close()
     if dry_run:
         click.echo(format_plan(report, output_dir))
+        sys.exit(0 if report.ok else 1)
+    if as_json:
+        for event in json_events(report, output_dir):
+            _json_line(event)
+        for r in report.failed:
+            _json_line({"event": "log", "level": "error", "rule": r.name, "message": r.error})
+        for note in empty_notes(report):
+            _json_line({"event": "log", "level": "warning", "message": note.removeprefix("note: ")})
         sys.exit(0 if report.ok else 1)
     if not quiet:
         click.echo(format_summary(report, output_dir))
@@ -251,14 +273,20 @@ def plan_cmd(paths: tuple[str, ...], datasource: str | None, from_: str | None, 
                            to_ms=to_ms if to_ms is not None else int(time.time() * 1000),   # one "now" for both
                            rules=rules, concurrency=concurrency,
                            log=(lambda m: click.echo(f"vmrules: {m}", err=True)) if verbose else None)
+    if sys.stderr.isatty():
+        from vmrules.progress import Progress
+        options.progress = Progress(sys.stderr, 0)
     try:
         head = plan(ruleset, options)
         diffs, notes = None, list[str]()
         if base:
-            base_report, notes = plan_base(base, paths or DEFAULT_PATHS, options)
+            base_report, notes = plan_base(base, paths or DEFAULT_PATHS, replace(options, progress=None))
             diffs = diff(base_report, head)
     except UsageError as exc:
         raise click.UsageError(str(exc)) from None
+    finally:
+        if options.progress is not None:
+            options.progress.close()
     for note in notes:
         click.echo(f"vmrules: {note}", err=True)
     if fmt == "json":
@@ -274,6 +302,12 @@ def plan_cmd(paths: tuple[str, ...], datasource: str | None, from_: str | None, 
         if r.status != "ok":
             click.echo(f"error: rule {r.name}: {r.error}", err=True)
     sys.exit(0 if head.ok else 1)
+
+
+def _json_line(record: dict[str, object]) -> None:
+    """One structured log record on stderr, with the time it was written."""
+    stamp = format_time_ms(int(time.time() * 1000))
+    click.echo(json.dumps({"time": stamp, **record}, default=str), err=True)
 
 
 def _load(paths: tuple[str, ...]) -> RuleSet:

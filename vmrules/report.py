@@ -41,8 +41,9 @@ def format_summary(report: RunReport, output_dir: str) -> str:
     for r in report.rules:
         written = ", ".join(f"{k}={v}" for k, v in r.rows.items()) or "-"
         c = r.counts
+        by = ", ".join(f"{k} {v}" for k, v in sorted(c.by_severity.items(), key=lambda kv: -kv[1]))
         rows.append((r.name, r.status, str(c.series), str(c.samples), str(c.invalid), str(c.filtered),
-                     str(c.alerts), f"{r.seconds:.2f}", written))
+                     f"{c.alerts} ({by})" if by else str(c.alerts), f"{r.seconds:.2f}", written))
     widths = [max(len(row[i]) for row in rows) for i in range(len(head) - 1)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1] for row in rows]
     if report.outputs:
@@ -53,6 +54,24 @@ def format_summary(report: RunReport, output_dir: str) -> str:
             table = f" table {o.table}" if o.table else ""
             lines.append(f"  {where}{table}  ({o.type}, {o.rows} rows, target {o.target})")
     return "\n".join(lines)
+
+
+def json_events(report: RunReport, output_dir: str) -> list[dict[str, object]]:
+    """The run as structured records for log pipelines: one per rule, one per output, one for the run."""
+    events: list[dict[str, object]] = []
+    for r in report.rules:
+        c = r.counts
+        events.append({"event": "rule", "rule": r.name, "status": r.status, "error": r.error or None,
+                       "from": format_time_ms(r.window.start_ms), "to": format_time_ms(r.window.end_ms),
+                       "series": c.series, "samples": c.samples, "invalid": c.invalid, "filtered": c.filtered,
+                       "alerts": c.alerts, "by_severity": c.by_severity, "rows": r.rows, "requests": r.requests,
+                       "bytes": r.bytes_read, "seconds": round(r.seconds, 3)})
+    for o in report.outputs:
+        events.append({"event": "output", "target": o.target, "type": o.type, "kind": o.kind, "path": o.path,
+                       "table": o.table, "rows": o.rows})
+    events.append({"event": "run", "id": report.run["id"], "ok": report.ok, "rules": len(report.rules),
+                   "failed": [r.name for r in report.failed], "output_dir": output_dir})
+    return events
 
 
 def empty_notes(report: RunReport) -> list[str]:

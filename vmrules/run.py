@@ -52,6 +52,7 @@ class ApplyOptions:
     incremental: bool = False                # windows start after each rule's watermark (state file)
     lag_ms: int = 60_000                     # incremental: windows end this long before --to/now
     shard: tuple[int, int] | None = None     # (i, n): only the rules whose name hashes to i of n
+    progress: Any = None                     # a progress.Progress (terminal bar), told of batches and rules
 
 
 @dataclass
@@ -120,6 +121,8 @@ def apply(ruleset: RuleSet, options: ApplyOptions) -> RunReport:
     to_ms = options.to_ms if options.to_ms is not None else int(now.timestamp() * 1000)
     rules = _select(ruleset, options.rules, options.shard)
     sources = {r.name: rule_datasource(r, options.datasource) for r in rules}
+    if options.progress is not None:
+        options.progress.total = len(rules)
     run = {"id": f"{now:%Y%m%d_%H%M%S}_{uuid.uuid4().hex[:6]}", "stamp": f"{now:%Y%m%d_%H%M%S}",
            "started_at": format_time_ms(int(now.timestamp() * 1000))}
 
@@ -167,9 +170,15 @@ def _window(rule: Rule, options: ApplyOptions, to_ms: int, state: State | None) 
 def _execute(rules: list[Rule], ruleset: RuleSet, sources: dict[str, Datasource], report: RunReport,
              options: ApplyOptions, log: Log, state: State | None) -> None:
     by_name = {r.name: r for r in rules}
+
+    def one(rep: RuleReport) -> RuleOutputs | None:
+        out = _run_rule(by_name[rep.name], rep, sources[rep.name], ruleset, report, options, log)
+        if options.progress is not None:
+            options.progress.rule_done()
+        return out
+
     with ThreadPoolExecutor(max_workers=max(1, options.concurrency)) as pool:
-        outputs = list(pool.map(lambda rep: _run_rule(by_name[rep.name], rep, sources[rep.name], ruleset, report,
-                                                      options, log), report.rules))
+        outputs = list(pool.map(one, report.rules))
     _finish_files(report, [o for o in outputs if o is not None], log, state)
 
 
@@ -265,6 +274,8 @@ def _run_rule(rule: Rule, rep: RuleReport, ds: Datasource, ruleset: RuleSet, rep
             rep.bytes_read += batch.bytes_read
             ev = evaluate(rule, batch, ruleset.targets, state, after)
             rep.counts.add(ev.counts)
+            if options.progress is not None:
+                options.progress.batch(batch.requests, batch.samples)
             out.write(ev)
         assert out is not None
         rep.counts.series = len(state.seen)
