@@ -101,6 +101,8 @@ def _plan_rule(rule: Rule, window: Window, sources: dict[str, Any], targets: dic
             out.counts.add(ev.counts)
             if options.progress is not None:
                 options.progress.batch(batch.requests, batch.samples)
+            if options.charts is not None:
+                options.charts.add(rule.name, ev.table)
             for name, table in ev.routed.items():
                 t = out.targets.setdefault(name, TargetPlan())
                 t.rows += table.num_rows

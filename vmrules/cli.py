@@ -173,13 +173,16 @@ def targets_cmd() -> None:
               help="Incremental: windows end this long before --to/now, so late samples are not missed.")
 @click.option("--chunk", metavar="DUR", help="Run the window chunk by chunk (backfill), e.g. 1d; needs --from/--since.")
 @click.option("--shard", metavar="I/N", help="Only the rules of shard I of N (0 <= I < N), by a hash of the rule name.")
+@click.option("--report", "report_path", metavar="FILE.html", type=click.Path(dir_okay=False),
+              help="Also write one self-contained HTML page: per rule a chart against its thresholds, and the numbers.")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="json: every message and the summary as JSON lines on stderr, for log pipelines.")
 @click.option("-v", "--verbose", is_flag=True, help="Log each request (never a credential).")
 @click.option("-q", "--quiet", is_flag=True, help="No summary and no progress bar; errors only.")
 def apply_cmd(paths: tuple[str, ...], datasource: str | None, from_: str | None, to: str | None, since: str | None,
               output_dir: str, rules: tuple[str, ...], dry_run: bool, concurrency: int, incremental: bool, lag: str,
-              chunk: str | None, shard: str | None, log_format: str, verbose: bool, quiet: bool) -> None:
+              chunk: str | None, shard: str | None, report_path: str | None, log_format: str, verbose: bool,
+              quiet: bool) -> None:
     """Run rules (default: rules/): fetch, filter, assign severities, route and export.
 
     Exit 0 when every rule ran, 1 when some rule failed (the others still ran),
@@ -213,6 +216,9 @@ def apply_cmd(paths: tuple[str, ...], datasource: str | None, from_: str | None,
     if not (quiet or dry_run or chunk or as_json) and sys.stderr.isatty():
         from vmrules.progress import Progress
         options.progress = Progress(sys.stderr, 0)
+    if report_path and not dry_run:
+        from vmrules.htmlreport import Charts
+        options.charts = Charts()
     try:
         if chunk:
             from vmrules.backfill import backfill
@@ -229,6 +235,11 @@ def apply_cmd(paths: tuple[str, ...], datasource: str | None, from_: str | None,
     if dry_run:
         click.echo(format_plan(report, output_dir))
         sys.exit(0 if report.ok else 1)
+    if report_path:
+        from vmrules.htmlreport import write_report
+        write_report(report_path, f"vmrules apply {report.run['id']}", f"{len(report.rules)} rule(s), "
+                     f"{'all ran' if report.ok else f'{len(report.failed)} failed'}; exports in {output_dir}",
+                     report.rules, ruleset, options.charts)
     if as_json:
         for event in json_events(report, output_dir):
             _json_line(event)
@@ -257,9 +268,12 @@ def apply_cmd(paths: tuple[str, ...], datasource: str | None, from_: str | None,
 @click.option("--format", "fmt", type=click.Choice(["text", "markdown", "json"]), default="text", show_default=True,
               help="markdown: a table for a pull-request comment (with --base).")
 @click.option("--concurrency", default=4, show_default=True, type=click.IntRange(1, 64), help="Rules run at once.")
+@click.option("--report", "report_path", metavar="FILE.html", type=click.Path(dir_okay=False),
+              help="Also write one self-contained HTML page: per rule a chart against its thresholds, and the numbers.")
 @click.option("-v", "--verbose", is_flag=True, help="Log each request (never a credential).")
 def plan_cmd(paths: tuple[str, ...], datasource: str | None, from_: str | None, to: str | None, since: str | None,
-             rules: tuple[str, ...], base: str | None, fmt: str, concurrency: int, verbose: bool) -> None:
+             rules: tuple[str, ...], base: str | None, fmt: str, concurrency: int, report_path: str | None,
+             verbose: bool) -> None:
     """Fetch and evaluate rules (default: rules/) and print what each target would receive; write nothing.
 
     Exit 0 when every rule ran, 1 when some rule failed, 2 on invalid files or command line.
@@ -276,11 +290,14 @@ def plan_cmd(paths: tuple[str, ...], datasource: str | None, from_: str | None, 
     if sys.stderr.isatty():
         from vmrules.progress import Progress
         options.progress = Progress(sys.stderr, 0)
+    if report_path:
+        from vmrules.htmlreport import Charts
+        options.charts = Charts()
     try:
         head = plan(ruleset, options)
         diffs, notes = None, list[str]()
         if base:
-            base_report, notes = plan_base(base, paths or DEFAULT_PATHS, replace(options, progress=None))
+            base_report, notes = plan_base(base, paths or DEFAULT_PATHS, replace(options, progress=None, charts=None))
             diffs = diff(base_report, head)
     except UsageError as exc:
         raise click.UsageError(str(exc)) from None
@@ -289,6 +306,10 @@ def plan_cmd(paths: tuple[str, ...], datasource: str | None, from_: str | None, 
             options.progress.close()
     for note in notes:
         click.echo(f"vmrules: {note}", err=True)
+    if report_path:
+        from vmrules.htmlreport import write_report
+        write_report(report_path, "vmrules plan", f"{len(head.rules)} rule(s) fetched and evaluated; nothing written",
+                     head.rules, ruleset, options.charts)
     if fmt == "json":
         click.echo(as_json(head, diffs))
     elif diffs is not None:

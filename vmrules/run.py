@@ -53,6 +53,7 @@ class ApplyOptions:
     lag_ms: int = 60_000                     # incremental: windows end this long before --to/now
     shard: tuple[int, int] | None = None     # (i, n): only the rules whose name hashes to i of n
     progress: Any = None                     # a progress.Progress (terminal bar), told of batches and rules
+    charts: Any = None                       # an htmlreport.Charts, given each evaluated batch (--report)
 
 
 @dataclass
@@ -276,6 +277,8 @@ def _run_rule(rule: Rule, rep: RuleReport, ds: Datasource, ruleset: RuleSet, rep
             rep.counts.add(ev.counts)
             if options.progress is not None:
                 options.progress.batch(batch.requests, batch.samples)
+            if options.charts is not None:
+                options.charts.add(rule.name, ev.table)
             out.write(ev)
         assert out is not None
         rep.counts.series = len(state.seen)
