@@ -362,9 +362,11 @@ def _progress(done: int, total: int, span: tuple[int, int], report: Any) -> None
     bar = "#" * (done * width // total) + "." * (width - done * width // total)
     failed = len(report.failed)
     rows = sum(sum(r.rows.values()) for r in report.rules)
+    samples = sum(r.counts.samples for r in report.rules)
+    seconds = max(max((r.seconds for r in report.rules), default=0.0), 1e-3)
     status = f"{failed} rule(s) failed" if failed else "ok"
     click.echo(f"vmrules: [{bar}] chunk {done}/{total} {format_time_ms(span[0])} .. {format_time_ms(span[1])}: "
-               f"{rows} rows, {status}", err=True)
+               f"{samples} samples ({samples / seconds:.0f}/s), {rows} rows, {status}", err=True)
 
 
 def _window_options(from_: str | None, to: str | None, since: str | None) -> tuple[int | None, int | None]:
