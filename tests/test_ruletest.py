@@ -123,6 +123,7 @@ def test_a_failing_test_shows_what_differs(tmp_path: Path) -> None:
         "        1 rows, expected 3",
     ]
     assert lines[-1] == "1 test(s), 1 failed"
+    assert '      input cpu{instance="a", env="prod"}: 50 85 95 95 95 _ 95 (7 values)' in lines
     doc = ET.parse(junit).getroot()
     assert doc.get("failures") == "1"
     case = doc.find("testsuite/testcase")

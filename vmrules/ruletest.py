@@ -218,7 +218,19 @@ def failure_lines(r: TestResult) -> list[str]:
         lines += [f"  {c}" for c in d.counts]
         lines += [f"  - expected, not received: {format_row(row)}" for row in d.missing]
         lines += [f"  + received, not expected: {format_row(row)}" for row in d.unexpected]
+    if lines:                                   # the input as the test saw it (`axn` is n+1 values)
+        step = r.test.interval_ms
+        for s in r.test.inputs:
+            shown = " ".join("_" if v is None else f"{v:g}" for v in s.values[:24])
+            more = f" ... ({len(s.values)} values)" if len(s.values) > 24 else f" ({len(s.values)} values)"
+            every = f", every {format_duration_ms(step)}" if step else ""
+            lines.append(f"input {_labels_text(s.labels)}: {shown}{more}{every}")
     return lines
+
+
+def _labels_text(labels: Mapping[str, str]) -> str:
+    rest = ", ".join(f'{k}="{v}"' for k, v in labels.items() if k != "__name__")
+    return labels.get("__name__", "") + "{" + rest + "}"
 
 
 def junit_xml(results: list[TestResult]) -> str:
