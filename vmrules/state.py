@@ -24,8 +24,6 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from vmrules.targets.atomic import atomic_path, fsync_dir
-
 STATE_NAME = ".vmrules-state.json"
 VERSION = 1
 
@@ -63,6 +61,8 @@ class State:
         return cls(path, marks, doc.get("pending"))
 
     def save(self) -> None:
+        from vmrules.targets.atomic import atomic_path  # vmrules.targets loads pyarrow: not before the request
+
         doc: dict[str, object] = {"version": VERSION,
                                   "rules": {n: {"watermark_ms": ms} for n, ms in sorted(self.watermarks.items())}}
         if self.pending is not None:
@@ -81,6 +81,8 @@ class State:
         """Finish the commit a killed run journaled (or the one just journaled by `commit`)."""
         if self.pending is None:
             return
+        from vmrules.targets.atomic import fsync_dir
+
         folders = set()
         for ready, final, ino in self.pending.get("renames", []):
             if os.path.exists(ready):
