@@ -198,3 +198,46 @@ def test_streamed_partial_answer_is_refused_at_the_end(server: FaultServer) -> N
     source = HttpSource(Datasource(url=server.url))
     with pytest.raises(FetchError, match="partial"):
         list(source.batches("m", W))
+
+
+def test_gzip_answers_are_decoded_whole_and_streamed(server: FaultServer) -> None:
+    import gzip
+
+    zipped = Reply(200, gzip.compress(GOOD), {"Content-Encoding": "gzip"})
+    (r,) = fetch(server, [zipped])
+    assert r.samples == 5 and r.labels[1] == {"__name__": "up", "job": "b"}
+    server.script = [zipped]
+    source = HttpSource(Datasource(url=server.url))
+    try:
+        batches = list(source.batches("up", W))
+    finally:
+        source.close()
+    assert sum(b.samples for b in batches) == 5
+
+
+def test_a_broken_gzip_body_is_retried(server: FaultServer) -> None:
+    bad = Reply(200, b"\x1f\x8b\x08\x00not gzip at all", {"Content-Encoding": "gzip"})
+    with pytest.raises(FetchError) as info:
+        fetch(server, [bad] * 3)
+    assert "connection broke while reading the answer" in str(info.value) and len(server.seen) == 3
+
+
+def test_one_connection_serves_the_requests_of_a_long_window(server: FaultServer) -> None:
+    server.script = [Reply(200, GOOD)] * 5
+    source = HttpSource(Datasource(url=server.url, max_points_per_series=2))
+    try:
+        source.fetch("up", W)
+    finally:
+        source.close()
+    assert len(server.seen) == 3 and len({s.peer for s in server.seen}) == 1
+
+
+def test_a_kept_alive_connection_the_server_closed_is_opened_anew(server: FaultServer) -> None:
+    server.script = [Reply(200, GOOD, hang_up=True), Reply(200, GOOD)]
+    source = HttpSource(Datasource(url=server.url, max_points_per_series=3))
+    try:
+        results = source.fetch("up", W)
+    finally:
+        source.close()
+    assert [r.requests for r in results] == [1, 1]          # no attempt of the retry policy spent on it
+    assert len(server.seen) == 2 and server.seen[0].peer != server.seen[1].peer

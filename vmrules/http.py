@@ -14,9 +14,11 @@ import time
 import urllib.parse
 import warnings
 from collections.abc import Callable, Mapping
+from email.message import Message
+from typing import TYPE_CHECKING
 
-import requests
-import urllib3
+if TYPE_CHECKING:  # the service targets' client; the query path has its own (fetch/transport.py)
+    import requests
 
 ATTEMPTS = 3
 BACKOFF_S = 0.5
@@ -78,6 +80,9 @@ class Secrets:
 def new_session(url: str, headers: Mapping[str, str], secrets: Secrets, ca_file: str | None = None,
                 tls_insecure: bool = False) -> requests.Session:
     """A session that ignores proxies and .netrc from the environment, with expanded headers."""
+    import requests
+    import urllib3
+
     session = requests.Session()
     session.trust_env = False
     session.verify = ca_file or not tls_insecure
@@ -118,6 +123,8 @@ def deliver(session: requests.Session, method: str, url: str, body: bytes, heade
 
 def _send(session: requests.Session, method: str, url: str, body: bytes, headers: Mapping[str, str],
           timeout_s: float) -> requests.Response:
+    import requests
+
     try:
         resp = session.request(method, url, data=body, headers=dict(headers), timeout=timeout_s,
                                allow_redirects=False)
@@ -131,7 +138,7 @@ def _send(session: requests.Session, method: str, url: str, body: bytes, headers
     return resp
 
 
-def check_status(status: int, body: bytes, headers: Mapping[str, str]) -> None:
+def check_status(status: int, body: bytes, headers: Mapping[str, str] | Message) -> None:
     """Raise for a status that is not success: Retryable for 5xx and 429, HttpError otherwise."""
     if status >= 500 or status == 429:
         raise Retryable(f"HTTP {status}: {server_said(body)}", retry_after(headers))
@@ -149,8 +156,8 @@ def check_status(status: int, body: bytes, headers: Mapping[str, str]) -> None:
         raise HttpError(f"HTTP {status}: {said}{hint}")
 
 
-def retry_after(headers: Mapping[str, str]) -> float | None:
-    value = headers.get("Retry-After", "")
+def retry_after(headers: Mapping[str, str] | Message) -> float | None:
+    value = headers.get("Retry-After") or ""
     return float(value) if value.strip().isdigit() else None
 
 

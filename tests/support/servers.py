@@ -114,6 +114,7 @@ class Reply:
     reset: bool = False              # close the connection without an answer
     drip_s: float = 0.0              # pause between bytes
     content_length: int | None = None
+    hang_up: bool = False            # close the connection after answering, without saying so
 
 
 @dataclass
@@ -123,6 +124,7 @@ class Seen:
     query: dict[str, list[str]]
     headers: dict[str, str]
     body: bytes
+    peer: str = ""                   # the client's address and port: one per connection
 
 
 class FaultServer:
@@ -147,7 +149,7 @@ class FaultServer:
                 body = self.rfile.read(length) if length else b""
                 parsed = urllib.parse.urlsplit(self.path)
                 seen = Seen(self.command, parsed.path, urllib.parse.parse_qs(parsed.query),
-                            {k: v for k, v in self.headers.items()}, body)
+                            {k: v for k, v in self.headers.items()}, body, f"{self.client_address}")
                 server.seen.append(seen)
                 with server._count:
                     server.in_flight += 1
@@ -175,7 +177,7 @@ class FaultServer:
                         time.sleep(reply.drip_s)
                 else:
                     self.wfile.write(reply.body)
-                if reply.content_length is not None and reply.content_length > len(reply.body):
+                if reply.content_length is not None and reply.content_length > len(reply.body) or reply.hang_up:
                     self.close_connection = True
 
             do_GET = do_POST = do_PUT = handle_any

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import base64
 import collections
 import os
+import ssl
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator, Mapping
+from http.client import HTTPException
 from typing import Any
-
-import requests
-import urllib3
 
 from vmrules import http
 from vmrules.fetch.result import FetchError, QueryResult
+from vmrules.fetch.transport import Response, Transport
 from vmrules.http import HttpError, Retryable, redact_url
 from vmrules.model import Datasource
 from vmrules.window import Window
@@ -31,16 +33,20 @@ class HttpSource:
         self.ds = ds
         self.log = log or (lambda _msg: None)
         self.secrets = http.Secrets(os.environ if env is None else env)
+        self.timeout_s = ds.timeout_ms / 1000
         try:
-            headers = dict(ds.headers)
+            headers = {k: self.secrets.expand(v) for k, v in ds.headers.items()}
             if ds.bearer_token is not None:
-                headers["Authorization"] = "Bearer " + ds.bearer_token
-            self.session = http.new_session(ds.url, headers, self.secrets, ds.ca_file, ds.tls_insecure)
+                headers["Authorization"] = "Bearer " + self.secrets.expand(ds.bearer_token)
             if ds.basic_auth is not None:
-                self.session.auth = (self.secrets.expand(ds.basic_auth[0]), self.secrets.expand(ds.basic_auth[1]))
+                pair = f"{self.secrets.expand(ds.basic_auth[0])}:{self.secrets.expand(ds.basic_auth[1])}"
+                headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+                self.secrets.values.append(headers["Authorization"].split(" ", 1)[1])
+            self.transport = Transport(ds.url, headers, self.timeout_s, ds.ca_file, ds.tls_insecure)
         except HttpError as exc:
             raise FetchError(str(exc)) from None
-        self.timeout_s = ds.timeout_ms / 1000
+        except (OSError, ssl.SSLError) as exc:         # an unreadable ca_file
+            raise FetchError(f"TLS setup failed: {exc}") from None
 
     def fetch(self, query: str, window: Window) -> list[QueryResult]:
         """One result per request of the window (range) or one instant result, each read whole."""
@@ -69,7 +75,7 @@ class HttpSource:
             yield from self._attempts(self.ds.url + "/api/v1/query_range", self._range_params(query, w), "stream")
 
     def close(self) -> None:
-        self.session.close()
+        self.transport.close()
 
     def _attempts(self, url: str, params: dict[str, str], mode: str) -> Iterator[QueryResult]:
         """One request with the retry policy; `mode` is "stream" (batches as they arrive) or the
@@ -139,19 +145,17 @@ class HttpSource:
         result.bytes_read = len(body)
         yield result
 
-    def _open(self, url: str, params: dict[str, str]) -> requests.Response:
+    def _open(self, url: str, params: dict[str, str]) -> Response:
         post = len(params.get("query", "")) > POST_ABOVE_CHARS
         try:
-            return self.session.request("POST" if post else "GET", url, params=None if post else params,
-                                        data=params if post else None, timeout=self.timeout_s,
-                                        stream=True, allow_redirects=False)
-        except requests.exceptions.SSLError as exc:
+            return self.transport.open("POST" if post else "GET", url, params)
+        except ssl.SSLError as exc:
             raise FetchError(f"TLS failed: {http.reason(exc)} (set ca_file to the CA that signed the server's "
                              "certificate)") from None
-        except requests.exceptions.ConnectionError as exc:
-            raise Retryable(f"cannot connect: {http.reason(exc)}") from None
-        except requests.exceptions.Timeout:
+        except TimeoutError:
             raise Retryable(f"no answer within {self.timeout_s:g}s") from None
+        except (OSError, HTTPException) as exc:
+            raise Retryable(f"cannot connect: {http.reason(exc)}") from None
 
     def _request(self, url: str, params: dict[str, str]) -> bytes:
         started = time.monotonic()
@@ -164,21 +168,21 @@ class HttpSource:
         http.check_status(resp.status_code, body, resp.headers)
         return body
 
-    def _read(self, resp: requests.Response, started: float) -> bytes:
+    def _read(self, resp: Response, started: float) -> bytes:
         """The whole body, read as it arrives, within the request's total deadline."""
         return b"".join(self._chunks(resp, started))
 
-    def _chunks(self, resp: requests.Response, started: float) -> Iterator[bytes]:
+    def _chunks(self, resp: Response, started: float) -> Iterator[bytes]:
         """The body as it arrives, within the request's total deadline."""
         try:
-            while chunk := resp.raw.read1(1 << 20, decode_content=True):
+            while chunk := resp.read1(1 << 20):
                 yield chunk
                 if time.monotonic() - started > self.timeout_s:
                     raise Retryable(f"answer not complete within {self.timeout_s:g}s")
-        except (urllib3.exceptions.ProtocolError, urllib3.exceptions.DecodeError, OSError) as exc:
-            raise Retryable(f"connection broke while reading the answer: {http.reason(exc)}") from None
-        except urllib3.exceptions.ReadTimeoutError:
+        except TimeoutError:
             raise Retryable(f"no answer within {self.timeout_s:g}s") from None
+        except (HTTPException, zlib.error, OSError) as exc:
+            raise Retryable(f"connection broke while reading the answer: {http.reason(exc)}") from None
 
 
 def _seconds(ms: int) -> str:
