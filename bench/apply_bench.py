@@ -102,6 +102,19 @@ rules:
     return wall, int(r.stderr.strip().splitlines()[-1]) / 1024
 
 
+def check_rows(path: str, n: int, points: int) -> None:
+    """Every valid sample exactly once: the window split into requests neither loses nor repeats a row."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path, columns=["labels", "timestamp"])
+    table = table.set_column(0, "labels", table.column("labels").cast("string"))
+    invalid = len(range(0, n, 97))                      # generate() puts one 250.0 into every 97th series
+    distinct = table.group_by(["labels", "timestamp"]).aggregate([]).num_rows
+    if table.num_rows != n * points - invalid or distinct != table.num_rows:
+        raise SystemExit(f"{path}: {table.num_rows} rows, {distinct} distinct, expected {n * points - invalid}")
+    print(f"  {table.num_rows} rows, each (series, timestamp) once", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("workloads", nargs="*", default=["W1", "W2", "W3"])
@@ -124,6 +137,7 @@ def main() -> None:
             os.unlink(data)
             vm.wait_for(metric, n, END_S)
             vmrules(vm, work, metric, points)              # warm-up, also checks it works
+            check_rows(os.path.join(work, f"out-{metric}", "all.parquet"), n, points)
             curls, walls, rss = [], [], []
             for _ in range(a.runs):
                 curls.append(curl(vm, metric, points))
