@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -219,7 +221,7 @@ def apply_cmd(paths: tuple[str, ...], datasource: str | None, from_: str | None,
     if report_path and not dry_run:
         from vmrules.htmlreport import Charts
         options.charts = Charts()
-    try:
+    with _running(options):
         if chunk:
             from vmrules.backfill import backfill
             if options.to_ms is None:
@@ -227,11 +229,6 @@ def apply_cmd(paths: tuple[str, ...], datasource: str | None, from_: str | None,
             report = backfill(ruleset, options, _duration("--chunk", chunk), None if quiet or dry_run else _progress)
         else:
             report = apply(ruleset, options)
-    except UsageError as exc:
-        raise click.UsageError(str(exc)) from None
-    finally:
-        if options.progress is not None:
-            options.progress.close()
     if dry_run:
         click.echo(format_plan(report, output_dir))
         sys.exit(0 if report.ok else 1)
@@ -293,17 +290,12 @@ def plan_cmd(paths: tuple[str, ...], datasource: str | None, from_: str | None, 
     if report_path:
         from vmrules.htmlreport import Charts
         options.charts = Charts()
-    try:
+    diffs, notes = None, list[str]()
+    with _running(options):
         head = plan(ruleset, options)
-        diffs, notes = None, list[str]()
         if base:
             base_report, notes = plan_base(base, paths or DEFAULT_PATHS, replace(options, progress=None, charts=None))
             diffs = diff(base_report, head)
-    except UsageError as exc:
-        raise click.UsageError(str(exc)) from None
-    finally:
-        if options.progress is not None:
-            options.progress.close()
     for note in notes:
         click.echo(f"vmrules: {note}", err=True)
     if report_path:
@@ -323,6 +315,18 @@ def plan_cmd(paths: tuple[str, ...], datasource: str | None, from_: str | None, 
         if r.status != "ok":
             click.echo(f"error: rule {r.name}: {r.error}", err=True)
     sys.exit(0 if head.ok else 1)
+
+
+@contextlib.contextmanager
+def _running(options: Any) -> Iterator[None]:
+    """Around a library call: its UsageError becomes click's (exit 2); the progress bar is cleared."""
+    try:
+        yield
+    except UsageError as exc:
+        raise click.UsageError(str(exc)) from None
+    finally:
+        if options.progress is not None:
+            options.progress.close()
 
 
 def _json_line(record: dict[str, object]) -> None:
