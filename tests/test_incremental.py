@@ -233,3 +233,22 @@ def test_bad_durations_are_usage_errors(tmp_path: Path, option: str) -> None:
     folder = file_rules(tmp_path, RULE.replace("[app, ups, f]", "f") + "targets: {f: {type: csv, path: x.csv}}\n")
     res = CliRunner().invoke(main, ["apply", str(folder), option, "soon", "--from", "now-1h"])
     assert res.exit_code == 2 and option in res.output
+
+
+def test_a_failed_rename_is_finished_by_the_next_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = file_rules(tmp_path, TARGETS + RULE)
+    out = tmp_path / "out"
+    real = os.replace
+
+    def full_disk(src: str, dst: str) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", lambda a, b: full_disk(a, b) if str(b).endswith(".csv") else real(a, b))
+    code, output = run(folder, out, "--incremental", "--lag", "0s", "--to", str(END_S - 3600))
+    assert code == 1 and "files not put in place" in output and "No space left" in output
+    assert not list((out / "inc").glob("*.csv"))
+    assert State.load(str(out)).pending is not None          # the journal holds the commit
+    monkeypatch.setattr(os, "replace", real)
+    assert run(folder, out, "--incremental", "--lag", "0s", "--to", str(END_S - 3600))[0] == 0
+    assert csv_keys(out / "inc") == keys(out / "s.db", "app")   # finished once, nothing twice
+    assert State.load(str(out)).watermarks["cpu"] == (END_S - 3600) * 1000

@@ -6,10 +6,11 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping
-from typing import IO
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import IO, Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from vmrules.api import query_tables
 from vmrules.durations import format_time_ms
@@ -25,67 +26,77 @@ PREVIEW_ROWS = 20
 def run_query(exprs: list[str], url: str, headers: Mapping[str, str], from_ms: int | None, to_ms: int | None,
               step_ms: int, instant: bool, fmt: str, output: str | None, log: Callable[[str], None] | None,
               stdout: IO[bytes]) -> str:
-    """Fetch each expression; write every row (csv, jsonl, parquet) or return a preview (table)."""
-    ds = Datasource(url=url if url.startswith("file:") else url.rstrip("/"), headers=dict(headers))
-    tables = _tables(exprs, ds, from_ms, to_ms, step_ms, instant, log)
-    if fmt == "table":
-        return preview(tables if output is None else _tee(tables, output))
-    target = Target("query", fmt, {}, Location("<query>"))
-    from vmrules import targets
+    """Fetch each expression; write every row (csv, jsonl, parquet) or return a preview (table).
 
-    sink_type = targets.get(fmt).sink
-    assert sink_type is not None
+    Rows are written batch by batch as they arrive, so memory does not grow with the answer.
+    """
+    ds = Datasource(url=url if url.startswith("file:") else url.rstrip("/"), headers=dict(headers))
+    batches = _batches(exprs, ds, from_ms, to_ms, step_ms, instant, log)
+    if fmt == "table":
+        if output is None:
+            return preview(batches)
+        with atomic_path(output) as tmp:
+            return preview(_tee(batches, tmp))
     if output is not None:
         with atomic_path(output) as tmp:
-            _write(tables, sink_type(tmp, target))
+            _write(batches, _sink(fmt, tmp))
         return ""
     with tempfile.TemporaryDirectory(prefix="vmrules-query-") as folder:
         path = os.path.join(folder, f"rows.{fmt}")
-        _write(tables, sink_type(path, target))
+        _write(batches, _sink(fmt, path))
         with open(path, "rb") as f:
             shutil.copyfileobj(f, stdout)
         stdout.flush()
     return ""
 
 
-def _tables(exprs: list[str], ds: Datasource, from_ms: int | None, to_ms: int | None, step_ms: int,
-            instant: bool, log: Callable[[str], None] | None) -> list[pa.Table]:
-    out: list[pa.Table] = []
+def _sink(fmt: str, path: str) -> Any:
+    from vmrules import targets
+
+    sink_type = targets.get(fmt).sink
+    assert sink_type is not None
+    return sink_type(path, Target("query", fmt, {}, Location("<query>")))
+
+
+def _batches(exprs: list[str], ds: Datasource, from_ms: int | None, to_ms: int | None, step_ms: int,
+             instant: bool, log: Callable[[str], None] | None) -> Iterator[pa.Table]:
     for e in exprs:
         try:
-            out += query_tables(e, ds, start=from_ms, end=to_ms, step=step_ms, instant=instant, log=log)
+            yield from query_tables(e, ds, start=from_ms, end=to_ms, step=step_ms, instant=instant, log=log)
         except (FetchError, HttpError) as exc:
             raise FetchError(f"query {e!r}: {exc}") from None
-    return out
 
 
-def _write(tables: list[pa.Table], sink: object) -> None:
+def _write(batches: Iterable[pa.Table], sink: Any) -> None:
     try:
-        for t in tables:
+        for t in batches:
             if t.num_rows:
-                sink.write(t)  # type: ignore[attr-defined]
+                sink.write(t)
     finally:
-        sink.close()  # type: ignore[attr-defined]
+        sink.close()
 
 
-def _tee(tables: list[pa.Table], output: str) -> list[pa.Table]:
-    """The preview's rows, also written whole to `output` as CSV."""
-    from vmrules.targets.csvfile import Sink
+def _tee(batches: Iterable[pa.Table], path: str) -> Iterator[pa.Table]:
+    """The batches, also written as CSV to `path` on their way to the preview."""
+    sink = _sink("csv", path)
+    try:
+        for t in batches:
+            if t.num_rows:
+                sink.write(t)
+            yield t
+    finally:
+        sink.close()
 
-    with atomic_path(output) as tmp:
-        _write(tables, Sink(tmp, Target("query", "csv", {}, Location("<query>"))))
-    return tables
 
-
-def preview(tables: list[pa.Table], limit: int = PREVIEW_ROWS) -> str:
+def preview(tables: Iterable[pa.Table], limit: int = PREVIEW_ROWS) -> str:
     """The first rows as an aligned table, then how many rows and series there are in all."""
     rows: list[tuple[str, str, str]] = []
-    total, series = 0, set[tuple[str, str, str]]()
+    total, series = 0, set[str]()
     for t in tables:
         total += t.num_rows
-        keys = zip(t.column("rule").to_pylist(), t.column("metric").to_pylist(), t.column("labels").to_pylist(),
-                   strict=True)
-        series.update(keys)
+        keys = pc.binary_join_element_wise(*(t.column(c).cast(pa.string()) for c in ("rule", "metric", "labels")),
+                                           "\x00")
+        series.update(pc.unique(keys).to_pylist())
         for r in t.slice(0, max(0, limit - len(rows))).to_pylist():
             labels = ", ".join(f"{k}={json.dumps(v)}" for k, v in json.loads(r["labels"]).items())
             stamp = format_time_ms(int(r["timestamp"].timestamp() * 1000))

@@ -367,11 +367,16 @@ def _finish_files(report: RunReport, outputs: list[RuleOutputs], log: Log, state
         for p in (p for parts in by_final.values() for p in parts):
             if reps[p.rule].status == "ok":
                 reps[p.rule].status, reps[p.rule].error = "failed", "files not written: another file failed"
-    if state is None:
-        commit(renames, log)
-    else:
-        state.commit(renames, {r.name: m for r in report.rules
-                               if r.status == "ok" and (m := _watermark(r.window)) is not None}, log)
+    try:
+        if state is None:
+            commit(renames, log)
+        else:
+            state.commit(renames, {r.name: m for r in report.rules
+                                   if r.status == "ok" and (m := _watermark(r.window)) is not None}, log)
+    except OSError as exc:      # a disk error while renaming: the journal lets the next run finish it
+        for p in (p for parts in by_final.values() for p in parts):
+            reps[p.rule].status, reps[p.rule].error = "failed", f"files not put in place: {exc}"
+        files = []
     report.outputs += files
     tables: dict[tuple[str, str, str | None], Output] = {}
     for rep in report.rules:
