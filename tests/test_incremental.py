@@ -252,3 +252,16 @@ def test_a_failed_rename_is_finished_by_the_next_run(tmp_path: Path, monkeypatch
     assert run(folder, out, "--incremental", "--lag", "0s", "--to", str(END_S - 3600))[0] == 0
     assert csv_keys(out / "inc") == keys(out / "s.db", "app")   # finished once, nothing twice
     assert State.load(str(out)).watermarks["cpu"] == (END_S - 3600) * 1000
+
+
+@pytest.mark.parametrize("text", ["{not json", '{"version": 2, "rules": {}}', '{"version": 1, "rules": {"r": 5}}',
+                                  '[1]', '{"version": 1, "rules": {}, "pending": [1]}'])
+def test_a_damaged_state_file_is_a_clear_error(tmp_path: Path, text: str) -> None:
+    folder = file_rules(tmp_path, TARGETS + RULE)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / STATE_NAME).write_text(text)
+    code, output = run(folder, out, "--incremental", "--to", str(END_S))
+    assert code == 2
+    assert STATE_NAME in output and ("cannot read" in output or "not a vmrules state file" in output)
+    assert not (out / "s.db").exists()

@@ -55,10 +55,17 @@ class State:
             return cls(path)
         except (OSError, ValueError) as exc:
             raise StateError(f"{path}: cannot read the incremental state: {exc}") from None
-        if not isinstance(doc, dict) or doc.get("version") != VERSION or not isinstance(doc.get("rules"), dict):
-            raise StateError(f"{path}: not a vmrules state file of version {VERSION}")
-        marks = {name: int(v["watermark_ms"]) for name, v in doc["rules"].items()}
-        return cls(path, marks, doc.get("pending"))
+        try:
+            if doc.get("version") != VERSION:
+                raise ValueError(f"version {doc.get('version')!r}")
+            marks = {str(name): int(v["watermark_ms"]) for name, v in doc["rules"].items()}
+            pending = doc.get("pending")
+            if pending is not None and not isinstance(pending, dict):
+                raise ValueError("pending is not a mapping")
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            raise StateError(f"{path}: not a vmrules state file of version {VERSION} ({exc}); "
+                             "move it away to start the watermarks afresh") from None
+        return cls(path, marks, pending)
 
     def save(self) -> None:
         from vmrules.targets.atomic import atomic_path  # vmrules.targets loads pyarrow: not before the request
