@@ -84,3 +84,23 @@ def test_the_apply_path_loads_pyarrow_only_after_the_request_left() -> None:
             "print(sorted(m for m in ('pyarrow', 'numpy', 'jinja2', 'jsonschema', 'requests') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_the_first_request_leaves_before_pyarrow_loads(tmp_path: Path) -> None:
+    """At run time too: a server that never answers sees the request while pyarrow is still unloaded."""
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    code = f"""
+import os, socket, sys
+srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(1)
+open({str(rules / 'r.yaml')!r}, "w").write(
+    'version: 1\\ndatasource: {{url: "http://127.0.0.1:%d"}}\\n' % srv.getsockname()[1]
+    + 'targets: {{p: {{type: parquet, path: a.parquet}}}}\\nrules: [{{name: r, query: up, route: [{{to: p}}]}}]\\n')
+def sendall(self, data, *a):
+    print("pyarrow" in sys.modules); sys.stdout.flush(); os._exit(0)
+socket.socket.sendall = sendall
+from vmrules.cli import main
+main(["apply", {str(rules)!r}, "-q", "--output-dir", {str(tmp_path / "out")!r}])
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
+    assert out.strip() == "False"

@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 
 from vmrules.durations import format_time_ms, parse_duration_ms, parse_time_ms
 from vmrules.errors import UsageError
-from vmrules.evaluate import Evaluation, evaluate
+from vmrules.evaluate import Evaluation, evaluate, series_keys
 from vmrules.fetch.result import QueryResult
 from vmrules.model import Datasource, Rule, Target
 from vmrules.run import ApplyOptions, Output, rule_batches
@@ -81,9 +81,7 @@ def rows_to_result(table: pa.Table) -> QueryResult:
     missing = [c for c in ("metric", "labels", "timestamp", "value") if c not in table.column_names]
     if missing:
         raise ValueError(f"the table lacks the column(s) {', '.join(missing)}")
-    metric = table.column("metric").cast(pa.string())
-    labels = table.column("labels").cast(pa.string())
-    keys = pc.dictionary_encode(pc.binary_join_element_wise(metric, labels, "\x00")).combine_chunks()
+    keys = series_keys(table)
     series = []
     for key in keys.dictionary.to_pylist():
         name, _, text = key.partition("\x00")

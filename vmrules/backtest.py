@@ -23,7 +23,8 @@ from vmrules.counts import Counts
 from vmrules.durations import format_time_ms
 from vmrules.errors import ConfigError, UsageError
 from vmrules.model import Rule, RuleSet, Target
-from vmrules.run import ApplyOptions, _select, rule_batches, rule_datasource
+from vmrules.report import series_text
+from vmrules.run import ApplyOptions, _select, evaluated, rule_datasource
 from vmrules.validate import load_ruleset
 from vmrules.window import Window, rule_window
 
@@ -90,29 +91,22 @@ def _plan_rule(rule: Rule, window: Window, sources: dict[str, Any], targets: dic
                options: ApplyOptions, log: Callable[[str], None]) -> RulePlan:
     import pyarrow.compute as pc
 
-    from vmrules.evaluate import EvalState, evaluate
     from vmrules.fetch.result import FetchError
 
     out = RulePlan(rule.name, window)
-    state = EvalState()
     try:
-        for batch in rule_batches(rule, sources[rule.name], window, options, log):
-            ev = evaluate(rule, batch, targets, state)
+        for _batch, ev, state in evaluated(rule, sources[rule.name], window, targets, options, log):
             out.counts.add(ev.counts)
-            if options.progress is not None:
-                options.progress.batch(batch.requests, batch.samples)
-            if options.charts is not None:
-                options.charts.add(rule.name, ev.table)
+            out.counts.series = len(state.seen)       # each series once, however many batches it spans
             for name, table in ev.routed.items():
                 t = out.targets.setdefault(name, TargetPlan())
                 t.rows += table.num_rows
                 _add(t.by_severity, pc.value_counts(table.column("severity").cast("string")).to_pylist())
             alerts = ev.table.filter(ev.table.column("alert"))
             if alerts.num_rows:
-                keys = pc.binary_join_element_wise(alerts.column("metric").cast("string"),
+                keys = pc.binary_join_element_wise(alerts.column("metric").cast("string"),   # metric{"a":"x"}
                                                    alerts.column("labels").cast("string"), "")
                 _add(out.alert_series, pc.value_counts(keys).to_pylist())
-        out.counts.series = len(state.seen)
     except FetchError as exc:
         out.status, out.error = "failed", f"datasource: {exc}"
     except Exception as exc:  # noqa: BLE001 - one rule's failure must never stop the others
@@ -214,8 +208,7 @@ def _severities(by: dict[str, int]) -> str:
 def _series_text(key: str) -> str:
     """`metric{"a":"x"}` (how series are counted) as `metric{a="x"}`."""
     metric, _, labels = key.partition("{")
-    pairs = json.loads("{" + labels) if labels else {}
-    return metric + "{" + ", ".join(f"{k}={json.dumps(v)}" for k, v in pairs.items()) + "}"
+    return series_text(metric, json.loads("{" + labels) if labels else {})
 
 
 def format_text(report: PlanReport) -> str:

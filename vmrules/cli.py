@@ -362,14 +362,15 @@ def _shard(text: str) -> tuple[int, int]:
 
 def _progress(done: int, total: int, span: tuple[int, int], report: Any) -> None:
     """One line per chunk: a bar, the chunk's window, and how it went."""
-    width = 20
-    bar = "#" * (done * width // total) + "." * (width - done * width // total)
+    from vmrules.progress import bar
+
     failed = len(report.failed)
     rows = sum(sum(r.rows.values()) for r in report.rules)
     samples = sum(r.counts.samples for r in report.rules)
     seconds = max(max((r.seconds for r in report.rules), default=0.0), 1e-3)
     status = f"{failed} rule(s) failed" if failed else "ok"
-    click.echo(f"vmrules: [{bar}] chunk {done}/{total} {format_time_ms(span[0])} .. {format_time_ms(span[1])}: "
+    click.echo(f"vmrules: {bar(done, total, 20)} chunk {done}/{total} "
+               f"{format_time_ms(span[0])} .. {format_time_ms(span[1])}: "
                f"{samples} samples ({samples / seconds:.0f}/s), {rows} rows, {status}", err=True)
 
 

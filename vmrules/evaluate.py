@@ -69,6 +69,13 @@ def dict_column(per_series: Sequence[str], series_id: np.ndarray) -> pa.Dictiona
                                           pa.array(list(index), pa.string()))
 
 
+def series_keys(table: pa.Table) -> pa.DictionaryArray:
+    """A row table's series as dictionary codes; each value is `metric + "\\x00" + labels JSON`."""
+    keys = pc.binary_join_element_wise(table.column("metric").cast(pa.string()),
+                                       table.column("labels").cast(pa.string()), "\x00")
+    return pc.dictionary_encode(keys).combine_chunks()
+
+
 def evaluate(rule: Rule, result: QueryResult, targets: Mapping[str, Target],
              state: EvalState | None = None, after: Mapping[str, int] | None = None) -> Evaluation:
     """Apply the rule to fetched samples and route the rows to its targets.

@@ -20,7 +20,9 @@ import numpy as np
 import pyarrow as pa
 
 from vmrules.durations import format_time_ms
+from vmrules.evaluate import series_keys
 from vmrules.model import Rule
+from vmrules.report import series_text
 
 SERIES_PER_CHART = 6
 WIDTH, PLOT_H, PAD_L, PAD_R, PAD_T = 720, 170, 56, 12, 12
@@ -49,7 +51,7 @@ class Charts:
         """Keep the rows of chosen series from one evaluated batch (the rule's row table)."""
         if not table.num_rows:
             return
-        key = _series_keys(table)
+        key = series_keys(table)
         codes = key.indices.to_numpy(zero_copy_only=False)
         names = key.dictionary.to_pylist()
         ts = table.column("timestamp").cast(pa.int64()).to_numpy()
@@ -77,14 +79,6 @@ class Charts:
             del chosen[quiet[-1]]              # an alerting series is worth more on the chart
         chosen[name] = _Series(name)
         return chosen[name]
-
-
-def _series_keys(table: pa.Table) -> pa.DictionaryArray:
-    import pyarrow.compute as pc
-
-    joined = pc.binary_join_element_wise(table.column("metric").cast(pa.string()),
-                                         table.column("labels").cast(pa.string()), "\x00")
-    return pc.dictionary_encode(joined).combine_chunks()
 
 
 # -- the page ----------------------------------------------------------------------------------
@@ -246,8 +240,7 @@ def _pieces(ts: np.ndarray, vals: np.ndarray, step: int, max_points: int = 2 * W
 
 def _series_text(key: str) -> str:
     metric, _, labels = key.partition("\x00")
-    pairs = json.loads(labels) if labels else {}
-    return metric + "{" + ", ".join(f'{k}="{v}"' for k, v in pairs.items()) + "}"
+    return series_text(metric, json.loads(labels) if labels else {})
 
 
 def _pairs(d: dict[str, int]) -> str:

@@ -39,9 +39,8 @@ class Progress:
             self.stream.flush()
 
     def line(self) -> str:
-        filled = WIDTH * self.done // max(1, self.total)
         elapsed = max(time.monotonic() - self.started, 1e-6)
-        return (f"[{'#' * filled}{'.' * (WIDTH - filled)}] {self.done}/{self.total} {self.label}, "
+        return (f"{bar(self.done, self.total)} {self.done}/{self.total} {self.label}, "
                 f"{self.requests} requests, {_count(self.samples)} samples, {_count(self.samples / elapsed)} samples/s")
 
     def _draw(self, force: bool = False) -> None:
@@ -50,6 +49,12 @@ class Progress:
             self._drawn = now
             self.stream.write("\r\033[K" + self.line())
             self.stream.flush()
+
+
+def bar(done: int, total: int, width: int = WIDTH) -> str:
+    """`[#####.....]`: done of total."""
+    filled = width * done // max(1, total)
+    return f"[{'#' * filled}{'.' * (width - filled)}]"
 
 
 def _count(n: float) -> str:

@@ -18,6 +18,7 @@ from vmrules.errors import Location
 from vmrules.fetch.result import FetchError
 from vmrules.http import HttpError
 from vmrules.model import Datasource, Target
+from vmrules.report import series_text
 from vmrules.targets.atomic import atomic_path
 
 PREVIEW_ROWS = 20
@@ -98,9 +99,8 @@ def preview(tables: Iterable[pa.Table], limit: int = PREVIEW_ROWS) -> str:
                                            "\x00")
         series.update(pc.unique(keys).to_pylist())
         for r in t.slice(0, max(0, limit - len(rows))).to_pylist():
-            labels = ", ".join(f"{k}={json.dumps(v)}" for k, v in json.loads(r["labels"]).items())
             stamp = format_time_ms(int(r["timestamp"].timestamp() * 1000))
-            rows.append((stamp, f"{r['metric']}{{{labels}}}", repr(r["value"])))
+            rows.append((stamp, series_text(r["metric"], json.loads(r["labels"])), repr(r["value"])))
     if not total:
         return "no series in the window (check the metric and label names)"
     head = ("timestamp", "series", "value")

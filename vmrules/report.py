@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from vmrules.durations import format_duration_ms, format_time_ms
@@ -14,6 +14,13 @@ if TYPE_CHECKING:
     from vmrules.run import RunReport
 
 FORMATS = ("text", "json", "github")
+
+
+def series_text(metric: str, labels: Mapping[str, str]) -> str:
+    """A series as people write it: `metric{a="x", b="y"}` (`__name__` among the labels is the metric)."""
+    name = labels.get("__name__", metric)
+    pairs = ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in labels.items() if k != "__name__")
+    return f"{name}{{{pairs}}}"
 
 
 def format_problems(problems: Iterable[Problem], fmt: str = "text") -> str:

@@ -20,6 +20,7 @@ from vmrules.durations import format_duration_ms
 from vmrules.evaluate import evaluate
 from vmrules.fetch.result import QueryResult
 from vmrules.model import Rule, RuleSet, RuleTest, Target
+from vmrules.report import series_text
 
 COMPARED = ("time", "severity", "value", "alert", "metric")
 
@@ -224,13 +225,8 @@ def failure_lines(r: TestResult) -> list[str]:
             shown = " ".join("_" if v is None else f"{v:g}" for v in s.values[:24])
             more = f" ... ({len(s.values)} values)" if len(s.values) > 24 else f" ({len(s.values)} values)"
             every = f", every {format_duration_ms(step)}" if step else ""
-            lines.append(f"input {_labels_text(s.labels)}: {shown}{more}{every}")
+            lines.append(f"input {series_text('', s.labels)}: {shown}{more}{every}")
     return lines
-
-
-def _labels_text(labels: Mapping[str, str]) -> str:
-    rest = ", ".join(f'{k}="{v}"' for k, v in labels.items() if k != "__name__")
-    return labels.get("__name__", "") + "{" + rest + "}"
 
 
 def junit_xml(results: list[TestResult]) -> str:

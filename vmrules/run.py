@@ -29,6 +29,7 @@ from vmrules.window import Window, rule_window
 if TYPE_CHECKING:  # pyarrow and the writers load while the first answer is already on its way
     import pyarrow as pa
 
+    from vmrules.evaluate import EvalState, Evaluation
     from vmrules.outputs import Part, RuleOutputs
 
 Log = Callable[[str], None]
@@ -263,25 +264,18 @@ def _run_rule(rule: Rule, rep: RuleReport, ds: Datasource, ruleset: RuleSet, rep
     out = None
     try:
         after = _table_watermarks(rule, rep) if options.incremental else {}
-        for batch in rule_batches(rule, ds, rep.window, options, log):
-            if out is None:   # loaded once the first request is out, while the answer streams in
-                from vmrules.evaluate import EvalState, evaluate
+        for batch, ev, state in evaluated(rule, ds, rep.window, ruleset.targets, options, log, after):
+            if out is None:
                 from vmrules.outputs import RuleOutputs
                 out = RuleOutputs(rule.name, rep.destinations, report.run["id"],
                                   options.env if options.env is not None else os.environ, log, rule.step_ms,
                                   options.keep_tables, _watermark(rep.window) if options.incremental else None)
-                state = EvalState()
             rep.requests += batch.requests
             rep.bytes_read += batch.bytes_read
-            ev = evaluate(rule, batch, ruleset.targets, state, after)
             rep.counts.add(ev.counts)
-            if options.progress is not None:
-                options.progress.batch(batch.requests, batch.samples)
-            if options.charts is not None:
-                options.charts.add(rule.name, ev.table)
+            rep.counts.series = len(state.seen)       # each series once, however many batches it spans
             out.write(ev)
         assert out is not None
-        rep.counts.series = len(state.seen)
         out.finish()
         rep.status = "ok"
         rep.rows = dict(out.rows)
@@ -319,6 +313,23 @@ def _table_watermarks(rule: Rule, rep: RuleReport) -> dict[str, int]:
             if mark is not None:
                 marks[d.target.name] = mark
     return marks
+
+
+def evaluated(rule: Rule, ds: Datasource, window: Window, targets: Mapping[str, Target], options: ApplyOptions,
+              log: Log, after: Mapping[str, int] | None = None) -> Iterator[tuple[QueryResult, Evaluation, EvalState]]:
+    """The rule's batches as they arrive, each evaluated (the state carries series and `for` runs across
+    them); the progress bar and the report's charts are told of each."""
+    state = None
+    for batch in rule_batches(rule, ds, window, options, log):
+        if state is None:      # pyarrow loads once the first request is out, while the answer streams in
+            from vmrules.evaluate import EvalState, evaluate
+            state = EvalState()
+        ev = evaluate(rule, batch, targets, state, after)
+        if options.progress is not None:
+            options.progress.batch(batch.requests, batch.samples)
+        if options.charts is not None:
+            options.charts.add(rule.name, ev.table)
+        yield batch, ev, state
 
 
 def rule_batches(rule: Rule, ds: Datasource, window: Window, options: ApplyOptions, log: Log) -> Iterator[QueryResult]:

@@ -16,7 +16,7 @@ import urllib.parse
 import zlib
 from collections.abc import Mapping
 
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
+from vmrules.http import LOOPBACK
 
 
 class Transport:

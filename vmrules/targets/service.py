@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from vmrules import http
+from vmrules.evaluate import series_keys
 from vmrules.model import Target
 from vmrules.targets.text import timestamps
 
@@ -75,8 +75,7 @@ def series_groups(table: pa.Table) -> list[tuple[str, str, pa.Table]]:
     """(metric, labels JSON, rows in time order) per series, in first-seen order."""
     if table.num_rows == 0:
         return []
-    keys = pc.binary_join_element_wise(table["metric"].cast(pa.string()), table["labels"].cast(pa.string()), "\x00")
-    encoded = pc.dictionary_encode(keys).combine_chunks()
+    encoded = series_keys(table)
     codes = encoded.indices.to_numpy(zero_copy_only=False)
     order = np.argsort(codes, kind="stable")
     bounds = np.flatnonzero(np.diff(codes[order])) + 1
