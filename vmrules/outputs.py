@@ -178,7 +178,8 @@ class _FileOut:
 
 
 class _IpcSink:
-    """A plugin's rows kept as Arrow IPC until its whole-table writer runs at the end."""
+    """A plugin's rows kept as an Arrow IPC stream (dictionaries may change per batch) until its
+    whole-table writer runs at the end."""
 
     def __init__(self, path: str):
         self.path = path
@@ -187,7 +188,7 @@ class _IpcSink:
 
     def write(self, table: pa.Table) -> None:
         if self.writer is None:
-            self.writer = pa.ipc.new_file(self.sink, table.schema)
+            self.writer = pa.ipc.new_stream(self.sink, table.schema)
         self.writer.write_table(table)
 
     def close(self) -> None:

@@ -73,7 +73,7 @@ def _whole_table(write: Callable[..., Any]) -> Callable[..., None]:
         tables = []
         for part in parts:
             with pa.memory_map(part) as source:
-                tables.append(pa.ipc.open_file(source).read_all())
+                tables.append(pa.ipc.open_stream(source).read_all())
         write(pa.concat_tables(tables, promote_options="permissive"), path, target)
     return merge
 

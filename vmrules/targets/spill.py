@@ -1,9 +1,13 @@
-"""Batches kept on disk (Arrow IPC) until a rule has finished, then replayed in order.
+"""Batches kept on disk (Arrow IPC stream) until a rule has finished, then replayed in order.
 
 Used where a rule's rows must land together but holding them in memory would
 grow with the window: SQLite (one transaction per rule and table, taken only
 when the rule is done, so rules never hold one database while waiting for
 another) and whole-table plugin writers.
+
+The IPC *stream* format, not the file format: each batch carries its own
+dictionaries (severities, labels), which change from batch to batch; the file
+format refuses a dictionary that changes.
 """
 
 from __future__ import annotations
@@ -25,12 +29,12 @@ class Spill:
         fd, self.path = tempfile.mkstemp(prefix=f".{name}.", suffix=".spill", dir=folder)
         self.sink = pa.OSFile(self.path, "wb")
         os.close(fd)
-        self.writer: ipc.RecordBatchFileWriter | None = None
+        self.writer: ipc.RecordBatchStreamWriter | None = None
         self.rows = 0
 
     def write(self, table: pa.Table) -> None:
         if self.writer is None:
-            self.writer = ipc.new_file(self.sink, table.schema)
+            self.writer = ipc.new_stream(self.sink, table.schema)
         self.writer.write_table(table)
         self.rows += table.num_rows
 
@@ -41,9 +45,8 @@ class Spill:
         self.writer.close()
         self.sink.close()
         with pa.memory_map(self.path) as source:
-            reader = ipc.open_file(source)
-            for i in range(reader.num_record_batches):
-                yield pa.Table.from_batches([reader.get_batch(i)])
+            for batch in ipc.open_stream(source):
+                yield pa.Table.from_batches([batch])
 
     def table(self) -> pa.Table | None:
         parts = list(self.batches())
