@@ -150,7 +150,7 @@ def test_every_file_and_table_target(big_vm: VictoriaMetrics, tmp_path: Path) ->
                         ("all.db", "appended"), ("all.db", "upserted"), ("all.db", "replaced")):
         got = columns_key(arrow_rows(str(out / name), table))
         assert got.num_rows == want.num_rows and got.equals(want), f"{name} {table}"
-    assert f"{SERIES * POINTS:,}" in stdout, stdout
+    assert f"(sqlite, {SERIES * POINTS} rows, target r)" in stdout, stdout
 
 
 def test_webhook_gets_every_row(big_vm: VictoriaMetrics, tmp_path: Path) -> None:
