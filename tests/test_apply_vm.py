@@ -139,7 +139,7 @@ rules:
     report = apply(load_ruleset([str(rules)]), ApplyOptions(output_dir=str(tmp_path / "o"), from_ms=FROM_S * 1000,
                                                            to_ms=TO_S * 1000))
     assert report.ok, report.failed
-    points = (TO_S - FROM_S) // 120 + 1
+    points = (TO_S - FROM_S) // 120 + 1 + 5          # and the 10m lookback of the longest `for`
     assert report.rules[0].requests == -(-points // max_points)
     want = expected("cpu", is_cpu, FROM_S, TO_S, 120, valid=(None, 100), thresholds=(
         ("hot", lambda v: v > 60, 600), ("warm", lambda v: v > 40, 240)))

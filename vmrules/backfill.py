@@ -1,5 +1,7 @@
 """Backfill: a long window run chunk by chunk, each chunk a whole `apply` that commits on its own.
 
+Each chunk continues the alert states the one before left (in memory, or through
+the state file when incremental), so the rows are those of one whole run.
 With `incremental`, each chunk starts after the rules' watermarks, so a killed
 backfill started again skips what is already delivered and goes on.
 """
@@ -32,7 +34,8 @@ def backfill(ruleset: RuleSet, options: ApplyOptions, chunk_ms: int, progress: P
         raise UsageError("--chunk needs a window: give --from (and --to, default now) or --since")
     end = options.to_ms - (options.lag_ms if options.incremental else 0)
     parts = chunks(options.from_ms, end, chunk_ms)
-    per_chunk = [replace(options, from_ms=a, to_ms=b, lag_ms=0) for a, b in parts]
+    carry = options.carry if options.carry is not None else {}    # each chunk continues the alert states
+    per_chunk = [replace(options, from_ms=a, to_ms=b, lag_ms=0, carry=carry) for a, b in parts]
     if len(parts) > 1 and not options.dry_run:
         _check_paths_differ(ruleset, per_chunk[0], per_chunk[1])
     total: RunReport | None = None

@@ -19,6 +19,7 @@ from vmrules.model import (
     DEFAULT_RANGE_MS,
     DEFAULT_STEP_MS,
     DEFAULT_TIMEOUT_MS,
+    Condition,
     Datasource,
     InputSeries,
     Route,
@@ -28,8 +29,8 @@ from vmrules.model import (
     Threshold,
 )
 from vmrules.templates import TemplateError, compile_template, render
+from vmrules.thresholds import COMPARISONS, CONDITION_KEYS
 
-CONDITIONS = {"above": ">", "below": "<", "at_least": ">=", "at_most": "<="}
 UPSERT_KEY = ("rule", "labels", "timestamp")
 T = TypeVar("T")
 Checks = Generator[Problem, None, T]   # yields problems, returns what it built
@@ -221,6 +222,7 @@ class _FileChecker:
             for j, name in enumerate(to):
                 to_path = rp + ("to",) + (() if isinstance(r["to"], str) else (j,))
                 self.out.route_refs.append((spec.get("name", "?"), name, f.where(to_path)))
+        lookback = parse_duration_ms(spec["lookback"]) if ok("lookback") else None   # 0s: no lookback
         if not s.ok(path):
             return None
         return Rule(
@@ -228,7 +230,8 @@ class _FileChecker:
             range_ms=range_ms, step_ms=step_ms, instant=bool(spec.get("instant", False)),
             labels={**d.get("labels", {}), **spec.get("labels", {})},
             valid_min=valid.get("min"), valid_max=valid.get("max"), where=where,
-            thresholds=tuple(thresholds), routes=tuple(routes), description=spec.get("description", ""))
+            thresholds=tuple(thresholds), routes=tuple(routes), description=spec.get("description", ""),
+            lookback_ms=lookback)
 
     # -- tests ------------------------------------------------------------
     def file_tests(self, s: _FileScope) -> Iterator[Problem]:
@@ -274,20 +277,31 @@ class _FileChecker:
                         f.where(path + ("rule",)))
 
     def threshold(self, f: LoadedFile, path: tuple[Any, ...], t: dict[str, Any]) -> Checks[Threshold | None]:
-        given = [k for k in (*CONDITIONS, "when") if k in t]
-        if len(given) != 1:
-            what = "none" if not given else ", ".join(given)
-            yield Problem(f.where(path), "a threshold needs exactly one of above, below, at_least, at_most, "
-                          f"when (found {what})")
-            return None
+        cond = yield from self.condition(f, path, t, "a threshold")
         for_ms = yield from self.duration(f, path + ("for",), t.get("for"), 0)
-        key = given[0]
-        when = yield from self.expression(f, path + ("when",), t.get("when"), before_thresholds=True)
-        if key == "when" and when is None:
+        keep_ms = yield from self.duration(f, path + ("keep_firing_for",), t.get("keep_firing_for"), 0)
+        clear = None
+        if isinstance(t.get("clear"), dict):
+            clear = yield from self.condition(f, path + ("clear",), t["clear"], "clear")
+            if clear is None:
+                return None
+        if cond is None:
             return None
-        return Threshold(severity=t.get("severity", "alert"), op=CONDITIONS.get(key, "when"),
-                         value=float(t[key]) if key != "when" else None, when=when, for_ms=for_ms,
-                         location=f.where(path))
+        return Threshold(severity=t.get("severity", "alert"), op=cond.op, value=cond.value, when=cond.when,
+                         for_ms=for_ms, location=f.where(path), keep_firing_ms=keep_ms, clear=clear)
+
+    def condition(self, f: LoadedFile, path: tuple[Any, ...], t: dict[str, Any], what: str) -> Checks[Condition | None]:
+        """Exactly one of the comparison keys or `when`."""
+        given = [k for k in CONDITION_KEYS if k in t]
+        if len(given) != 1:
+            found = "none" if not given else ", ".join(given)
+            yield Problem(f.where(path), f"{what} needs exactly one of {', '.join(CONDITION_KEYS)} (found {found})")
+            return None
+        key = given[0]
+        if key == "when":
+            when = yield from self.expression(f, path + ("when",), t["when"], before_thresholds=True)
+            return None if when is None else Condition("when", None, when)
+        return Condition(COMPARISONS[key].op, float(t[key]), None)
 
     def expression(self, f: LoadedFile, path: tuple[Any, ...], text: str | None,
                    before_thresholds: bool = False) -> Checks[expr.Node | None]:

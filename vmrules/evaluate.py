@@ -1,4 +1,4 @@
-"""Evaluate a rule on fetched samples: valid, where, thresholds (with `for`), routes.
+"""Evaluate a rule on fetched samples: valid, where, thresholds (alert states in alertstate.py), routes.
 
 Work is per sample in numpy/Arrow kernels and per series in Python; there is
 no Python loop over rows.
@@ -14,10 +14,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from vmrules import expr
+from vmrules import alertstate, expr
 from vmrules.counts import Counts
 from vmrules.fetch.result import QueryResult
-from vmrules.model import ROW_COLUMNS, Rule, Target
+from vmrules.model import ROW_COLUMNS, Condition, Rule, Target
+from vmrules.thresholds import BY_OP
 
 TIMESTAMP = pa.timestamp("ms", tz="UTC")
 
@@ -77,19 +78,23 @@ def series_keys(table: pa.Table) -> pa.DictionaryArray:
 
 
 def evaluate(rule: Rule, result: QueryResult, targets: Mapping[str, Target],
-             state: EvalState | None = None, after: Mapping[str, int] | None = None) -> Evaluation:
+             state: EvalState | None = None, after: Mapping[str, int] | None = None,
+             emit_from: int | None = None) -> Evaluation:
     """Apply the rule to fetched samples and route the rows to its targets.
 
     With a `state`, the samples are one batch of several (in time order for each
-    series): series are counted once and `for` runs go on across batches.
+    series): series are counted once and alert states go on across batches.
     `after` holds, per target, a time (ms) the target already has every row up to:
-    only later rows are routed to it.
+    only later rows are routed to it. Samples before `emit_from` (the lookback)
+    only feed the alert state: they are neither counted nor emitted.
     """
     series = _Series.of(result, rule.labels)
-    if state is not None:
-        state.seen.update(series.key(i) for i in range(len(series.labels)))
     sid, ts, val = result.series_id, result.ts_ms, result.values
-    ev = Evaluation(rule.name, pa.table({}), {}, Counts(series=len(series.labels), samples=result.samples))
+    inside = np.ones(len(ts), bool) if emit_from is None else ts >= emit_from
+    present = np.unique(sid[inside]) if emit_from is not None else range(len(series.labels))
+    if state is not None:
+        state.seen.update(series.key(int(i)) for i in present)
+    ev = Evaluation(rule.name, pa.table({}), {}, Counts(series=len(present), samples=int(inside.sum())))
     keep = np.ones(len(val), bool)
     if rule.valid_min is not None or rule.valid_max is not None:
         keep &= ~np.isnan(val)
@@ -97,14 +102,17 @@ def evaluate(rule: Rule, result: QueryResult, targets: Mapping[str, Target],
             keep &= val >= rule.valid_min
         if rule.valid_max is not None:
             keep &= val <= rule.valid_max
-        ev.counts.invalid = int(len(val) - keep.sum())
-        sid, ts, val = sid[keep], ts[keep], val[keep]
+        ev.counts.invalid = int((~keep & inside).sum())
+        sid, ts, val, inside = sid[keep], ts[keep], val[keep], inside[keep]
     table = _rows(rule, series, sid, ts, val)
     if rule.where is not None:
         passed = _mask(table, series, sid, rule.where)
-        ev.counts.filtered = int(len(val) - passed.sum())
-        sid, ts, val, table = sid[passed], ts[passed], val[passed], table.filter(pa.array(passed))
+        ev.counts.filtered = int((~passed & inside).sum())
+        sid, ts, val, inside = sid[passed], ts[passed], val[passed], inside[passed]
+        table = table.filter(pa.array(passed))
     sev_idx, names = _severities(rule, series, table, sid, ts, val, state)
+    if not inside.all():
+        sid, ts, sev_idx, table = sid[inside], ts[inside], sev_idx[inside], table.filter(pa.array(inside))
     alert = sev_idx >= 0
     severity = pa.DictionaryArray.from_arrays(pa.array(np.where(alert, sev_idx, 0).astype(np.int32), mask=~alert),
                                               pa.array(names, pa.string()))
@@ -150,80 +158,68 @@ def _mask(table: pa.Table, series: _Series, sid: np.ndarray, node: expr.Node) ->
 
 def _severities(rule: Rule, series: _Series, table: pa.Table, sid: np.ndarray, ts: np.ndarray,
                 val: np.ndarray, state: EvalState | None) -> tuple[np.ndarray, list[str]]:
-    """Index into the severity names per row (-1: none); the first satisfied threshold wins."""
+    """Index into the severity names per row (-1: none); the first firing threshold wins."""
     names = list(dict.fromkeys(t.severity for t in rule.thresholds))
     sev = np.full(len(val), -1, np.int64)
     if not rule.thresholds or not len(val):
         return sev, names
-    first = np.ones(len(val), bool)
-    first[1:] = (sid[1:] != sid[:-1]) | (np.diff(ts) != rule.step_ms)
     heads = np.flatnonzero(np.r_[True, sid[1:] != sid[:-1]])          # each series' first row here
     tails = np.r_[heads[1:] - 1, len(sid) - 1]
+    head = np.zeros(len(sid), bool)
+    head[heads] = True
     keys = [series.key(int(sid[h])) for h in heads]
     for i in reversed(range(len(rule.thresholds))):
         th = rule.thresholds[i]
-        cond = _mask(table, series, sid, th.when) if th.when is not None else \
-            _COMPARE[th.op](val, float(th.value or 0.0))
-        if th.for_ms > 0:
-            held = _held_ms(cond, first, ts, _carried(state, i, keys, heads, cond, ts, rule.step_ms))
-            if state is not None:
-                state.keep_runs(i, keys, tails, cond, ts - held)
-            cond = cond & (held >= th.for_ms)
-        sev[cond] = names.index(th.severity)
-    if state is not None:
-        state.keep_last(keys, ts[tails])
+        cond = _condition(th.condition, table, series, sid, val)
+        if not th.stateful and state is None:
+            sev[cond] = names.index(th.severity)
+            continue
+        clear = _condition(th.clear, table, series, sid, val) if th.clear is not None else None
+        prior = alertstate.Prior.of(len(sid), heads, [state.carried.get((k, i)) for k in keys] if state else
+                                    [None] * len(heads))
+        out = alertstate.run(cond, clear, ts, head, prior, rule.step_ms, th.for_ms, th.keep_firing_ms)
+        if state is not None:
+            state.keep(i, keys, out.carried(ts, tails))
+        sev[out.firing] = names.index(th.severity)
     return sev, names
 
 
-def _carried(state: EvalState | None, i: int, keys: list[tuple[str, str]], heads: np.ndarray, cond: np.ndarray,
-             ts: np.ndarray, step_ms: int) -> np.ndarray:
-    """Per row, how much longer a run already lasted before this batch (for runs that go on from it)."""
-    extra = np.zeros(len(ts), np.int64)
-    if state is None:
-        return extra
-    for key, h in zip(keys, heads, strict=True):
-        start = state.run_start.get((key, i))
-        if start is not None and cond[h] and state.last_ts.get(key) == ts[h] - step_ms:
-            extra[h] = ts[h] - start
-    return extra
-
-
-def _held_ms(cond: np.ndarray, first: np.ndarray, ts: np.ndarray, extra: np.ndarray) -> np.ndarray:
-    """How long each true run of `cond` has lasted at each row (a run breaks at series starts and gaps);
-    `extra` at a run's first row is how long it had lasted before it."""
-    prev = np.zeros(len(cond), bool)
-    prev[1:] = cond[:-1]
-    start = cond & (first | ~prev)
-    last_start = np.maximum.accumulate(np.where(start, np.arange(len(cond)), 0))
-    return ts - ts[last_start] + extra[last_start]
+def _condition(c: Condition, table: pa.Table, series: _Series, sid: np.ndarray, val: np.ndarray) -> np.ndarray:
+    """Per row, whether the condition is true."""
+    if c.when is not None:
+        return _mask(table, series, sid, c.when)
+    return np.asarray(getattr(np, BY_OP[c.op].ufunc)(val, float(c.value or 0.0)), bool)
 
 
 @dataclass
 class EvalState:
-    """What one batch leaves for the next of the same rule: series seen, and `for` runs still going.
+    """What one batch leaves for the next of the same rule: series seen, and each series' alert state.
 
-    Needed when a window comes in several requests, so that a series' run of a
-    condition goes on across the requests' boundary exactly as within one.
+    Needed when a window comes in several requests (and chunks and incremental runs
+    continue one another), so that a series' alert state goes on across the
+    boundary exactly as within one request.
     """
 
     seen: set[tuple[str, str]] = field(default_factory=set)
-    last_ts: dict[tuple[str, str], int] = field(default_factory=dict)
-    run_start: dict[tuple[tuple[str, str], int], int] = field(default_factory=dict)
+    carried: dict[tuple[tuple[str, str], int], alertstate.Carried] = field(default_factory=dict)
 
-    def keep_runs(self, i: int, keys: list[tuple[str, str]], tails: np.ndarray, cond: np.ndarray,
-                  starts: np.ndarray) -> None:
-        for key, t in zip(keys, tails, strict=True):
-            if cond[t]:
-                self.run_start[(key, i)] = int(starts[t])
+    def keep(self, i: int, keys: list[tuple[str, str]], states: list[alertstate.Carried]) -> None:
+        for key, c in zip(keys, states, strict=True):
+            if c.matters:
+                self.carried[(key, i)] = c
             else:
-                self.run_start.pop((key, i), None)
+                self.carried.pop((key, i), None)
 
-    def keep_last(self, keys: list[tuple[str, str]], last: np.ndarray) -> None:
-        for key, t in zip(keys, last, strict=True):
-            self.last_ts[key] = int(t)
+    def to_doc(self) -> list[list[object]]:
+        """The alert states as JSON-ready lists (for the incremental state file)."""
+        return [[metric, labels, i, *c.to_list()] for ((metric, labels), i), c in sorted(self.carried.items())]
 
-
-_COMPARE = {">": np.greater, "<": np.less, ">=": np.greater_equal, "<=": np.less_equal}
+    @classmethod
+    def from_doc(cls, doc: list[list[object]]) -> EvalState:
+        state = cls()
+        for metric, labels, i, *rest in doc:
+            state.carried[((str(metric), str(labels)), int(i))] = alertstate.Carried.from_list(rest)  # type: ignore
+        return state
 
 
 def _route(rule: Rule, series: _Series, sid: np.ndarray, ts: np.ndarray, table: pa.Table,

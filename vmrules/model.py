@@ -13,6 +13,7 @@ DEFAULT_RANGE_MS = 3_600_000
 DEFAULT_STEP_MS = 60_000
 DEFAULT_TIMEOUT_MS = 30_000
 DEFAULT_MAX_POINTS = 11_000
+CLEAR_LOOKBACK_MS = 3_600_000     # default lookback of a rule with a `clear` threshold
 ROW_COLUMNS = ("rule", "metric", "labels", "timestamp", "value", "severity", "alert")
 
 
@@ -52,15 +53,40 @@ class Target:
 
 
 @dataclass(frozen=True)
+class Condition:
+    """`value OP X` (op from thresholds.COMPARISONS) or an expression (`op` "when")."""
+
+    op: str
+    value: float | None
+    when: expr.Node | None
+
+
+@dataclass(frozen=True)
 class Threshold:
-    """A severity and the condition that gives it (`op` is a comparison, or `when`)."""
+    """A severity and the condition that gives it (`op` is a comparison, or `when`).
+
+    `for_ms`: the condition must have held that long; `keep_firing_ms`: once firing it
+    stays so while the condition has been false for less than that; `clear`: once
+    firing it stays so until this condition holds (hysteresis).
+    """
 
     severity: str
-    op: str                      # ">", "<", ">=", "<=" or "when"
+    op: str                      # an operator of thresholds.COMPARISONS, or "when"
     value: float | None
     when: expr.Node | None
     for_ms: int
     location: Location
+    keep_firing_ms: int = 0
+    clear: Condition | None = None
+
+    @property
+    def condition(self) -> Condition:
+        return Condition(self.op, self.value, self.when)
+
+    @property
+    def stateful(self) -> bool:
+        """Whether rows depend on earlier samples of the series (not only on their own value)."""
+        return self.for_ms > 0 or self.keep_firing_ms > 0 or self.clear is not None
 
 
 @dataclass(frozen=True)
@@ -90,11 +116,32 @@ class Rule:
     thresholds: tuple[Threshold, ...] = ()
     routes: tuple[Route, ...] = ()
     description: str = ""
+    lookback_ms: int | None = None        # None: from the thresholds (see `warmup_ms`)
 
-    def label_names(self) -> set[str]:
-        """Series labels read by `where`, threshold and route expressions."""
-        nodes = [self.where] + [t.when for t in self.thresholds] + [r.when for r in self.routes]
-        return set().union(*(expr.label_names(n) for n in nodes if n is not None))
+    @property
+    def warmup_ms(self) -> int:
+        """How much data before a window the alert state at its start needs, on the step.
+
+        The longest `for` + `keep_firing_for` of the thresholds; with a `clear`, at least
+        CLEAR_LOOKBACK_MS; `lookback:` overrides it.
+        """
+        if self.lookback_ms is not None:
+            need = self.lookback_ms
+        else:
+            need = max((t.for_ms + t.keep_firing_ms for t in self.thresholds), default=0)
+            if any(t.clear is not None for t in self.thresholds):
+                need = max(need, CLEAR_LOOKBACK_MS)
+        return -(-need // self.step_ms) * self.step_ms
+
+    def state_fingerprint(self) -> str:
+        """What the carried alert state of this rule depends on; state kept under another is not used."""
+        import hashlib
+
+        parts = (self.query, self.step_ms, self.instant, self.valid_min, self.valid_max, repr(self.where),
+                 sorted(self.labels.items()),
+                 [(t.severity, t.op, t.value, repr(t.when), t.for_ms, t.keep_firing_ms, repr(t.clear))
+                  for t in self.thresholds])
+        return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)

@@ -101,6 +101,12 @@ def format_plan(report: RunReport, output_dir: str) -> str:
                 f"{format_time_ms(w.start_ms)} .. {format_time_ms(w.end_ms)} step {format_duration_ms(w.step_ms)}, "
                 f"{w.points} points")
         lines.append(f"rule {r.name}: {span}")
+        if r.carry_in is not None:
+            lines.append(f"  alert state: carried from {format_time_ms(r.carry_in.as_of_ms)} "
+                         f"({len(r.carry_in.series)} series and thresholds)")
+        elif w.lookback_ms and w.points:
+            lines.append(f"  lookback: {format_duration_ms(w.lookback_ms)} before the window, for the alert state "
+                         "(fetched, not exported)")
         lines.append(f"  query: {r.query}")
         lines.append(f"  datasource: {r.datasource}")
         if r.error:

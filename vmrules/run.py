@@ -21,7 +21,7 @@ from vmrules.http import redact_url
 from vmrules.lock import run_lock
 from vmrules.model import Datasource, Rule, RuleSet, Target
 from vmrules.plugins import PluginError, kind_of
-from vmrules.state import State, StateError
+from vmrules.state import Carry, State, StateError
 from vmrules.templates import TemplateError, check_table_name, confine, render
 from vmrules.validate import rule_template_context
 from vmrules.window import Window, rule_window
@@ -55,6 +55,8 @@ class ApplyOptions:
     shard: tuple[int, int] | None = None     # (i, n): only the rules whose name hashes to i of n
     progress: Any = None                     # a progress.Progress (terminal bar), told of batches and rules
     charts: Any = None                       # an htmlreport.Charts, given each evaluated batch (--report)
+    carry: dict[str, Carry] | None = None    # not incremental: alert states by rule, read and left for the
+                                             # next window that continues this one (--chunk)
 
 
 @dataclass
@@ -84,6 +86,8 @@ class RuleReport:
     requests: int = 0
     bytes_read: int = 0
     seconds: float = 0.0
+    carry_in: Carry | None = None      # the alert states this window continues (then it has no lookback)
+    carry_out: Carry | None = None     # the alert states at the window's end, once it ran
 
 
 @dataclass
@@ -129,8 +133,17 @@ def apply(ruleset: RuleSet, options: ApplyOptions) -> RunReport:
            "started_at": format_time_ms(int(now.timestamp() * 1000))}
 
     def planned(state: State | None) -> RunReport:
-        reports = [_plan(rule, ruleset, sources[rule.name], _window(rule, options, to_ms, state), run, options)
-                   for rule in rules]
+        reports = []
+        for rule in rules:
+            carry = (state.carries if state is not None else options.carry or {}).get(rule.name)
+            window = _window(rule, options, to_ms, state)
+            if carry is not None and carry.continues(rule.state_fingerprint(), window.first_ms, rule.step_ms):
+                window = replace(window, lookback_ms=0)
+            else:
+                carry = None
+            rep = _plan(rule, ruleset, sources[rule.name], window, run, options)
+            rep.carry_in = carry
+            reports.append(rep)
         _check_shared_paths(reports)
         return RunReport(run, reports)
 
@@ -154,19 +167,28 @@ def _load_state(output_dir: str) -> State:
 
 
 def _window(rule: Rule, options: ApplyOptions, to_ms: int, state: State | None) -> Window:
-    """The rule's window; incremental: ending `lag` before `to`, starting after the rule's watermark."""
+    """The rule's window, with the lookback its alert states need.
+
+    Incremental: ending `lag` before `to`, starting right after the rule's watermark
+    however far back it is (a pause longer than `range` loses nothing); the first
+    run of a rule takes its `range`.
+    """
+    lookback = rule.warmup_ms
     if not options.incremental:
-        return rule_window(rule, options.from_ms, to_ms)
+        return replace(rule_window(rule, options.from_ms, to_ms), lookback_ms=lookback)
     end = to_ms - options.lag_ms
     mark = state.watermarks.get(rule.name) if state is not None else None
     step = rule.step_ms
     if rule.instant:
         end = end // step * step
-        return Window(end, end, step, instant=True) if mark is None or end > mark else Window(end + step, end, step)
+        if mark is None or end > mark:
+            return Window(end, end, step, instant=True, lookback_ms=lookback)
+        return Window(end + step, end, step)
     w = rule_window(rule, options.from_ms, end)
-    if mark is None:
-        return w
-    return Window(max(w.start_ms, (mark // step + 1) * step), w.end_ms, step)
+    if mark is not None:
+        after = (mark // step + 1) * step
+        w = Window(after if options.from_ms is None else max(after, w.start_ms), w.end_ms, step)
+    return replace(w, lookback_ms=lookback)
 
 
 def _execute(rules: list[Rule], ruleset: RuleSet, sources: dict[str, Datasource], report: RunReport,
@@ -181,7 +203,7 @@ def _execute(rules: list[Rule], ruleset: RuleSet, sources: dict[str, Datasource]
 
     with ThreadPoolExecutor(max_workers=max(1, options.concurrency)) as pool:
         outputs = list(pool.map(one, report.rules))
-    _finish_files(report, [o for o in outputs if o is not None], log, state)
+    _finish_files(report, [o for o in outputs if o is not None], log, state, options.carry)
 
 
 def _select(ruleset: RuleSet, names: Sequence[str], shard: tuple[int, int] | None = None) -> list[Rule]:
@@ -264,7 +286,7 @@ def _run_rule(rule: Rule, rep: RuleReport, ds: Datasource, ruleset: RuleSet, rep
     out = None
     try:
         after = _table_watermarks(rule, rep) if options.incremental else {}
-        for batch, ev, state in evaluated(rule, ds, rep.window, ruleset.targets, options, log, after):
+        for batch, ev, state in evaluated(rule, ds, rep.window, ruleset.targets, options, log, after, rep.carry_in):
             if out is None:
                 from vmrules.outputs import RuleOutputs
                 out = RuleOutputs(rule.name, rep.destinations, report.run["id"],
@@ -278,6 +300,7 @@ def _run_rule(rule: Rule, rep: RuleReport, ds: Datasource, ruleset: RuleSet, rep
         assert out is not None
         out.finish()
         rep.status = "ok"
+        rep.carry_out = _carry_out(rule, rep.window, state)
         rep.rows = dict(out.rows)
         if out.tables:
             import pyarrow as pa
@@ -295,6 +318,13 @@ def _run_rule(rule: Rule, rep: RuleReport, ds: Datasource, ruleset: RuleSet, rep
     if out is not None:
         out.abort()
     return None
+
+
+def _carry_out(rule: Rule, window: Window, state: EvalState) -> Carry | None:
+    """The alert states to hand to the window that continues this one (None: the rule keeps none)."""
+    if not any(t.stateful for t in rule.thresholds) or not window.points:
+        return None
+    return Carry(rule.state_fingerprint(), window.end_ms, state.to_doc())
 
 
 def _watermark(window: Window) -> int | None:
@@ -316,15 +346,18 @@ def _table_watermarks(rule: Rule, rep: RuleReport) -> dict[str, int]:
 
 
 def evaluated(rule: Rule, ds: Datasource, window: Window, targets: Mapping[str, Target], options: ApplyOptions,
-              log: Log, after: Mapping[str, int] | None = None) -> Iterator[tuple[QueryResult, Evaluation, EvalState]]:
-    """The rule's batches as they arrive, each evaluated (the state carries series and `for` runs across
-    them); the progress bar and the report's charts are told of each."""
+              log: Log, after: Mapping[str, int] | None = None,
+              carry: Carry | None = None) -> Iterator[tuple[QueryResult, Evaluation, EvalState]]:
+    """The rule's batches as they arrive, each evaluated (the state carries series and alert states across
+    them, starting from `carry`); the progress bar and the report's charts are told of each.
+    Samples of the lookback feed the alert states only."""
     state = None
+    emit_from = window.first_ms if window.lookback_ms else None
     for batch in rule_batches(rule, ds, window, options, log):
         if state is None:      # pyarrow loads once the first request is out, while the answer streams in
             from vmrules.evaluate import EvalState, evaluate
-            state = EvalState()
-        ev = evaluate(rule, batch, targets, state, after)
+            state = EvalState.from_doc(carry.series) if carry is not None else EvalState()
+        ev = evaluate(rule, batch, targets, state, after, emit_from)
         if options.progress is not None:
             options.progress.batch(batch.requests, batch.samples)
         if options.charts is not None:
@@ -343,12 +376,14 @@ def rule_batches(rule: Rule, ds: Datasource, window: Window, options: ApplyOptio
     else:
         source = HttpSource(ds, options.env, log)
     try:
-        yield from source.batches(rule.query, window)
+        for part in window.fetches():
+            yield from source.batches(rule.query, part)
     finally:
         source.close()
 
 
-def _finish_files(report: RunReport, outputs: list[RuleOutputs], log: Log, state: State | None) -> None:
+def _finish_files(report: RunReport, outputs: list[RuleOutputs], log: Log, state: State | None,
+                  carries: dict[str, Carry] | None) -> None:
     """Put every file in place from the parts of the rules that succeeded; move watermarks; list all outputs.
 
     Incremental runs commit files and watermarks together (journaled in the state):
@@ -379,16 +414,21 @@ def _finish_files(report: RunReport, outputs: list[RuleOutputs], log: Log, state
             if reps[p.rule].status == "ok":
                 reps[p.rule].status, reps[p.rule].error = "failed", "files not written: another file failed"
     try:
+        moved = [r for r in report.rules if r.status == "ok" and _watermark(r.window) is not None]
         if state is None:
             commit(renames, log)
         else:
-            state.commit(renames, {r.name: m for r in report.rules
-                                   if r.status == "ok" and (m := _watermark(r.window)) is not None}, log)
+            state.commit(renames, {r.name: m for r in moved if (m := _watermark(r.window)) is not None}, log,
+                         {r.name: r.carry_out for r in moved})
     except OSError as exc:      # a disk error while renaming: the journal lets the next run finish it
         for p in (p for parts in by_final.values() for p in parts):
             reps[p.rule].status, reps[p.rule].error = "failed", f"files not put in place: {exc}"
         files = []
     report.outputs += files
+    if carries is not None:
+        for r in report.rules:
+            if r.status == "ok" and r.carry_out is not None:
+                carries[r.name] = r.carry_out
     tables: dict[tuple[str, str, str | None], Output] = {}
     for rep in report.rules:
         if rep.status != "ok":

@@ -37,13 +37,40 @@ class Rename:
     ino: int
 
 
+@dataclass(frozen=True)
+class Carry:
+    """A rule's alert states at the end of a window (`as_of`, ms), for a window that continues it.
+
+    `series` is evaluate.EvalState.to_doc(); `fingerprint` is the rule's
+    state_fingerprint(): states of a rule that has changed since are not used.
+    """
+
+    fingerprint: str
+    as_of_ms: int
+    series: list[Any]
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"fingerprint": self.fingerprint, "as_of_ms": self.as_of_ms, "series": self.series}
+
+    @classmethod
+    def from_doc(cls, doc: Any) -> Carry:
+        if not isinstance(doc, dict) or not isinstance(doc.get("series"), list):
+            raise ValueError("alert_state is not a mapping with series")
+        return cls(str(doc["fingerprint"]), int(doc["as_of_ms"]), doc["series"])
+
+    def continues(self, fingerprint: str, start_ms: int, step_ms: int) -> bool:
+        """Whether a window starting at `start_ms` picks up exactly where this state was left."""
+        return self.fingerprint == fingerprint and self.as_of_ms == start_ms - step_ms
+
+
 @dataclass
 class State:
-    """Watermarks per rule (last point delivered, ms) and a journal of a commit in progress."""
+    """Watermarks per rule (last point delivered, ms), their alert states, and a journal of a commit in progress."""
 
     path: str
     watermarks: dict[str, int] = field(default_factory=dict)
     pending: dict[str, Any] | None = None
+    carries: dict[str, Carry] = field(default_factory=dict)
 
     @classmethod
     def load(cls, output_dir: str) -> State:
@@ -59,28 +86,36 @@ class State:
             if doc.get("version") != VERSION:
                 raise ValueError(f"version {doc.get('version')!r}")
             marks = {str(name): int(v["watermark_ms"]) for name, v in doc["rules"].items()}
+            carries = {str(name): Carry.from_doc(v["alert_state"]) for name, v in doc["rules"].items()
+                       if "alert_state" in v}
             pending = doc.get("pending")
             if pending is not None and not isinstance(pending, dict):
                 raise ValueError("pending is not a mapping")
         except (AttributeError, KeyError, TypeError, ValueError) as exc:
             raise StateError(f"{path}: not a vmrules state file of version {VERSION} ({exc}); "
                              "move it away to start the watermarks afresh") from None
-        return cls(path, marks, pending)
+        return cls(path, marks, pending, carries)
 
     def save(self) -> None:
         from vmrules.targets.atomic import atomic_path  # vmrules.targets loads pyarrow: not before the request
 
-        doc: dict[str, object] = {"version": VERSION,
-                                  "rules": {n: {"watermark_ms": ms} for n, ms in sorted(self.watermarks.items())}}
+        rules: dict[str, dict[str, Any]] = {n: {"watermark_ms": ms} for n, ms in sorted(self.watermarks.items())}
+        for name, carry in self.carries.items():
+            if name in rules:
+                rules[name]["alert_state"] = carry.to_doc()
+        doc: dict[str, object] = {"version": VERSION, "rules": rules}
         if self.pending is not None:
             doc["pending"] = self.pending
         with atomic_path(self.path) as tmp, open(tmp, "w", encoding="utf-8") as f:
             json.dump(doc, f, indent=1)
             f.write("\n")
 
-    def commit(self, renames: list[Rename], marks: Mapping[str, int], log: Callable[[str], None]) -> None:
-        """Rename the prepared files into place and move the watermarks, as one step that survives a kill."""
-        self.pending = {"renames": [[r.ready, r.final, r.ino] for r in renames], "watermarks": dict(marks)}
+    def commit(self, renames: list[Rename], marks: Mapping[str, int], log: Callable[[str], None],
+               carries: Mapping[str, Carry | None] | None = None) -> None:
+        """Rename the prepared files into place and move the watermarks (and the alert states that go with
+        them), as one step that survives a kill."""
+        self.pending = {"renames": [[r.ready, r.final, r.ino] for r in renames], "watermarks": dict(marks),
+                        "alert_states": {n: None if c is None else c.to_doc() for n, c in (carries or {}).items()}}
         self.save()
         self.recover(log)
 
@@ -100,6 +135,11 @@ class State:
         for folder in folders:
             fsync_dir(folder)
         self.watermarks.update({k: int(v) for k, v in self.pending.get("watermarks", {}).items()})
+        for name, doc in self.pending.get("alert_states", {}).items():
+            if doc is None:
+                self.carries.pop(name, None)
+            else:
+                self.carries[name] = Carry.from_doc(doc)
         self.pending = None
         self.save()
 

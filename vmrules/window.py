@@ -9,12 +9,32 @@ from vmrules.model import Rule
 
 @dataclass(frozen=True)
 class Window:
-    """Points start..end inclusive, every step (milliseconds), or one instant at `end`."""
+    """Points start..end inclusive, every step (milliseconds), or one instant at `end`.
+
+    `lookback_ms` before the start is fetched too, only to know the alert state at
+    the start (those samples are neither counted nor exported).
+    """
 
     start_ms: int
     end_ms: int
     step_ms: int
     instant: bool = False
+    lookback_ms: int = 0
+
+    @property
+    def first_ms(self) -> int:
+        """The first point that is exported."""
+        return self.end_ms if self.instant else self.start_ms
+
+    def fetches(self) -> list[Window]:
+        """What to fetch, in time order: the lookback (a range, also for an instant rule), then the window."""
+        if not self.lookback_ms or not self.points:
+            return [self]
+        first = self.first_ms
+        before = Window(first - self.lookback_ms, first - self.step_ms, self.step_ms)
+        if self.instant:
+            return [before, self]
+        return [Window(before.start_ms, self.end_ms, self.step_ms)]
 
     @property
     def points(self) -> int:

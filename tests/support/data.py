@@ -57,9 +57,13 @@ def expected(rule: str, match: Callable[[dict[str, str]], bool], start_s: int, e
              valid: tuple[float | None, float | None] = (None, None), where: Callable[[dict], bool] | None = None,
              thresholds: tuple[Threshold, ...] = (), labels: dict[str, str] | None = None,
              route: Callable[[dict], bool] | None = None) -> list[dict[str, Any]]:
-    """Rows a rule must produce over [start, end] (inclusive, step-aligned) from the raw data."""
+    """Rows a rule must produce over [start, end] (inclusive, step-aligned) from the raw data.
+
+    Window independent: the evaluation starts with the data, so a condition that
+    held before `start` counts toward `for` inside the window."""
     rows = []
     first = -(-start_s // step_s) * step_s
+    origin = -(-(END_S - (POINTS - 1) * STEP_S) // step_s) * step_s
     for line in dataset():
         metric = dict(line["metric"])
         if not match(metric):
@@ -68,7 +72,7 @@ def expected(rule: str, match: Callable[[dict[str, str]], bool], start_s: int, e
         metric.update(labels or {})
         by_ts = dict(zip((t // 1000 for t in line["timestamps"]), line["values"], strict=True))
         held: dict[int, int | None] = {}
-        for ts in range(first, end_s + 1, step_s):
+        for ts in range(min(first, origin), end_s + 1, step_s):
             if ts not in by_ts:
                 held = {}
                 continue
@@ -92,7 +96,7 @@ def expected(rule: str, match: Callable[[dict[str, str]], bool], start_s: int, e
                     held[i] = None
             row["severity"] = severity
             row["alert"] = severity is not None
-            if route is None or route(row):
+            if ts >= first and (route is None or route(row)):
                 rows.append(row)
     return rows
 
