@@ -120,17 +120,18 @@ def test_a_journaled_commit_is_finished_by_the_next_run(tmp_path: Path) -> None:
     assert after.pending is None and after.watermarks["cpu"] == mark + 600_000   # nothing new to fetch
 
 
-def test_a_file_of_an_earlier_run_is_never_replaced(tmp_path: Path) -> None:
+def test_a_file_of_an_earlier_run_is_added_to(tmp_path: Path) -> None:
+    """The same path in every run: each run adds its rows to the file; none is lost or repeated."""
     folder = file_rules(tmp_path, "targets: {f: {type: csv, path: latest.csv}}\n"
                                   "rules: [{name: cpu, query: cpu_usage, range: 1h, route: [{to: f}]}]\n")
     out = tmp_path / "out"
-    assert run(folder, out, "--incremental", "--lag", "0s", "--to", str(END_S - 3600))[0] == 0
-    first = (out / "latest.csv").read_text()
-    code, output = run(folder, out, "--incremental", "--lag", "0s", "--to", str(END_S - 1800))
-    assert code == 1
-    assert "would replace" in output and "latest.csv" in output and "{{ run.from }}" in output
-    assert (out / "latest.csv").read_text() == first
-    assert State.load(str(out)).watermarks["cpu"] == (END_S - 3600) * 1000
+    for to in (END_S - 3600, END_S - 3600, END_S - 1800):
+        assert run(folder, out, "--incremental", "--lag", "0s", "--to", str(to))[0] == 0
+    got = sorted((r["labels"], r["timestamp"]) for r in read.rows(str(out / "latest.csv")))
+    labels = sorted({lab for lab, _ in got})
+    assert len(labels) == 12
+    assert got == sorted((lab, t) for lab in labels for t in range(END_S - 7200, END_S - 1800 + 1, 60))
+    assert State.load(str(out)).watermarks["cpu"] == (END_S - 1800) * 1000
 
 
 def test_backfill_in_chunks_equals_one_run(tmp_path: Path) -> None:
@@ -151,13 +152,16 @@ def test_backfill_in_chunks_equals_one_run(tmp_path: Path) -> None:
     assert keys(tmp_path / "chunked" / "s.db", "app") == whole
 
 
-def test_backfill_refuses_a_path_every_chunk_would_replace(tmp_path: Path) -> None:
+def test_backfill_chunks_add_to_a_path_they_share(tmp_path: Path) -> None:
+    """The first chunk that writes a file replaces it, the later ones add to it: a rerun is no duplicate."""
     folder = file_rules(tmp_path, "targets: {f: {type: csv, path: all.csv}}\n"
                                   "rules: [{name: cpu, query: cpu_usage, route: [{to: f}]}]\n")
-    code, output = run(folder, tmp_path / "out", "--from", str(END_S - 7200), "--to", str(END_S), "--chunk", "1h")
-    assert code == 2
-    assert "all.csv for every chunk" in output
-    assert not (tmp_path / "out" / "all.csv").exists()
+    for _ in range(2):
+        code, output = run(folder, tmp_path / "out", "--from", str(END_S - 7200 + 1), "--to", str(END_S),
+                           "--chunk", "25m")
+        assert code == 0, output
+        got = sorted((r["labels"], r["timestamp"]) for r in read.rows(str(tmp_path / "out" / "all.csv")))
+        assert len(got) == len(set(got)) == 12 * 120
 
 
 def test_shards_split_the_rules_stably_and_completely(tmp_path: Path) -> None:

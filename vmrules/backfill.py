@@ -2,8 +2,10 @@
 
 Each chunk continues the alert states the one before left (in memory, or through
 the state file when incremental), so the rows are those of one whole run.
-With `incremental`, each chunk starts after the rules' watermarks, so a killed
-backfill started again skips what is already delivered and goes on.
+A file that several chunks write (a path without `{{ run.from }}`) is written by
+the first and added to by the others. With `incremental`, each chunk starts after
+the rules' watermarks, so a killed backfill started again skips what is already
+delivered and goes on.
 """
 
 from __future__ import annotations
@@ -35,9 +37,8 @@ def backfill(ruleset: RuleSet, options: ApplyOptions, chunk_ms: int, progress: P
     end = options.to_ms - (options.lag_ms if options.incremental else 0)
     parts = chunks(options.from_ms, end, chunk_ms)
     carry = options.carry if options.carry is not None else {}    # each chunk continues the alert states
-    per_chunk = [replace(options, from_ms=a, to_ms=b, lag_ms=0, carry=carry) for a, b in parts]
-    if len(parts) > 1 and not options.dry_run:
-        _check_paths_differ(ruleset, per_chunk[0], per_chunk[1])
+    written: set[str] = set()                                       # and adds to the files earlier ones wrote
+    per_chunk = [replace(options, from_ms=a, to_ms=b, lag_ms=0, carry=carry, written=written) for a, b in parts]
     total: RunReport | None = None
     for i, opts in enumerate(per_chunk):
         report = apply(ruleset, opts)
@@ -47,19 +48,6 @@ def backfill(ruleset: RuleSet, options: ApplyOptions, chunk_ms: int, progress: P
     assert total is not None
     total.run["from"], total.run["to"] = format_time_ms(options.from_ms), format_time_ms(end)
     return total
-
-
-def _check_paths_differ(ruleset: RuleSet, first: ApplyOptions, second: ApplyOptions) -> None:
-    """A file target whose path is the same for two chunks would be replaced by each chunk: refuse."""
-    a = apply(ruleset, replace(first, dry_run=True))
-    b = apply(ruleset, replace(second, dry_run=True))
-    seen = {(r.name, d.target.name): d.path for r in a.rules if r.window.points
-            for d in r.destinations if d.kind == "file"}
-    for r in b.rules:
-        for d in r.destinations if r.window.points else ():
-            if d.kind == "file" and seen.get((r.name, d.target.name)) == d.path:
-                raise UsageError(f"target {d.target.name} writes {d.path} for every chunk, so each chunk would "
-                                 "replace the last: put {{ run.from }} in its path")
 
 
 def _merge(total: RunReport, chunk: RunReport) -> RunReport:

@@ -263,20 +263,27 @@ def _remove_stale(folder: str, base: str, suffix: str, run_id: str) -> None:
                 os.unlink(path)
 
 
-def prepare(parts: list[Part]) -> tuple[Rename | None, int, list[str]]:
+def prepare(parts: list[Part], keep_existing: bool = False) -> tuple[Rename | None, int, list[str]]:
     """One file ready beside its final path, from the parts of the rules that feed it.
 
-    Returns the rename still to do, the rows, and the problems (then nothing is left behind).
+    With `keep_existing`, a file already at the final path keeps its rows and the new
+    ones follow them (incremental runs and later chunks of a backfill never lose a row
+    an earlier one delivered). Returns the rename still to do, the rows, and the
+    problems (then nothing is left behind).
     """
     target, final = parts[0].target, parts[0].final
     kind = targets.get(target.type)
     rows = sum(p.rows for p in parts)
     ready = parts[0].path
+    earlier = [final] if keep_existing and os.path.exists(final) else []
     try:
-        if len(parts) > 1 or kind.sink is None:
+        if earlier and kind.sink is None:
+            raise ValueError(f"it holds an earlier run's rows and a {target.type} file cannot be added to: "
+                             "give the target a path that is new for every run, e.g. with {{ run.from }}")
+        if earlier or len(parts) > 1 or kind.sink is None:
             assert kind.merge is not None
             ready = new_temp(final)
-            kind.merge([p.path for p in parts], ready, target)
+            kind.merge(earlier + [p.path for p in parts], ready, target)
         with open(ready, "rb+") as f:
             os.fsync(f.fileno())
         os.chmod(ready, FILE_MODE)

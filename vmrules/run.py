@@ -57,6 +57,7 @@ class ApplyOptions:
     charts: Any = None                       # an htmlreport.Charts, given each evaluated batch (--report)
     carry: dict[str, Carry] | None = None    # not incremental: alert states by rule, read and left for the
                                              # next window that continues this one (--chunk)
+    written: set[str] | None = None          # files earlier chunks of this backfill wrote: added to, not replaced
 
 
 @dataclass
@@ -203,7 +204,7 @@ def _execute(rules: list[Rule], ruleset: RuleSet, sources: dict[str, Datasource]
 
     with ThreadPoolExecutor(max_workers=max(1, options.concurrency)) as pool:
         outputs = list(pool.map(one, report.rules))
-    _finish_files(report, [o for o in outputs if o is not None], log, state, options.carry)
+    _finish_files(report, [o for o in outputs if o is not None], log, state, options.carry, options.written)
 
 
 def _select(ruleset: RuleSet, names: Sequence[str], shard: tuple[int, int] | None = None) -> list[Rule]:
@@ -251,10 +252,6 @@ def _plan(rule: Rule, ruleset: RuleSet, ds: Datasource, window: Window, run: dic
                 rep.destinations.append(Destination(t, kind, where, context=ctx))
                 continue
             path = confine(options.output_dir, render(t.options["path"], ctx))
-            if options.incremental and kind == "file" and window.points and os.path.exists(path):
-                raise TemplateError(f"target {name} would replace {path}, which holds an earlier run's rows; "
-                                    "in incremental runs give file targets a path that is new for every run, "
-                                    "e.g. with {{ run.from }}")
             table = check_table_name(render(t.options["table"], ctx)) if kind == "database" else None
             rep.destinations.append(Destination(t, kind, path, table, ctx))
     except (TemplateError, KeyError, PluginError) as exc:
@@ -383,9 +380,10 @@ def rule_batches(rule: Rule, ds: Datasource, window: Window, options: ApplyOptio
 
 
 def _finish_files(report: RunReport, outputs: list[RuleOutputs], log: Log, state: State | None,
-                  carries: dict[str, Carry] | None) -> None:
+                  carries: dict[str, Carry] | None, written: set[str] | None) -> None:
     """Put every file in place from the parts of the rules that succeeded; move watermarks; list all outputs.
 
+    Incremental runs (and later chunks of a backfill) add to a file an earlier one wrote.
     Incremental runs commit files and watermarks together (journaled in the state):
     if any file cannot be prepared, no file is written and no rule that writes files moves on.
     """
@@ -399,7 +397,8 @@ def _finish_files(report: RunReport, outputs: list[RuleOutputs], log: Log, state
     reps = {r.name: r for r in report.rules}
     renames, files = [], []
     for final, parts in sorted(by_final.items()):
-        ready, rows, problems = prepare(parts)
+        keep = state is not None or (written is not None and final in written)
+        ready, rows, problems = prepare(parts, keep_existing=keep)
         for p in parts:
             if problems:
                 reps[p.rule].status, reps[p.rule].error = "failed", problems[0]
@@ -425,6 +424,8 @@ def _finish_files(report: RunReport, outputs: list[RuleOutputs], log: Log, state
             reps[p.rule].status, reps[p.rule].error = "failed", f"files not put in place: {exc}"
         files = []
     report.outputs += files
+    if written is not None:
+        written.update(f.path for f in files)
     if carries is not None:
         for r in report.rules:
             if r.status == "ok" and r.carry_out is not None:

@@ -1,0 +1,120 @@
+"""The repository's own rules/ on the bundled data: one whole-day run, --chunk runs of several sizes and
+incremental runs at several cadences (some killed) give the same rows in every target."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from tests.support import read
+from vmrules.cli import main
+
+ROOT = Path(__file__).parent.parent
+END_S = 1_793_491_200                      # the bundled data: 24 h at 5 m, ending here
+FIRST_S = END_S - 287 * 300
+DATA = f"file:{ROOT / 'examples' / 'data' / 'node.jsonl'}"
+RULES = ("node_cpu", "node_memory", "node_disk_free", "node_up")
+
+
+@pytest.fixture(scope="module")
+def rules(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("rules")
+    for name in ("node.yaml", "targets.yaml"):
+        shutil.copy(ROOT / "rules" / name, folder / name)
+    return folder
+
+
+def apply(rules: Path, out: Path, *args: str) -> None:
+    res = CliRunner().invoke(main, ["apply", str(rules), "--datasource", DATA, "--output-dir", str(out), "-q", *args])
+    assert res.exit_code == 0, res.output
+
+
+Row = tuple[str, str, int, float, str | None]
+
+
+def outputs(out: Path) -> dict[str, Counter[Row]]:
+    """Every target's rows, as (rule, instance and mount, unix seconds, value, severity) with their counts."""
+    def key(r: dict) -> Row:
+        where = f"{r.get('instance', '')}{r.get('mountpoint', '')}"
+        return (r["rule"], where, r["timestamp"], round(float(r["value"]), 6), r["severity"])
+
+    got = {"alerts_csv": Counter(key(r) for f in sorted((out / "alerts").glob("*.csv"))
+                                 for r in read.rows(str(f)))}
+    history: Counter[Row] = Counter()
+    for f in sorted((out / "history").rglob("*.parquet")):
+        history.update(key(_norm_parquet(r)) for r in pq.read_table(f).to_pylist())
+    got["history"] = history
+    con = sqlite3.connect(out / "node.db")
+    try:
+        tables = [t for (t,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'") if t in RULES]
+    finally:
+        con.close()
+    got["node_db"] = Counter(key(r) for t in tables for r in read.rows(str(out / "node.db"), t))
+    return got
+
+
+def _norm_parquet(r: dict) -> dict:
+    r = dict(r, **json.loads(r["labels"]))
+    r["timestamp"] = int(r["timestamp"].timestamp())
+    return r
+
+
+@pytest.fixture(scope="module")
+def whole(rules: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Counter[Row]]:
+    out = tmp_path_factory.mktemp("whole")
+    apply(rules, out, "--from", str(FIRST_S), "--to", str(END_S))
+    got = outputs(out)
+    severities = Counter(row[4] for row in got["node_db"].elements())
+    assert severities["critical"] > 50 and severities["warning"] > 50 and sum(got["history"].values()) == 2 * 40 * 288
+    return got
+
+
+@pytest.mark.parametrize("chunk", ["25m", "1h", "7h"])
+def test_chunks_give_the_rows_of_one_run(rules: Path, whole: dict[str, Counter[Row]], tmp_path: Path,
+                                         chunk: str) -> None:
+    apply(rules, tmp_path, "--from", str(FIRST_S), "--to", str(END_S), "--chunk", chunk)
+    assert outputs(tmp_path) == whole
+
+
+@pytest.mark.parametrize("cadence_m", [10, 35])
+def test_incremental_runs_give_the_rows_of_one_run(rules: Path, whole: dict[str, Counter[Row]], tmp_path: Path,
+                                                   cadence_m: int) -> None:
+    first_to = FIRST_S + 6 * 3600 - 300           # the first run takes the rules' range: 6h ending here
+    for to in [*range(first_to, END_S, cadence_m * 60), END_S]:
+        apply(rules, tmp_path, "--incremental", "--lag", "0s", "--to", str(to))
+    assert outputs(tmp_path) == whole
+
+
+def test_incremental_runs_some_killed_give_the_rows_of_one_run(rules: Path, whole: dict[str, Counter[Row]],
+                                                               tmp_path: Path) -> None:
+    rnd = random.Random(13)
+    first_to = FIRST_S + 6 * 3600 - 300
+    killed, took = 0, 0.0
+    cmd = [sys.executable, "-m", "vmrules", "apply", str(rules), "--datasource", DATA, "--output-dir", str(tmp_path),
+           "-q", "--incremental", "--lag", "0s", "--to"]
+    for i, to in enumerate([*range(first_to, END_S, 47 * 60), END_S]):   # bounded: 24 runs
+        started = time.monotonic()
+        proc = subprocess.Popen([*cmd, str(to)], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+        if i % 2:
+            time.sleep(rnd.uniform(0.4, 1.0) * took)
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                killed += 1
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode in (0, -signal.SIGKILL), err
+        took = took or time.monotonic() - started
+    subprocess.run([*cmd, str(END_S)], cwd=ROOT, check=True, timeout=120)   # the last one finishes the day
+    assert killed >= 4
+    assert outputs(tmp_path) == whole
