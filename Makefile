@@ -1,5 +1,5 @@
 # make demo: virtualenv + vmrules + the example rules on the bundled data.
-# make test: everything the tests need (Python packages, Debian's victoria-metrics), then the suite.
+# make test: everything the tests need (Python packages, Debian's victoria-metrics, prometheus, alertmanager), then the suite.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -30,9 +30,10 @@ demo: $(VENV)/.run
 
 system-deps:
 	@command -v victoria-metrics >/dev/null && command -v vmauth >/dev/null \
-		&& command -v prometheus-alertmanager >/dev/null || { \
-		echo "installing Debian's victoria-metrics and prometheus-alertmanager"; \
-		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq victoria-metrics prometheus-alertmanager >/dev/null; }
+		&& command -v prometheus-alertmanager >/dev/null && command -v promtool >/dev/null || { \
+		echo "installing Debian's victoria-metrics, prometheus (promtool) and prometheus-alertmanager"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
+			victoria-metrics prometheus prometheus-alertmanager >/dev/null; }
 
 lint: $(VENV)/.test
 	$(BIN)/ruff check vmrules tests bench examples
