@@ -67,6 +67,7 @@ def _merge(total: RunReport, chunk: RunReport) -> RunReport:
             t.rows[k] = t.rows.get(k, 0) + v
         t.requests += r.requests
         t.bytes_read += r.bytes_read
+        t.fetched += r.fetched
         t.seconds += r.seconds
         if r.status == "failed":
             t.status, t.error = "failed", r.error

@@ -86,6 +86,7 @@ class RuleReport:
     rows: dict[str, int] = field(default_factory=dict)
     requests: int = 0
     bytes_read: int = 0
+    fetched: int = 0                   # samples fetched, the lookback's included
     seconds: float = 0.0
     carry_in: Carry | None = None      # the alert states this window continues (then it has no lookback)
     carry_out: Carry | None = None     # the alert states at the window's end, once it ran
@@ -291,6 +292,7 @@ def _run_rule(rule: Rule, rep: RuleReport, ds: Datasource, ruleset: RuleSet, rep
                                   options.keep_tables, _watermark(rep.window) if options.incremental else None)
             rep.requests += batch.requests
             rep.bytes_read += batch.bytes_read
+            rep.fetched += batch.samples
             rep.counts.add(ev.counts)
             rep.counts.series = len(state.seen)       # each series once, however many batches it spans
             out.write(ev)
