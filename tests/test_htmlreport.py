@@ -18,7 +18,8 @@ from vmrules.htmlreport import Charts, _pieces
 BODY = ("targets: {f: {type: csv, path: '{{ rule.name }}.csv'}}\n"
         "rules:\n"
         "  - {name: cpu, query: cpu_usage, range: 4h, description: 'CPU <busy> & hot',\n"
-        "     thresholds: [{severity: critical, above: 95, for: 10m}, {severity: warning, above: 80}],\n"
+        "     thresholds: [{severity: critical, above: 95, for: 10m},\n"
+        "                  {severity: warning, above: 80, clear: {below: 70}}],\n"
         "     route: [{to: f}]}\n"
         "  - {name: disk, query: disk_free, range: 4h, thresholds: [{below: 1.0e+9}], route: [{to: f}]}\n"
         "  - {name: nothing, query: no_such_metric, route: [{to: f}]}\n")
@@ -73,8 +74,8 @@ def test_apply_report(tmp_path: Path) -> None:
     text = " ".join(page.text)
     assert "CPU <busy> & hot" in text and "no samples to draw" in text   # escaped, not markup
     thresholds = [a for t, a in page.tags if t == "line" and a.get("class") == "threshold"]
-    assert len(thresholds) == 3                                         # cpu: 2, disk: 1
-    assert "critical 95" in text and "warning 80" in text and "alert 1G" in text
+    assert len(thresholds) == 4                                         # cpu: 2 and a clear line, disk: 1
+    assert "critical 95" in text and "warning 80" in text and "warning clears 70" in text and "alert 1G" in text
     alerting = [a for t, a in page.tags if t == "rect" and a.get("class") == "alerting"]
     assert alerting                                                     # cpu's spike is shaded
     lines = [a for t, a in page.tags if t == "polyline"]

@@ -214,3 +214,38 @@ def test_the_readme_example_passes(tmp_path: Path) -> None:
     res = CliRunner().invoke(main, ["test", str(rules)])
     assert res.exit_code == 0, res.output
     assert res.stdout.splitlines()[-1] == "1 test(s), 0 failed"
+
+
+def test_keep_firing_for_and_clear_in_rule_tests(tmp_path: Path) -> None:
+    rules = """version: 1
+targets: {t: {type: csv, path: t.csv, columns: [timestamp, severity]}}
+rules:
+  - name: temp
+    query: temp
+    step: 1m
+    thresholds:
+      - {severity: page, above: 90, for: 1m, keep_firing_for: 2m}
+      - {severity: warn, above: 80, clear: {below: 70}}
+    route: [{when: alert, to: t}]
+"""
+    tests = """version: 1
+tests:
+  - name: page stays two minutes after the dip; warn holds in the band until below 70
+    rule: temp
+    input:
+      - series: 'temp{room="a"}'
+        values: '85 95x2 75 75 75 72 69 75'    # 95x2: three values
+    expect:
+      t:
+        - {time: 0, severity: warn}
+        - {time: 1m, severity: warn}     # 95, but not yet for 1m
+        - {time: 2m, severity: page}
+        - {time: 3m, severity: page}
+        - {time: 4m, severity: page}     # 75: kept firing for 2m after the dip
+        - {time: 5m, severity: page}
+        - {time: 6m, severity: warn}     # 75, in the band: warn holds
+        - {time: 7m, severity: warn}     # 72
+"""
+    res = CliRunner().invoke(main, ["test", str(folder(tmp_path, tests, rules))])
+    assert res.exit_code == 0, res.output
+    assert "1 test(s), 0 failed" in res.output

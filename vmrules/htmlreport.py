@@ -148,6 +148,8 @@ def _chart(rule: Rule, series: dict[str, _Series], start: int, end: int) -> str:
     finite = [v[np.isfinite(v)] for _, v, _ in data.values()]
     values = np.concatenate(finite) if finite else np.empty(0)
     lines = [(t.severity, float(t.value)) for t in rule.thresholds if t.value is not None and math.isfinite(t.value)]
+    lines += [(f"{t.severity} clears", float(t.clear.value)) for t in rule.thresholds      # hysteresis
+              if t.clear is not None and t.clear.value is not None and math.isfinite(t.clear.value)]
     lows = [float(values.min())] if len(values) else []
     highs = [float(values.max())] if len(values) else []
     lo, hi = min(lows + [v for _, v in lines], default=0.0), max(highs + [v for _, v in lines], default=1.0)
@@ -177,9 +179,11 @@ def _chart(rule: Rule, series: dict[str, _Series], start: int, end: int) -> str:
             x0, x1 = x(ts[a]), x(min(int(ts[b - 1]) + step, end))
             svg.append(f"<rect class='strip' x='{x0:.1f}' y='{bottom + 2 + 4 * i}' width='{max(x1 - x0, 1.0):.1f}' "
                        f"height='3' fill='{COLORS[i % len(COLORS)]}'/>")
-    for i, (severity, value) in enumerate(lines):
+    severities = dict.fromkeys(t.severity for t in rule.thresholds)
+    colors = {sev: SEVERITY_COLORS[i % len(SEVERITY_COLORS)] for i, sev in enumerate(severities)}
+    for severity, value in lines:
         yy = y(value)
-        color = SEVERITY_COLORS[i % len(SEVERITY_COLORS)]
+        color = colors[severity.removesuffix(" clears")]
         svg.append(f"<line class='threshold' x1='{PAD_L}' x2='{WIDTH - PAD_R}' y1='{yy:.1f}' y2='{yy:.1f}' "
                    f"stroke='{color}'/><text class='threshold-label' x='{WIDTH - PAD_R - 4}' y='{yy - 3:.1f}' "
                    f"fill='{color}' text-anchor='end'>{_e(severity)} {_e(_num(value))}</text>")
