@@ -14,9 +14,9 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vmrules.evaluate import EvalState, evaluate
+from vmrules.evaluate import EvalState, evaluate, finish_episodes
 from vmrules.fetch.result import QueryResult
-from vmrules.model import Condition, Rule, Threshold
+from vmrules.model import Condition, Route, Rule, Target, Threshold
 from vmrules.thresholds import BY_OP, COMPARISONS
 
 STEP = 60_000
@@ -154,3 +154,44 @@ def test_clear_holds_the_alert_inside_the_band() -> None:
     rule = Rule("r", "m", None, step_ms=STEP, thresholds=(th,))  # type: ignore[arg-type]
     got = fired(rule, [vals], [3])
     assert [got.get(('{"i":"0"}', k)) for k in range(len(vals))] == oracle(vals, th)
+
+
+# -- episodes -------------------------------------------------------------------------------------
+EPISODE_TARGET = {"e": Target("e", "csv", {"path": "e.csv", "shape": "episodes"}, None)}  # type: ignore[arg-type]
+
+
+def episode_rows(rule: Rule, series: list[list[float | None]], cuts: list[int]) -> list[tuple]:
+    """Every episode (ended and still open) of a run split into requests at `cuts`."""
+    state, out = EvalState(), []
+    bounds = [0, *cuts, max(len(s) for s in series)]
+    for lo, hi in zip(bounds, bounds[1:], strict=False):
+        ev = evaluate(rule, answer(series, lo, hi - 1), EPISODE_TARGET, state)
+        out += ev.routed["e"].to_pylist() if "e" in ev.routed else []
+    tail = finish_episodes(rule, state, (bounds[-1] - 1) * STEP, None, EPISODE_TARGET, ["e"])
+    out += tail.routed["e"].to_pylist() if "e" in tail.routed else []
+    return sorted((r["labels"], r["severity"], r["start"], r["end"], r["samples"], repr(r["last_value"])) for r in out)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(values, min_size=1, max_size=3), st.lists(thresholds, min_size=1, max_size=2),
+       st.lists(st.integers(1, 39), max_size=4))
+def test_episodes_do_not_depend_on_splits(series: list[list[float | None]], ths: list[Threshold],
+                                          cuts: list[int]) -> None:
+    ths = [Threshold(f"s{i}", t.op, t.value, t.when, t.for_ms, t.location, t.keep_firing_ms, t.clear)
+           for i, t in enumerate(ths)]
+    rule = Rule("r", "m", None, step_ms=STEP, thresholds=tuple(ths),  # type: ignore[arg-type]
+                routes=(Route(("e",), None, None),))  # type: ignore[arg-type]
+    whole = episode_rows(rule, series, [])
+    assert episode_rows(rule, series, sorted(set(cuts))) == whole
+    alerting = sum(r["alert"] for r in evaluate(rule, answer(series, 0, 40), EPISODE_TARGET).table.to_pylist())
+    assert sum(e[4] for e in whole) == alerting          # every alerting row is in exactly one episode
+
+
+def test_episode_end_is_the_first_step_without_the_severity() -> None:
+    th = threshold(">", 0, 2, None)                      # keep_firing_for 2m
+    rule = Rule("r", "m", None, step_ms=STEP, thresholds=(th,),  # type: ignore[arg-type]
+                routes=(Route(("e",), None, None),))  # type: ignore[arg-type]
+    vals: list[float | None] = [95, 95, 50, 50, 50, None, 95, None, None, None, 95, 95]
+    got = [(e[2].minute, e[3].minute if e[3] else None, e[4]) for e in episode_rows(rule, [vals], [])]
+    # 95 95 50 50 | dip of 2m kept, ends at 4m; 95 at 6m, absent after: ends 2m after it stopped (7m + 2m)
+    assert got == [(0, 4, 4), (6, 9, 1), (10, None, 2)]

@@ -89,6 +89,8 @@ class Outcome:
     run_start: np.ndarray    # per row; NONE where the condition does not hold
     holding: np.ndarray      # bool per row: the (hysteresis-extended) condition holds
     stopped: np.ndarray      # per row where not holding: when it stopped holding
+    continued: np.ndarray    # bool per row: firing, and firing without a break since the previous row
+    ends_by: np.ndarray      # per row: when the firing state ends if no later row holds it
 
     def carried(self, ts: np.ndarray, tails: np.ndarray) -> list[Carried]:
         out = []
@@ -148,4 +150,6 @@ def run(cond: np.ndarray, clear: np.ndarray | None, ts: np.ndarray, head: np.nda
     last_reset = np.maximum.accumulate(np.where(dead, pos + 3, np.where(ended_in_gap, pos + 2,
                                                                            np.where(head, pos, -1))))
     firing = last_trigger > last_reset
-    return Outcome(firing, run_start, holding, stopped)
+    continued = firing & _shift(firing, head, prior.firing) & ~ended_in_gap
+    ends_by = np.where(holding, ts + step_ms, stopped) + keep_ms
+    return Outcome(firing, run_start, holding, stopped, continued, ends_by)

@@ -38,7 +38,9 @@ def backfill(ruleset: RuleSet, options: ApplyOptions, chunk_ms: int, progress: P
     parts = chunks(options.from_ms, end, chunk_ms)
     carry = options.carry if options.carry is not None else {}    # each chunk continues the alert states
     written: set[str] = set()                                       # and adds to the files earlier ones wrote
-    per_chunk = [replace(options, from_ms=a, to_ms=b, lag_ms=0, carry=carry, written=written) for a, b in parts]
+    per_chunk = [replace(options, from_ms=a, to_ms=b, lag_ms=0, carry=carry, written=written,
+                         open_episodes=options.open_episodes and i == len(parts) - 1)   # open ones: at the end
+                 for i, (a, b) in enumerate(parts)]
     total: RunReport | None = None
     for i, opts in enumerate(per_chunk):
         report = apply(ruleset, opts)

@@ -32,6 +32,7 @@ from vmrules.templates import TemplateError, compile_template, render
 from vmrules.thresholds import COMPARISONS, CONDITION_KEYS
 
 UPSERT_KEY = ("rule", "labels", "timestamp")
+EPISODE_KEY = ("rule", "labels", "severity", "start")
 T = TypeVar("T")
 Checks = Generator[Problem, None, T]   # yields problems, returns what it built
 
@@ -170,11 +171,29 @@ class _FileChecker:
                 yield Problem(f.where(path + ("annotations", key)), f"target {t.name!r}: annotation {key}: {exc}")
         if "timeout" in opts:
             yield from self.duration(f, path + ("timeout",), opts["timeout"], DEFAULT_TIMEOUT_MS)
-        if t.type == "sqlite" and opts.get("mode") == "upsert" and "columns" in opts:
+        if t.shape == "episodes":
+            yield from self.episode_options(f, path, t)
+        elif t.type == "sqlite" and opts.get("mode") == "upsert" and "columns" in opts:
             missing = [c for c in UPSERT_KEY if c not in opts["columns"]]
             if missing:
                 yield Problem(f.where(path + ("columns",)), f"target {t.name!r}: upsert needs the key columns "
                               f"rule, labels, timestamp; missing {', '.join(missing)}")
+
+    def episode_options(self, f: LoadedFile, path: tuple[Any, ...], t: Target) -> Iterator[Problem]:
+        """Episodes have no per-sample columns; in SQLite they are upserted by their key."""
+        cols = t.options.get("columns") or ()
+        for i, c in enumerate(cols):
+            if c in ("timestamp", "value", "alert"):
+                yield Problem(f.where(path + ("columns", i)), f"target {t.name!r}: {c} is a column of rows; an "
+                              "episode has start, end, peak, last_value and samples")
+        if t.type == "sqlite":
+            if t.options.get("mode", "upsert") != "upsert":
+                yield Problem(f.where(path + ("mode",)), f"target {t.name!r}: episodes are upserted as they go on "
+                              "and end; mode must be upsert (or left out)")
+            missing = [c for c in EPISODE_KEY if cols and c not in cols]
+            if missing:
+                yield Problem(f.where(path + ("columns",)), f"target {t.name!r}: episodes are keyed by rule, "
+                              f"labels, severity, start; missing {', '.join(missing)}")
 
     # -- rules ------------------------------------------------------------
     def file_rules(self, s: _FileScope) -> Iterator[Problem]:

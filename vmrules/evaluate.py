@@ -9,12 +9,13 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from vmrules import alertstate, expr
+from vmrules import alertstate, episodes, expr
 from vmrules.counts import Counts
 from vmrules.fetch.result import QueryResult
 from vmrules.model import ROW_COLUMNS, Condition, Rule, Target
@@ -110,7 +111,11 @@ def evaluate(rule: Rule, result: QueryResult, targets: Mapping[str, Target],
         ev.counts.filtered = int((~passed & inside).sum())
         sid, ts, val, inside = sid[passed], ts[passed], val[passed], inside[passed]
         table = table.filter(pa.array(passed))
-    sev_idx, names = _severities(rule, series, table, sid, ts, val, state)
+    shaped = episode_targets(rule, targets)
+    whole = state is None and bool(shaped)        # one call for everything: open episodes come out too
+    state = EvalState() if whole else state
+    sev_idx, names, winner = _severities(rule, series, table, sid, ts, val, state, bool(shaped))
+    all_rows = (sid, ts, val, sev_idx, inside)
     if not inside.all():
         sid, ts, sev_idx, table = sid[inside], ts[inside], sev_idx[inside], table.filter(pa.array(inside))
     alert = sev_idx >= 0
@@ -121,8 +126,59 @@ def evaluate(rule: Rule, result: QueryResult, targets: Mapping[str, Target],
     if names:
         counts = np.bincount(sev_idx[alert], minlength=len(names))
         ev.counts.by_severity = {n: int(c) for n, c in zip(names, counts, strict=True) if c}
-    ev.routed = _route(rule, series, sid, ts, ev.table, targets, after or {})
+    masks = _route_masks(rule, series, sid, ev.table)
+    ev.routed = {name: _rows_to(name, m, ts, ev.table, targets, after or {}, series, sid)
+                 for name, m in masks.items() if name not in shaped}
+    if shaped:
+        assert state is not None and winner is not None
+        _episodes(rule, series, all_rows, names, winner, {n: masks[n] for n in shaped}, state, emit_from, ev, targets)
+        if whole:
+            ended, still = episodes.finish(state.open, int(ts.max()) if len(ts) else 0, emit_from)
+            _add_episodes(ev, rule, ended, shaped, targets)
+            _add_episodes(ev, rule, still, shaped, targets)
     return ev
+
+
+def episode_targets(rule: Rule, targets: Mapping[str, Target]) -> list[str]:
+    """The targets the rule routes to that take episodes."""
+    return [n for n in dict.fromkeys(n for r in rule.routes for n in r.to) if targets[n].shape == "episodes"]
+
+
+def finish_episodes(rule: Rule, state: EvalState, window_end: int, emit_from: int | None,
+                    targets: Mapping[str, Target], with_open: Sequence[str]) -> Evaluation:
+    """At a window's end: the episodes that ended by then (to every episodes target they belong to), and
+    the ones still open to the targets in `with_open` (they stay in the state for the next window)."""
+    ev = Evaluation(rule.name, pa.table({}), {})
+    shaped = episode_targets(rule, targets)
+    ended, still = episodes.finish(state.open, window_end, emit_from)
+    _add_episodes(ev, rule, ended, shaped, targets)
+    _add_episodes(ev, rule, still, [n for n in shaped if n in with_open], targets)
+    return ev
+
+
+def _episodes(rule: Rule, series: _Series, rows: tuple[np.ndarray, ...], names: list[str],
+              winner: tuple[np.ndarray, np.ndarray, np.ndarray], masks: Mapping[str, np.ndarray], state: EvalState,
+              emit_from: int | None, ev: Evaluation, targets: Mapping[str, Target]) -> None:
+    """Track the batch's episodes; those that closed go to the targets of shape episodes."""
+    sid, ts, val, sev_idx, inside = rows
+    routed = {}
+    for name, m in masks.items():           # masks cover the rows inside the window
+        full = np.zeros(len(sid), bool)
+        full[np.flatnonzero(inside)[m]] = True
+        routed[name] = full
+    keys = [series.key(i) for i in range(len(series.labels))]
+    low = np.array([t.op in ("<", "<=") for t in rule.thresholds] + [False])[winner[0]]    # -1: none
+    closed = episodes.track(episodes.Rows(keys, sid, ts, val, sev_idx, names, *winner, routed, low), state.open,
+                            emit_from)
+    _add_episodes(ev, rule, closed, list(masks), targets)
+
+
+def _add_episodes(ev: Evaluation, rule: Rule, closed: episodes.Closed, names: Sequence[str],
+                  targets: Mapping[str, Target]) -> None:
+    for name in names:
+        table = closed.for_target(rule.name, name, targets[name].columns)
+        if table is not None:
+            ev.routed[name] = table if name not in ev.routed else pa.concat_tables([ev.routed[name], table])
 
 
 def _rows(rule: Rule, series: _Series, sid: np.ndarray, ts: np.ndarray, val: np.ndarray) -> pa.Table:
@@ -156,13 +212,21 @@ def _mask(table: pa.Table, series: _Series, sid: np.ndarray, node: expr.Node) ->
     return np.asarray(pc.fill_null(result, False).to_numpy(zero_copy_only=False), bool)
 
 
+Winner = tuple[np.ndarray, np.ndarray, np.ndarray]     # per row: threshold, continued, ends_by (for episodes)
+
+
 def _severities(rule: Rule, series: _Series, table: pa.Table, sid: np.ndarray, ts: np.ndarray,
-                val: np.ndarray, state: EvalState | None) -> tuple[np.ndarray, list[str]]:
-    """Index into the severity names per row (-1: none); the first firing threshold wins."""
+                val: np.ndarray, state: EvalState | None,
+                episodes_too: bool = False) -> tuple[np.ndarray, list[str], Winner | None]:
+    """Index into the severity names per row (-1: none); the first firing threshold wins.
+
+    With `episodes_too`, also which threshold gave each row its severity, and its state there."""
     names = list(dict.fromkeys(t.severity for t in rule.thresholds))
     sev = np.full(len(val), -1, np.int64)
+    winner = (np.full(len(val), -1, np.int64), np.zeros(len(val), bool), np.zeros(len(val), np.int64)) \
+        if episodes_too else None
     if not rule.thresholds or not len(val):
-        return sev, names
+        return sev, names, winner
     heads = np.flatnonzero(np.r_[True, sid[1:] != sid[:-1]])          # each series' first row here
     tails = np.r_[heads[1:] - 1, len(sid) - 1]
     head = np.zeros(len(sid), bool)
@@ -171,7 +235,7 @@ def _severities(rule: Rule, series: _Series, table: pa.Table, sid: np.ndarray, t
     for i in reversed(range(len(rule.thresholds))):
         th = rule.thresholds[i]
         cond = _condition(th.condition, table, series, sid, val)
-        if not th.stateful and state is None:
+        if not th.stateful and winner is None:      # its rows depend on their own values only
             sev[cond] = names.index(th.severity)
             continue
         clear = _condition(th.clear, table, series, sid, val) if th.clear is not None else None
@@ -181,7 +245,11 @@ def _severities(rule: Rule, series: _Series, table: pa.Table, sid: np.ndarray, t
         if state is not None:
             state.keep(i, keys, out.carried(ts, tails))
         sev[out.firing] = names.index(th.severity)
-    return sev, names
+        if winner is not None:
+            winner[0][out.firing] = i
+            winner[1][out.firing] = out.continued[out.firing]
+            winner[2][out.firing] = out.ends_by[out.firing]
+    return sev, names, winner
 
 
 def _condition(c: Condition, table: pa.Table, series: _Series, sid: np.ndarray, val: np.ndarray) -> np.ndarray:
@@ -202,6 +270,7 @@ class EvalState:
 
     seen: set[tuple[str, str]] = field(default_factory=set)
     carried: dict[tuple[tuple[str, str], int], alertstate.Carried] = field(default_factory=dict)
+    open: dict[tuple[str, str], episodes.Open] = field(default_factory=dict)     # episodes still going
 
     def keep(self, i: int, keys: list[tuple[str, str]], states: list[alertstate.Carried]) -> None:
         for key, c in zip(keys, states, strict=True):
@@ -210,32 +279,38 @@ class EvalState:
             else:
                 self.carried.pop((key, i), None)
 
-    def to_doc(self) -> list[list[object]]:
-        """The alert states as JSON-ready lists (for the incremental state file)."""
-        return [[metric, labels, i, *c.to_list()] for ((metric, labels), i), c in sorted(self.carried.items())]
+    def to_doc(self) -> dict[str, list[list[object]]]:
+        """The alert states and open episodes as JSON-ready lists (for the incremental state file)."""
+        return {"thresholds": [[metric, labels, i, *c.to_list()]
+                               for ((metric, labels), i), c in sorted(self.carried.items())],
+                "episodes": [[metric, labels, *ep.to_list()] for (metric, labels), ep in sorted(self.open.items())]}
 
     @classmethod
-    def from_doc(cls, doc: list[list[object]]) -> EvalState:
+    def from_doc(cls, doc: Mapping[str, list[list[Any]]]) -> EvalState:
         state = cls()
-        for metric, labels, i, *rest in doc:
-            state.carried[((str(metric), str(labels)), int(i))] = alertstate.Carried.from_list(rest)  # type: ignore
+        for metric, labels, i, *rest in doc.get("thresholds", []):
+            state.carried[((str(metric), str(labels)), int(i))] = alertstate.Carried.from_list(rest)
+        for metric, labels, *rest in doc.get("episodes", []):
+            state.open[(str(metric), str(labels))] = episodes.Open.from_list(rest)
         return state
 
 
-def _route(rule: Rule, series: _Series, sid: np.ndarray, ts: np.ndarray, table: pa.Table,
-           targets: Mapping[str, Target], after: Mapping[str, int]) -> dict[str, pa.Table]:
-    """Rows per target: a row goes to a target once when any route to it matches (and it is `after`)."""
+def _route_masks(rule: Rule, series: _Series, sid: np.ndarray, table: pa.Table) -> dict[str, np.ndarray]:
+    """Per target, the rows any of its routes takes (a row reaches a target once)."""
     masks: dict[str, np.ndarray] = {}
     for route in rule.routes:
         m = np.ones(table.num_rows, bool) if route.when is None else _mask(table, series, sid, route.when)
         for name in route.to:
             masks[name] = masks[name] | m if name in masks else m
-    out = {}
-    for name, m in masks.items():
-        if name in after:
-            m = m & (ts > after[name])
-        out[name] = select_columns(table.filter(pa.array(m)), targets[name].columns, series, sid[m])
-    return out
+    return masks
+
+
+def _rows_to(name: str, m: np.ndarray, ts: np.ndarray, table: pa.Table, targets: Mapping[str, Target],
+             after: Mapping[str, int], series: _Series, sid: np.ndarray) -> pa.Table:
+    """The rows of one target (those `after` its table's watermark), in its columns."""
+    if name in after:
+        m = m & (ts > after[name])
+    return select_columns(table.filter(pa.array(m)), targets[name].columns, series, sid[m])
 
 
 def select_columns(table: pa.Table, columns: Sequence[str], series: _Series, sid: np.ndarray) -> pa.Table:

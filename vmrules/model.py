@@ -15,6 +15,7 @@ DEFAULT_TIMEOUT_MS = 30_000
 DEFAULT_MAX_POINTS = 11_000
 CLEAR_LOOKBACK_MS = 3_600_000     # default lookback of a rule with a `clear` threshold
 ROW_COLUMNS = ("rule", "metric", "labels", "timestamp", "value", "severity", "alert")
+EPISODE_COLUMNS = ("rule", "metric", "labels", "severity", "start", "end", "peak", "last_value", "samples")
 
 
 @dataclass(frozen=True)
@@ -48,8 +49,14 @@ class Target:
     locations: Mapping[str, Location] = field(default_factory=dict)
 
     @property
+    def shape(self) -> str:
+        """rows (one per sample) or episodes (one per alert episode)."""
+        return str(self.options.get("shape", "rows"))
+
+    @property
     def columns(self) -> tuple[str, ...]:
-        return tuple(self.options.get("columns") or ROW_COLUMNS)
+        default = EPISODE_COLUMNS if self.shape == "episodes" else ROW_COLUMNS
+        return tuple(self.options.get("columns") or default)
 
 
 @dataclass(frozen=True)

@@ -103,7 +103,7 @@ def format_plan(report: RunReport, output_dir: str) -> str:
         lines.append(f"rule {r.name}: {span}")
         if r.carry_in is not None:
             lines.append(f"  alert state: carried from {format_time_ms(r.carry_in.as_of_ms)} "
-                         f"({len(r.carry_in.series)} series and thresholds)")
+                         f"({r.carry_in.size} states of series and episodes)")
         elif w.lookback_ms and w.points:
             lines.append(f"  lookback: {format_duration_ms(w.lookback_ms)} before the window, for the alert state "
                          "(fetched, not exported)")

@@ -58,6 +58,8 @@ class ApplyOptions:
     carry: dict[str, Carry] | None = None    # not incremental: alert states by rule, read and left for the
                                              # next window that continues this one (--chunk)
     written: set[str] | None = None          # files earlier chunks of this backfill wrote: added to, not replaced
+    open_episodes: bool = True               # file targets get the episodes still open at the window's end
+                                             # (not in incremental runs, nor in a backfill's chunks but the last)
 
 
 @dataclass
@@ -296,7 +298,9 @@ def _run_rule(rule: Rule, rep: RuleReport, ds: Datasource, ruleset: RuleSet, rep
             rep.counts.add(ev.counts)
             rep.counts.series = len(state.seen)       # each series once, however many batches it spans
             out.write(ev)
-        assert out is not None
+        assert out is not None and state is not None
+        if any(d.target.shape == "episodes" for d in rep.destinations):
+            out.write(_episodes_at_end(rule, rep, state, ruleset.targets, options))
         out.finish()
         rep.status = "ok"
         rep.carry_out = _carry_out(rule, rep.window, state)
@@ -319,9 +323,21 @@ def _run_rule(rule: Rule, rep: RuleReport, ds: Datasource, ruleset: RuleSet, rep
     return None
 
 
+def _episodes_at_end(rule: Rule, rep: RuleReport, state: EvalState, targets: Mapping[str, Target],
+                     options: ApplyOptions) -> Evaluation:
+    """Episodes that ended by the window's end, and the open ones for the targets that take them now:
+    databases always (updated as they go on), files only at the end of a whole run."""
+    from vmrules.evaluate import finish_episodes
+
+    files_too = options.open_episodes and not options.incremental
+    now = [d.target.name for d in rep.destinations if d.kind == "database" or (d.kind == "file" and files_too)]
+    w = rep.window
+    return finish_episodes(rule, state, w.end_ms, w.first_ms if w.lookback_ms else None, targets, now)
+
+
 def _carry_out(rule: Rule, window: Window, state: EvalState) -> Carry | None:
     """The alert states to hand to the window that continues this one (None: the rule keeps none)."""
-    if not any(t.stateful for t in rule.thresholds) or not window.points:
+    if not window.points or not (state.open or state.carried or any(t.stateful for t in rule.thresholds)):
         return None
     return Carry(rule.state_fingerprint(), window.end_ms, state.to_doc())
 
@@ -355,7 +371,7 @@ def evaluated(rule: Rule, ds: Datasource, window: Window, targets: Mapping[str, 
     for batch in rule_batches(rule, ds, window, options, log):
         if state is None:      # pyarrow loads once the first request is out, while the answer streams in
             from vmrules.evaluate import EvalState, evaluate
-            state = EvalState.from_doc(carry.series) if carry is not None else EvalState()
+            state = EvalState.from_doc(carry.state) if carry is not None else EvalState()
         ev = evaluate(rule, batch, targets, state, after, emit_from)
         if options.progress is not None:
             options.progress.batch(batch.requests, batch.samples)

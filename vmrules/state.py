@@ -41,22 +41,29 @@ class Rename:
 class Carry:
     """A rule's alert states at the end of a window (`as_of`, ms), for a window that continues it.
 
-    `series` is evaluate.EvalState.to_doc(); `fingerprint` is the rule's
-    state_fingerprint(): states of a rule that has changed since are not used.
+    `state` is evaluate.EvalState.to_doc() (per series: threshold states, open
+    episodes); `fingerprint` is the rule's state_fingerprint(): states of a rule
+    that has changed since are not used.
     """
 
     fingerprint: str
     as_of_ms: int
-    series: list[Any]
+    state: dict[str, Any]
 
     def to_doc(self) -> dict[str, Any]:
-        return {"fingerprint": self.fingerprint, "as_of_ms": self.as_of_ms, "series": self.series}
+        return {"fingerprint": self.fingerprint, "as_of_ms": self.as_of_ms, "state": self.state}
 
     @classmethod
     def from_doc(cls, doc: Any) -> Carry:
-        if not isinstance(doc, dict) or not isinstance(doc.get("series"), list):
-            raise ValueError("alert_state is not a mapping with series")
-        return cls(str(doc["fingerprint"]), int(doc["as_of_ms"]), doc["series"])
+        if not isinstance(doc, dict) or not isinstance(doc.get("state"), dict) or \
+                not all(isinstance(v, list) for v in doc["state"].values()):
+            raise ValueError("alert_state is not a mapping with a state")
+        return cls(str(doc["fingerprint"]), int(doc["as_of_ms"]), doc["state"])
+
+    @property
+    def size(self) -> int:
+        """How many series and thresholds, and open episodes, it holds."""
+        return sum(len(v) for v in self.state.values())
 
     def continues(self, fingerprint: str, start_ms: int, step_ms: int) -> bool:
         """Whether a window starting at `start_ms` picks up exactly where this state was left."""

@@ -17,9 +17,10 @@ def _text(table: pa.Table) -> pa.Table:
     cols = {}
     for name in table.column_names:
         col = table.column(name)
-        if name == "timestamp":
+        text = pa.types.is_string(col.type) or pa.types.is_dictionary(col.type)
+        if pa.types.is_timestamp(col.type):            # timestamp; start and end of episodes
             col = timestamps(col)
-        elif name not in ROW_COLUMNS:
+        elif text and name not in ROW_COLUMNS:
             col = no_formulas(col)
         elif pa.types.is_dictionary(col.type):
             col = col.cast(col.type.value_type)

@@ -1,7 +1,8 @@
 """Target `sqlite`: one transaction per rule and table; modes append, upsert, replace.
 
 upsert keeps one row per (rule, labels, timestamp) through a unique index;
-replace swaps the rule's previous rows for the new ones. Timestamps are stored
+replace swaps the rule's previous rows for the new ones. Episodes (`shape:
+episodes`) are always upserted by (rule, labels, severity, start). Timestamps are stored
 as RFC 3339 text (which SQLite's date functions read), alert as 0/1.
 """
 
@@ -20,8 +21,8 @@ from vmrules.targets.text import timestamps
 
 KIND = "sqlite"
 KEY = ("rule", "labels", "timestamp")
+EPISODE_KEY = ("rule", "labels", "severity", "start")   # shape: episodes; an open one is updated as it goes on
 BUSY_TIMEOUT_MS = 60_000
-NOT_NULL = {"rule", "labels", "timestamp"}
 WATERMARK_TABLE = "vmrules_watermarks"   # incremental runs: the last point per rule and table
 
 
@@ -60,7 +61,9 @@ class Sink:
     def __init__(self, db_path: str, table_name: str, rule: str, target: Target, watermark_ms: int | None = None):
         self.db_path, self.table_name, self.rule = db_path, table_name, rule
         self.watermark_ms = watermark_ms      # incremental runs: recorded with the rows, in their transaction
-        self.mode = target.options.get("mode", "append")
+        episodes = target.shape == "episodes"
+        self.mode = "upsert" if episodes else target.options.get("mode", "append")
+        self.key = EPISODE_KEY if episodes else KEY
         self.con: sqlite3.Connection | None = None
         self.rows = 0
         self._held: threading.Lock | None = None
@@ -69,7 +72,7 @@ class Sink:
         if self.con is None:
             self._begin(table.schema)
         assert self.con is not None
-        _insert(self.con, self.table_name, table, self.mode)
+        _insert(self.con, self.table_name, table, self.mode, self.key)
         self.rows += table.num_rows
 
     def close(self) -> int:
@@ -95,7 +98,7 @@ class Sink:
         con.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         _wal(con)
         con.execute("BEGIN IMMEDIATE")
-        _prepare(con, self.table_name, schema, self.mode)
+        _prepare(con, self.table_name, schema, self.mode, self.key)
         if self.mode == "replace" and "rule" in schema.names:
             con.execute(f"DELETE FROM {_q(self.table_name)} WHERE rule = ?", (self.rule,))
 
@@ -131,26 +134,27 @@ def _wal(con: sqlite3.Connection) -> None:
             time.sleep(0.05)
 
 
-def _prepare(con: sqlite3.Connection, name: str, schema: pa.Schema, mode: str) -> None:
-    cols = [f"{_q(f.name)} {_sql_type(f.type)}{' NOT NULL' if f.name in NOT_NULL else ''}" for f in schema]
+def _prepare(con: sqlite3.Connection, name: str, schema: pa.Schema, mode: str, key: tuple[str, ...] = KEY) -> None:
+    not_null = set(key)
+    cols = [f"{_q(f.name)} {_sql_type(f.type)}{' NOT NULL' if f.name in not_null else ''}" for f in schema]
     con.execute(f"CREATE TABLE IF NOT EXISTS {_q(name)} ({', '.join(cols)})")
     have = {row[1] for row in con.execute(f"PRAGMA table_info({_q(name)})")}
     for f in schema:
         if f.name not in have:
-            default = " NOT NULL DEFAULT ''" if f.name in NOT_NULL else ""
+            default = " NOT NULL DEFAULT ''" if f.name in not_null else ""
             con.execute(f"ALTER TABLE {_q(name)} ADD COLUMN {_q(f.name)} {_sql_type(f.type)}{default}")
     if mode == "upsert":
         con.execute(f"CREATE UNIQUE INDEX IF NOT EXISTS {_q(name + '_key')} ON {_q(name)} "
-                    f"({', '.join(_q(k) for k in KEY)})")
+                    f"({', '.join(_q(k) for k in key)})")
 
 
-def _insert(con: sqlite3.Connection, name: str, table: pa.Table, mode: str) -> None:
+def _insert(con: sqlite3.Connection, name: str, table: pa.Table, mode: str, key: tuple[str, ...] = KEY) -> None:
     names = table.column_names
     sql = (f"INSERT INTO {_q(name)} ({', '.join(_q(n) for n in names)}) "
            f"VALUES ({', '.join('?' for _ in names)})")
     if mode == "upsert":
-        updates = [f"{_q(n)} = excluded.{_q(n)}" for n in names if n not in KEY]
-        sql += f" ON CONFLICT ({', '.join(_q(k) for k in KEY)}) DO " + (
+        updates = [f"{_q(n)} = excluded.{_q(n)}" for n in names if n not in key]
+        sql += f" ON CONFLICT ({', '.join(_q(k) for k in key)}) DO " + (
             f"UPDATE SET {', '.join(updates)}" if updates else "NOTHING")
     for batch in table.to_batches(max_chunksize=100_000):
         columns = []

@@ -40,8 +40,8 @@ def json_values(col: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
             encoded = pa.array([json.dumps(v, ensure_ascii=False) for v in chunk.dictionary.to_pylist()], pa.string())
             out.append(pa.DictionaryArray.from_arrays(chunk.indices, encoded).cast(pa.string()))
         return pc.fill_null(pa.chunked_array(out, pa.string()), "null")
-    if pa.types.is_timestamp(t):
-        return pc.binary_join_element_wise('"', timestamps(col), '"', "")
+    if pa.types.is_timestamp(t):                      # null: an episode still open
+        return pc.fill_null(pc.binary_join_element_wise('"', timestamps(col), '"', ""), "null")
     if pa.types.is_floating(t):
         text = col.cast(pa.string())
         text = pc.replace_substring_regex(text, "^nan$", '"NaN"')
