@@ -157,3 +157,35 @@ def test_incremental_runs_some_killed_give_the_rows_of_one_run(rules: Path, whol
     subprocess.run([*cmd, str(END_S)], cwd=ROOT, check=True, timeout=120)   # the last one finishes the day
     assert killed >= 4
     assert outputs(tmp_path) == without_open(whole)
+
+
+def test_a_window_agrees_with_a_longer_run(rules: Path, whole: dict[str, Counter[Row]], tmp_path: Path) -> None:
+    """`--from A --to B` reads the lookback before A: its rows are the whole run's rows in [A, B]."""
+    a, b = FIRST_S + 7 * 3600 + 1234, FIRST_S + 13 * 3600
+    apply(rules, tmp_path, "--from", str(a), "--to", str(b))
+    got = outputs(tmp_path)
+    for target in ("alerts_csv", "history", "node_db"):
+        want = Counter({r: n for r, n in whole[target].items() if a <= r[2] <= b})
+        assert got[target] == want, target
+    res = CliRunner().invoke(main, ["plan", str(rules), "--datasource", DATA, "--from", str(a), "--to", str(b),
+                                    "--format", "json"])
+    assert res.exit_code == 0, res.output
+    planned = {r["name"]: r for r in json.loads(res.output)["rules"]}
+    for rule in RULES:
+        alerts = sum(n for r, n in got["node_db"].items() if r[0] == rule)
+        assert planned[rule]["counts"]["alerts"] == alerts, rule
+
+
+def test_dry_run_shows_the_lookback_or_the_carried_state(rules: Path, tmp_path: Path) -> None:
+    def dry(*args: str) -> str:
+        res = CliRunner().invoke(main, ["apply", str(rules), "--datasource", DATA, "--output-dir", str(tmp_path),
+                                        "--dry-run", *args])
+        assert res.exit_code == 0, res.output
+        return res.output
+
+    text = dry("--to", str(END_S))
+    assert "lookback: 15m before the window, for the alert state" in text          # node_cpu: for 15m
+    assert "lookback: 10m before the window" in text                                 # node_memory, node_up
+    apply(rules, tmp_path, "--incremental", "--lag", "0s", "--to", str(END_S - 3600))
+    text = dry("--incremental", "--lag", "0s", "--to", str(END_S))
+    assert text.count("alert state: carried from 2026-10-31T23:00:00") == 4 and "lookback:" not in text

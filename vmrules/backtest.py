@@ -91,22 +91,32 @@ def _plan_rule(rule: Rule, window: Window, sources: dict[str, Any], targets: dic
                options: ApplyOptions, log: Callable[[str], None]) -> RulePlan:
     import pyarrow.compute as pc
 
+    from vmrules.evaluate import EvalState, Evaluation, episode_targets, finish_episodes
     from vmrules.fetch.result import FetchError
 
     out = RulePlan(rule.name, window)
+
+    def count(ev: Evaluation) -> None:
+        for name, table in ev.routed.items():
+            t = out.targets.setdefault(name, TargetPlan())
+            t.rows += table.num_rows
+            _add(t.by_severity, pc.value_counts(table.column("severity").cast("string")).to_pylist())
+
     try:
+        state: EvalState | None = None
         for _batch, ev, state in evaluated(rule, sources[rule.name], window, targets, options, log):
             out.counts.add(ev.counts)
             out.counts.series = len(state.seen)       # each series once, however many batches it spans
-            for name, table in ev.routed.items():
-                t = out.targets.setdefault(name, TargetPlan())
-                t.rows += table.num_rows
-                _add(t.by_severity, pc.value_counts(table.column("severity").cast("string")).to_pylist())
+            count(ev)
             alerts = ev.table.filter(ev.table.column("alert"))
             if alerts.num_rows:
                 keys = pc.binary_join_element_wise(alerts.column("metric").cast("string"),   # metric{"a":"x"}
                                                    alerts.column("labels").cast("string"), "")
                 _add(out.alert_series, pc.value_counts(keys).to_pylist())
+        shaped = episode_targets(rule, targets)
+        if state is not None and shaped:              # and the episodes still open at the window's end
+            count(finish_episodes(rule, state, window.end_ms, window.first_ms if window.lookback_ms else None,
+                                  targets, shaped))
     except FetchError as exc:
         out.status, out.error = "failed", f"datasource: {exc}"
     except Exception as exc:  # noqa: BLE001 - one rule's failure must never stop the others

@@ -179,7 +179,7 @@ def _window(rule: Rule, options: ApplyOptions, to_ms: int, state: State | None) 
     """
     lookback = rule.warmup_ms
     if not options.incremental:
-        return replace(rule_window(rule, options.from_ms, to_ms), lookback_ms=lookback)
+        return rule_window(rule, options.from_ms, to_ms)
     end = to_ms - options.lag_ms
     mark = state.watermarks.get(rule.name) if state is not None else None
     step = rule.step_ms

@@ -55,11 +55,12 @@ class Window:
 
 
 def rule_window(rule: Rule, from_ms: int | None, to_ms: int) -> Window:
-    """The rule's window: [from, to] when given, else its range ending at `to`; points on multiples of step."""
+    """The rule's window: [from, to] when given, else its range ending at `to`; points on multiples of step;
+    with the lookback its alert states need."""
     start = to_ms - rule.range_ms if from_ms is None else from_ms
     if rule.instant:
-        return Window(start, to_ms, rule.step_ms, instant=True)
+        return Window(start, to_ms, rule.step_ms, instant=True, lookback_ms=rule.warmup_ms)
     step = rule.step_ms
     first = -(-start // step) * step
     last = to_ms // step * step
-    return Window(first, last, step)
+    return Window(first, last, step, lookback_ms=rule.warmup_ms)
