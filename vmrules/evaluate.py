@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 
 from vmrules import alertstate, episodes, expr
 from vmrules.counts import Counts
+from vmrules.errors import RuleError
 from vmrules.fetch.result import QueryResult
 from vmrules.model import ROW_COLUMNS, Condition, Rule, Target
 from vmrules.thresholds import BY_OP
@@ -90,6 +91,7 @@ def evaluate(rule: Rule, result: QueryResult, targets: Mapping[str, Target],
     only feed the alert state: they are neither counted nor emitted.
     """
     series = _Series.of(result, rule.labels)
+    _check_distinct(rule, result, series, state)
     sid, ts, val = result.series_id, result.ts_ms, result.values
     inside = np.ones(len(ts), bool) if emit_from is None else ts >= emit_from
     present = np.unique(sid[inside]) if emit_from is not None else range(len(series.labels))
@@ -179,6 +181,21 @@ def _add_episodes(ev: Evaluation, rule: Rule, closed: episodes.Closed, names: Se
         table = closed.for_target(rule.name, name, targets[name].columns)
         if table is not None:
             ev.routed[name] = table if name not in ev.routed else pa.concat_tables([ev.routed[name], table])
+
+
+def _check_distinct(rule: Rule, result: QueryResult, series: _Series, state: EvalState | None) -> None:
+    """Static labels that overwrite a label telling series apart would merge them: refuse, naming both."""
+    if not rule.labels:
+        return
+    seen = {} if state is None else state.request_series
+    if state is not None and result.request_start:
+        seen.clear()
+    for i, lab in enumerate(result.labels):
+        key = series.key(i)
+        other = seen.setdefault(key, lab)
+        if other is not lab and other != lab:
+            raise RuleError(rule.name, f"the static labels {dict(rule.labels)} make the series {other} and {lab} "
+                            "the same series; drop the label from `labels:` or tell them apart in the query")
 
 
 def _rows(rule: Rule, series: _Series, sid: np.ndarray, ts: np.ndarray, val: np.ndarray) -> pa.Table:
@@ -271,6 +288,7 @@ class EvalState:
     seen: set[tuple[str, str]] = field(default_factory=set)
     carried: dict[tuple[tuple[str, str], int], alertstate.Carried] = field(default_factory=dict)
     open: dict[tuple[str, str], episodes.Open] = field(default_factory=dict)     # episodes still going
+    request_series: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)  # this request's series
 
     def keep(self, i: int, keys: list[tuple[str, str]], states: list[alertstate.Carried]) -> None:
         for key, c in zip(keys, states, strict=True):

@@ -149,6 +149,8 @@ def apply(ruleset: RuleSet, options: ApplyOptions) -> RunReport:
             rep.carry_in = carry
             reports.append(rep)
         _check_shared_paths(reports)
+        if options.shard is not None and not options.incremental:
+            _check_other_shards(ruleset, rules, reports, run, options, to_ms)
         return RunReport(run, reports)
 
     if options.dry_run:
@@ -159,6 +161,8 @@ def apply(ruleset: RuleSet, options: ApplyOptions) -> RunReport:
             state = _load_state(options.output_dir)
             state.recover(log)           # a commit a killed run journaled is finished first
         report = planned(state)
+        if state is not None:
+            state.begin({r.name: r.window.start_ms for r in report.rules if r.window.points and not r.window.instant})
         _execute(rules, ruleset, sources, report, options, log, state)
     return report
 
@@ -189,6 +193,9 @@ def _window(rule: Rule, options: ApplyOptions, to_ms: int, state: State | None) 
             return Window(end, end, step, instant=True, lookback_ms=lookback)
         return Window(end + step, end, step)
     w = rule_window(rule, options.from_ms, end)
+    first = state.firsts.get(rule.name) if state is not None else None
+    if mark is None and first is not None and options.from_ms is None:   # a first run that did not finish
+        mark = first - step
     if mark is not None:
         after = (mark // step + 1) * step
         w = Window(after if options.from_ms is None else max(after, w.start_ms), w.end_ms, step)
@@ -272,6 +279,27 @@ def _check_shared_paths(reports: list[RuleReport]) -> None:
             first = owner.setdefault(d.path, d.target.name)
             if first != d.target.name:
                 raise UsageError(f"targets {first} and {d.target.name} both write {d.path}")
+
+
+def _check_other_shards(ruleset: RuleSet, rules: list[Rule], reports: list[RuleReport], run: dict[str, Any],
+                        options: ApplyOptions, to_ms: int) -> None:
+    """A file that rules of another shard write too would be replaced by each shard's run: refuse it.
+
+    (Incremental runs add to files, so shards may share them there.)"""
+    assert options.shard is not None
+    shards = options.shard[1]
+    mine = {d.path: rep.name for rep in reports for d in rep.destinations if d.kind == "file"}
+    chosen = {r.name for r in rules}
+    for rule in ruleset.rules:
+        if rule.name in chosen:
+            continue
+        rep = _plan(rule, ruleset, Datasource(url=""), rule_window(rule, options.from_ms, to_ms), run, options)
+        for d in rep.destinations:
+            if d.kind == "file" and d.path in mine:
+                raise UsageError(f"target {d.target.name} renders {d.path} for rule {mine[d.path]} of this shard and "
+                                 f"for rule {rule.name} of shard {shard_of(rule.name, shards)}/{shards}: one shard's "
+                                 "run would replace the rows the other wrote; put {{ rule.name }} in the path, or "
+                                 "run the shards with --incremental, which adds to a file instead of replacing it")
 
 
 def _run_rule(rule: Rule, rep: RuleReport, ds: Datasource, ruleset: RuleSet, report: RunReport,

@@ -78,6 +78,7 @@ class State:
     watermarks: dict[str, int] = field(default_factory=dict)
     pending: dict[str, Any] | None = None
     carries: dict[str, Carry] = field(default_factory=dict)
+    firsts: dict[str, int] = field(default_factory=dict)   # rules without a watermark: where their first run began
 
     @classmethod
     def load(cls, output_dir: str) -> State:
@@ -95,13 +96,14 @@ class State:
             marks = {str(name): int(v["watermark_ms"]) for name, v in doc["rules"].items()}
             carries = {str(name): Carry.from_doc(v["alert_state"]) for name, v in doc["rules"].items()
                        if "alert_state" in v}
+            firsts = {str(name): int(v) for name, v in doc.get("first_windows", {}).items()}
             pending = doc.get("pending")
             if pending is not None and not isinstance(pending, dict):
                 raise ValueError("pending is not a mapping")
         except (AttributeError, KeyError, TypeError, ValueError) as exc:
             raise StateError(f"{path}: not a vmrules state file of version {VERSION} ({exc}); "
                              "move it away to start the watermarks afresh") from None
-        return cls(path, marks, pending, carries)
+        return cls(path, marks, pending, carries, firsts)
 
     def save(self) -> None:
         from vmrules.targets.atomic import atomic_path  # vmrules.targets loads pyarrow: not before the request
@@ -111,11 +113,22 @@ class State:
             if name in rules:
                 rules[name]["alert_state"] = carry.to_doc()
         doc: dict[str, object] = {"version": VERSION, "rules": rules}
+        firsts = {n: ms for n, ms in sorted(self.firsts.items()) if n not in self.watermarks}
+        if firsts:
+            doc["first_windows"] = firsts
         if self.pending is not None:
             doc["pending"] = self.pending
         with atomic_path(self.path) as tmp, open(tmp, "w", encoding="utf-8") as f:
             json.dump(doc, f, indent=1)
             f.write("\n")
+
+    def begin(self, starts: Mapping[str, int]) -> None:
+        """Before the first run of rules fetches anything: where their windows begin, so that a run killed
+        after some of its targets committed is fetched again from there (not from a later `range`)."""
+        new = {n: ms for n, ms in starts.items() if n not in self.watermarks and n not in self.firsts}
+        if new:
+            self.firsts.update(new)
+            self.save()
 
     def commit(self, renames: list[Rename], marks: Mapping[str, int], log: Callable[[str], None],
                carries: Mapping[str, Carry | None] | None = None) -> None:

@@ -87,6 +87,7 @@ class HttpSource:
             try:
                 for batch in once(url, params):
                     batch.requests = 0 if yielded else attempt
+                    batch.request_start = not yielded
                     yielded = True
                     yield batch
                 return

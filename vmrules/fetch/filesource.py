@@ -191,7 +191,9 @@ class FileSource:
         return [data.select(query, start, window.end_ms, window.step_ms)]
 
     def batches(self, query: str, window: Window) -> Iterator[QueryResult]:
-        yield from self.fetch(query, window)
+        for result in self.fetch(query, window):
+            result.request_start = True
+            yield result
 
     def close(self) -> None:
         pass

@@ -28,6 +28,7 @@ class QueryResult:
     values: np.ndarray
     requests: int = 0
     bytes_read: int = 0
+    request_start: bool = False     # the first batch of a request's answer (series are unique within one)
 
     @property
     def samples(self) -> int:
