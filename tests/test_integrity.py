@@ -4,17 +4,27 @@ static labels that would merge series."""
 from __future__ import annotations
 
 import json
+import random
+import signal
 import sqlite3
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 from click.testing import CliRunner
 
 from tests.conftest import file_rules
 from tests.support import read
-from tests.support.data import END_S
+from tests.support.data import END_S, dataset
+from tests.support.servers import FaultServer, Reply, VictoriaMetrics
 from vmrules.cli import main
 from vmrules.state import STATE_NAME, State
 
+ROOT = Path(__file__).parent.parent
+VMRULES = [sys.executable, "-m", "vmrules"]
 TARGETS = ("targets:\n"
            "  db: {type: sqlite, path: s.db, table: t}\n"
            "  f: {type: csv, path: 'inc/{{ rule.name }}-{{ run.from }}.csv'}\n")
@@ -105,3 +115,78 @@ def test_static_labels_that_merge_series_fail_the_rule(tmp_path: Path) -> None:
     assert "rule merged: the static labels {'instance': 'all'} make the series" in output
     assert "the same series" in output
     assert not (out / "s.db").exists() and {f.name.split("-")[0] for f in (out / "inc").glob("*.csv")} == {"fine"}
+
+
+# -- every target type, answers of many batches, runs killed at random moments -------------------
+def test_every_target_exactly_or_at_least_once_through_killed_runs(vm: VictoriaMetrics, tmp_path: Path) -> None:
+    """Each run's answer comes in several requests (max_points_per_series: 4), so every sink gets many
+    batches whose dictionaries differ; about half the runs are SIGKILLed. Files and tables then hold each
+    sample once; the webhook and the write-back got each at least once."""
+    hook = FaultServer(lambda seen: Reply(200, b"ok"))
+    back = VictoriaMetrics(str(tmp_path))
+    try:
+        folder = tmp_path / "rules"
+        folder.mkdir()
+        (folder / "r.yaml").write_text(f"""version: 1
+datasource: {{url: '{vm.url}', max_points_per_series: 4}}
+targets:
+  c: {{type: csv, path: 'c/{{{{ run.from }}}}.csv'}}
+  j: {{type: json, path: 'j/{{{{ run.from }}}}.json'}}
+  l: {{type: jsonl, path: 'l/{{{{ run.from }}}}.jsonl'}}
+  p: {{type: parquet, path: 'p/{{{{ run.from }}}}.parquet'}}
+  a: {{type: sqlite, path: s.db, table: appended}}
+  u: {{type: sqlite, path: s.db, table: upserted, mode: upsert}}
+  h: {{type: webhook, url: '{hook.url}/h', batch_size: 50}}
+  v: {{type: victoriametrics, url: '{back.url}', metric: copy}}
+rules:
+  - name: cpu
+    query: cpu_usage
+    range: 20m
+    step: 1m
+    thresholds: [{{severity: hot, above: 70, for: 3m}}, {{severity: warm, above: 50}}]
+    route: [{{to: [c, j, l, p, a, u, h, v]}}]
+""")
+        out = tmp_path / "out"
+        rnd = random.Random(11)
+        cmd = [*VMRULES, "apply", str(folder), "--output-dir", str(out), "-q", "--incremental", "--lag", "0s", "--to"]
+        to, last, killed, took = END_S - 3 * 3600, END_S - 3600, 0, 0.0
+        first = to - 20 * 60
+        for i in range(20):                         # bounded: 20 runs, every other one killed
+            started = time.monotonic()
+            proc = subprocess.Popen([*cmd, str(to)], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+            if i % 2:
+                time.sleep(rnd.uniform(0.3, 1.0) * took)
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGKILL)
+                    killed += 1
+            _, err = proc.communicate(timeout=120)
+            assert proc.returncode in (0, -signal.SIGKILL), err
+            took = took or time.monotonic() - started
+            to = min(last, to + rnd.randint(4, 15) * 60)
+        subprocess.run([*cmd, str(last)], cwd=ROOT, check=True, timeout=120)
+        assert killed >= 5
+        want = sorted((lab, t) for lab in {json.dumps({k: v for k, v in line["metric"].items() if k != "__name__"},
+                                                      sort_keys=True, separators=(",", ":")) for line in dataset()
+                                           if line["metric"]["__name__"] == "cpu_usage"}
+                      for t in range(first, last + 1, 60))
+        for kind in ("c", "j", "l", "p"):
+            got = sorted((r["labels"], r["timestamp"]) for f in sorted((out / kind).iterdir())
+                         for r in read.rows(str(f)))
+            assert got == want, kind
+        for table in ("appended", "upserted"):
+            assert sorted((r["labels"], r["timestamp"]) for r in read.rows(str(out / "s.db"), table)) == want
+        delivered = {(r["labels"], int(read._norm(r)["timestamp"])) for s in hook.seen
+                     for r in json.loads(s.body)["rows"]}
+        assert delivered == set(want)                              # at least once
+        urllib.request.urlopen(back.url + "/internal/force_flush").read()
+        q = urllib.parse.urlencode({"match[]": "copy", "start": first, "end": last})
+        stored = set()
+        for line in urllib.request.urlopen(f"{back.url}/api/v1/export?{q}", timeout=30).read().splitlines():
+            doc = json.loads(line)
+            lab = json.dumps({k: v for k, v in doc["metric"].items() if k != "__name__"}, sort_keys=True,
+                             separators=(",", ":"))
+            stored |= {(lab, t // 1000) for t in doc["timestamps"]}
+        assert stored == set(want)
+    finally:
+        hook.stop()
+        back.stop()
