@@ -228,7 +228,7 @@ def test_write_back_is_retried_then_fails_clearly(tmp_path: Path, data: Path) ->
     server = FaultServer([Reply(503, b"")] + [Reply(400, b"cannot parse")])
     try:
         text = (f"version: 1\ndatasource: {{url: 'file:{data}'}}\n"
-                f"targets:\n  back: {{type: victoriametrics, url: '{server.url}'}}\n"
+                f"targets:\n  back: {{type: victoriametrics, url: '{server.url}', skip_existing: false}}\n"
                 "rules:\n  - {name: disk, query: disk_free, route: [{to: back}]}\n")
         code, _, stderr = apply(tmp_path, text, *WINDOW)
         assert code == 1 and len(server.seen) == 2 and server.seen[0].path == "/api/v1/import"
@@ -281,3 +281,62 @@ def test_without_the_plugin_the_type_is_unknown(tmp_path: Path) -> None:
     (tmp_path / "r.yaml").write_text("version: 1\ntargets:\n  md: {type: markdown, path: r.md}\n")
     res = CliRunner().invoke(main, ["validate", str(tmp_path)])
     assert res.exit_code == 1 and "'markdown' is not one of" in res.stdout
+
+
+def _count(vm: VictoriaMetrics, query: str) -> str | None:
+    q = urllib.parse.urlencode({"query": query, "time": END_S})
+    result = json.load(urllib.request.urlopen(f"{vm.url}/api/v1/query?{q}", timeout=10))["data"]["result"]
+    return result[0]["value"][1] if result else None
+
+
+def test_a_rerun_leaves_the_written_back_samples_as_they_were(vm: VictoriaMetrics, tmp_path: Path) -> None:
+    """VictoriaMetrics stores a repeated sample twice: what is stored already is not sent again."""
+    target = VictoriaMetrics(str(tmp_path))
+    try:
+        text = (f"version: 1\ndatasource: {{url: '{vm.url}'}}\n"
+                f"targets:\n  back: {{type: victoriametrics, url: '{target.url}', metric: again, labels: {{s: x}}}}\n"
+                "rules:\n  - {name: cpu, query: 'cpu_usage{env=\"prod\"}', route: [{to: back}]}\n")
+        counts = []
+        for i in range(3):
+            window = ["--from", str(END_S - 3600 - (600 if i == 2 else 0)), "--to", str(END_S)]
+            code, stdout, stderr = apply(tmp_path, text, *window)
+            assert code == 0, stderr
+            urllib.request.urlopen(target.url + "/internal/force_flush").read()
+            for _ in range(100):
+                counts.append(_count(target, 'sum(count_over_time(again{s="x"}[2h]))'))
+                if counts[-1] == str(6 * (61 if i < 2 else 71)):
+                    break
+                counts.pop()
+                time.sleep(0.1)
+            else:
+                raise AssertionError(f"run {i}: {_count(target, 'sum(count_over_time(again[2h]))')}")
+            assert f"back={6 * 61 if i == 0 else 0 if i == 1 else 60}" in stdout, stdout
+        assert counts == [str(6 * 61), str(6 * 61), str(6 * 71)]      # a rerun adds nothing; a longer one the rest
+    finally:
+        target.stop()
+
+
+def test_series_that_differ_only_in_their_name_are_refused(tmp_path: Path, receiver: FaultServer) -> None:
+    path = tmp_path / "two.jsonl"
+    ts = [(END_S - 60 * i) * 1000 for i in range(3)]
+    path.write_text("".join(json.dumps({"metric": {"__name__": n, "job": "j"}, "values": [1.0] * 3,
+                                        "timestamps": ts}) + "\n" for n in ("a", "b")))
+    text = (f"version: 1\ndatasource: {{url: 'file:{path}'}}\n"
+            f"targets:\n  back: {{type: victoriametrics, url: '{receiver.url}', skip_existing: false}}\n"
+            "rules:\n  - {name: both, query: '{__name__=~\"a|b\"}', route: [{to: back}]}\n")
+    code, _, stderr = apply(tmp_path, text, "--from", str(END_S - 600), "--to", str(END_S))
+    assert code == 1 and receiver.seen == []
+    assert 'the series a{job="j"} and b{job="j"} would both be written as both{job="j"}' in stderr
+
+
+def test_write_back_that_cannot_read_back_says_what_to_do(tmp_path: Path, data: Path) -> None:
+    server = FaultServer([Reply(404, b"404 page not found")])       # a vminsert: no /api/v1/export there
+    try:
+        text = (f"version: 1\ndatasource: {{url: 'file:{data}'}}\n"
+                f"targets:\n  back: {{type: victoriametrics, url: '{server.url}/insert/0/prometheus'}}\n"
+                "rules:\n  - {name: disk, query: disk_free, route: [{to: back}]}\n")
+        code, _, stderr = apply(tmp_path, text, *WINDOW)
+        assert code == 1 and [s.path for s in server.seen] == ["/insert/0/prometheus/api/v1/export"]
+        assert "cannot read back what is stored" in stderr and "read_url" in stderr and "skip_existing" in stderr
+    finally:
+        server.stop()
