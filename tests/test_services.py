@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 import time
@@ -340,3 +341,31 @@ def test_write_back_that_cannot_read_back_says_what_to_do(tmp_path: Path, data: 
         assert "cannot read back what is stored" in stderr and "read_url" in stderr and "skip_existing" in stderr
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("order", ["[db, bad]", "[bad, db]", "[ok, db, bad]", "[bad, ok, db, f]"])
+def test_a_failed_rule_writes_nothing_whatever_the_route_order(tmp_path: Path, data: Path, receiver: FaultServer,
+                                                               order: str) -> None:
+    bad = FaultServer(lambda seen: Reply(400, b"no"))
+    try:
+        text = (f"version: 1\ndatasource: {{url: 'file:{data}'}}\ntargets:\n"
+                f"  ok: {{type: webhook, url: '{receiver.url}/ok'}}\n  bad: {{type: webhook, url: '{bad.url}/bad'}}\n"
+                "  db: {type: sqlite, path: s.db, table: t}\n  f: {type: csv, path: f.csv}\n"
+                f"rules:\n  - {{name: disk, query: disk_free, route: [{{to: {order}}}]}}\n")
+        for _ in range(2):                               # and again: still nothing
+            code, _, stderr = apply(tmp_path, text, *WINDOW)
+            assert code == 1 and "error: rule disk: target bad:" in stderr and "HTTP 400" in stderr
+        out = tmp_path / "out"
+        assert not (out / "f.csv").exists()
+        if (out / "s.db").exists():
+            con = sqlite3.connect(out / "s.db")
+            tables = [t for (t,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+            assert "t" not in tables or con.execute("SELECT count(*) FROM t").fetchone()[0] == 0
+            con.close()
+        names = order.strip("[]").split(", ")
+        if "ok" in names and names.index("ok") < names.index("bad"):   # services go first, in route order
+            assert f"already delivered: ok ({4 * 61})" in stderr       # and cannot take rows back: it says so
+        else:
+            assert "already delivered" not in stderr and not receiver.seen
+    finally:
+        bad.stop()

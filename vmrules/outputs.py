@@ -81,16 +81,26 @@ class RuleOutputs:
                 self.tables.setdefault(dest.target.name, []).append(table)
 
     def finish(self) -> None:
-        """Close the parts, commit the databases, deliver to the services."""
+        """Deliver to the services first, then commit the databases, then close the file parts: a service
+        that fails leaves no database row and no file of the rule behind (the run's end renames files)."""
         if self._writer is not None:
             writer, self._writer = self._writer, None      # no cycle left between the two
             writer.close()
-        for name, out in list(self._open.items()):
-            result = out.finish()
+        order = {_ServiceOut: 0, _DatabaseOut: 1, _FileOut: 2}
+        delivered: list[str] = []
+        for name, out in sorted(self._open.items(), key=lambda item: order[type(item[1])]):
+            try:
+                result = out.finish()
+            except RuleError as exc:
+                if delivered:      # services cannot take rows back: say which got them
+                    raise RuleError(self.rule, f"{exc.message} (already delivered: {', '.join(delivered)})") from None
+                raise
             if isinstance(out, _FileOut):
                 self.parts.append(Part(self.rule, out.dest.target, out.dest.path, out.part, self.rows.get(name, 0)))
             elif result is not None:
                 self.rows[name] = result
+            if isinstance(out, _ServiceOut):
+                delivered.append(f"{name} ({self.rows.get(name, 0)})")
             del self._open[name]
 
     def abort(self) -> None:
