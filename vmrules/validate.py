@@ -186,7 +186,7 @@ class _Merger:
                 return
         if "body" in keys:
             try:
-                render(t.options["body"], {**ctx, "rows": [dict(SAMPLE_ROW, rule=rule.name)], "count": 1},
-                       limit=10_000_000)
+                render(t.options["body"], {**ctx, "rows": [dict(SAMPLE_ROW, rule=rule.name)], "count": 1,
+                                           "batch": 0, "batches": 1}, limit=10_000_000)   # all a run gives it
             except TemplateError as exc:
                 yield Problem(t.locations.get("body", t.location), f"target {t.name!r}: body: {exc}")
