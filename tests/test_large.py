@@ -28,7 +28,7 @@ from click.testing import CliRunner
 from tests.support.servers import Alertmanager, FaultServer, Reply, VictoriaMetrics
 from vmrules.cli import main
 
-END_S = 1_793_491_200
+END_S = int(time.time()) // 60 * 60 - 60      # recent: Alertmanager is only sent what is current
 SERIES, POINTS = 300, 1440
 FROM_S = END_S - (POINTS - 1) * 60
 WINDOW = ["--from", str(FROM_S), "--to", str(END_S)]
@@ -175,7 +175,8 @@ def test_alertmanager_gets_one_alert_per_series_and_severity(big_vm: VictoriaMet
     am, hook = Alertmanager(str(tmp_path)), FaultServer(lambda seen: Reply(200, b"ok"))
     try:
         text = (f"version: 1\ndatasource: {{url: '{big_vm.url}'}}\ntargets:\n"
-                f"  am: {{type: alertmanager, url: '{am.url}'}}\n  rec: {{type: alertmanager, url: '{hook.url}'}}\n"
+                f"  am: {{type: alertmanager, url: '{am.url}', renew_within: 2d}}\n"
+                f"  rec: {{type: alertmanager, url: '{hook.url}', renew_within: 2d}}\n"
                 + RULE % "am, rec")
         code, _, stderr = apply(tmp_path, text)
         assert code == 0, stderr

@@ -249,3 +249,29 @@ tests:
     res = CliRunner().invoke(main, ["test", str(folder(tmp_path, tests, rules))])
     assert res.exit_code == 0, res.output
     assert "1 test(s), 0 failed" in res.output
+
+
+def test_episodes_in_rule_tests(tmp_path: Path) -> None:
+    rules = """version: 1
+targets: {e: {type: csv, path: e.csv, shape: episodes}}
+rules:
+  - name: temp
+    query: temp
+    step: 1m
+    thresholds: [{severity: page, above: 90, keep_firing_for: 1m}]
+    route: [{when: alert, to: e}]
+"""
+    tests = """version: 1
+tests:
+  - name: two episodes, the second still open
+    rule: temp
+    input:
+      - series: 'temp{room="a"}'
+        values: '95 97 50 50 50 93'
+    expect:
+      e:
+        - {start: 0, end: 3m, severity: page, peak: 97, last_value: 50, samples: 3}
+        - {start: 5m, end: null, samples: 1, room: a}
+"""
+    res = CliRunner().invoke(main, ["test", str(folder(tmp_path, tests, rules))])
+    assert res.exit_code == 0, res.output

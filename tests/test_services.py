@@ -148,14 +148,14 @@ def test_alerts_reach_a_real_alertmanager(tmp_path: Path) -> None:
     try:
         code, stdout, stderr = apply(tmp_path, am_rules(tmp_path / "temp.jsonl", am.url), "--to", str(now))
         assert code == 0, stderr
-        assert "am=2" in stdout
+        assert "am=2" in stdout and "(alertmanager, 2 alerts, target am)" in stdout
         for _ in range(50):
             firing = am.alerts()
             if firing:
                 break
             time.sleep(0.1)
-        assert [a["labels"] for a in firing] == [{"alertname": "TempHigh", "severity": "page", "instance": "hot",
-                                                  "job": "t", "team": "ops", "source": "vmrules"}]
+        assert [a["labels"] for a in firing] == [{"alertname": "TempHigh", "alertgroup": "r", "severity": "page",
+                                                  "instance": "hot", "job": "t", "team": "ops", "source": "vmrules"}]
         assert firing[0]["annotations"] == {"summary": "hot is at 95.0"}
         assert firing[0]["status"]["state"] == "active"
     finally:
@@ -173,8 +173,10 @@ def test_alert_payload_starts_and_ends(tmp_path: Path, receiver: FaultServer) ->
     assert set(alerts) == {"hot", "cooled"}
     start = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 29 * 60))
     assert alerts["hot"]["startsAt"] == alerts["cooled"]["startsAt"] == start
-    assert "endsAt" not in alerts["hot"]
+    ends = time.mktime(time.strptime(alerts["hot"]["endsAt"], "%Y-%m-%dT%H:%M:%S.%fZ")) - time.timezone
+    assert abs(ends - time.time() - 20 * 60) < 30                     # firing: renewed 20m ahead by every run
     assert alerts["cooled"]["endsAt"] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 19 * 60))
+    assert alerts["hot"]["generatorURL"] == ""                        # a file: datasource has no graph page
 
 
 def test_alertmanager_down_fails_the_rule(tmp_path: Path) -> None:

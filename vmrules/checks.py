@@ -166,7 +166,7 @@ class _FileChecker:
                     yield Problem(f.where(path + (key,)), f"target {t.name!r}: {key}: {exc}")
         for key, text in (opts.get("annotations") or {}).items():
             try:
-                render(text, {"value": 1.0, "labels": _AnyLabels(), "rule": {"name": "example"}})
+                render(text, {"value": 1.0, "peak": 1.0, "labels": _AnyLabels(), "rule": {"name": "example"}})
             except TemplateError as exc:
                 yield Problem(f.where(path + ("annotations", key)), f"target {t.name!r}: annotation {key}: {exc}")
         if "timeout" in opts:
@@ -285,8 +285,9 @@ class _FileChecker:
             rows = []
             for given in want:
                 row = dict(given)
-                if "time" in row:
-                    row["time"] = 0 if row["time"] == 0 else parse_duration_ms(row["time"])
+                for key in ("time", "start", "end"):            # offsets; start and end of episodes
+                    if row.get(key) is not None:
+                        row[key] = 0 if row[key] == 0 else parse_duration_ms(row[key])
                 rows.append(row)
             expect[target] = rows
         if not ok:

@@ -177,7 +177,7 @@ def _last_alert(alert: np.ndarray, first: int, bound: int) -> int:
 
 
 def _close(closed: Closed, key: Key, ep: Open, end: int, emit_from: int | None) -> None:
-    if emit_from is None or end > emit_from:         # it overlaps the window
+    if emit_from is None or end >= emit_from:        # it ended inside the window, or later
         closed.add(key, ep, end)
 
 

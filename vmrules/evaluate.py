@@ -117,19 +117,22 @@ def evaluate(rule: Rule, result: QueryResult, targets: Mapping[str, Target],
     whole = state is None and bool(shaped)        # one call for everything: open episodes come out too
     state = EvalState() if whole else state
     sev_idx, names, winner = _severities(rule, series, table, sid, ts, val, state, bool(shaped))
-    all_rows = (sid, ts, val, sev_idx, inside)
-    if not inside.all():
-        sid, ts, sev_idx, table = sid[inside], ts[inside], sev_idx[inside], table.filter(pa.array(inside))
     alert = sev_idx >= 0
     severity = pa.DictionaryArray.from_arrays(pa.array(np.where(alert, sev_idx, 0).astype(np.int32), mask=~alert),
                                               pa.array(names, pa.string()))
-    ev.table = table.set_column(5, "severity", severity).set_column(6, "alert", pa.array(alert, pa.bool_()))
+    table = table.set_column(5, "severity", severity).set_column(6, "alert", pa.array(alert, pa.bool_()))
+    masks = _route_masks(rule, series, sid, table)     # the lookback's rows too: an episode may end in the window
+    all_rows = (sid, ts, val, sev_idx)
+    lookback = not inside.all()
+    if lookback:
+        sid, ts, alert, sev_idx, table = sid[inside], ts[inside], alert[inside], sev_idx[inside], \
+            table.filter(pa.array(inside))
+    ev.table = table
     ev.counts.alerts = int(alert.sum())
     if names:
         counts = np.bincount(sev_idx[alert], minlength=len(names))
         ev.counts.by_severity = {n: int(c) for n, c in zip(names, counts, strict=True) if c}
-    masks = _route_masks(rule, series, sid, ev.table)
-    ev.routed = {name: _rows_to(name, m, ts, ev.table, targets, after or {}, series, sid)
+    ev.routed = {name: _rows_to(name, m[inside] if lookback else m, ts, ev.table, targets, after or {}, series, sid)
                  for name, m in masks.items() if name not in shaped}
     if shaped:
         assert state is not None and winner is not None
@@ -162,12 +165,8 @@ def _episodes(rule: Rule, series: _Series, rows: tuple[np.ndarray, ...], names: 
               winner: tuple[np.ndarray, np.ndarray, np.ndarray], masks: Mapping[str, np.ndarray], state: EvalState,
               emit_from: int | None, ev: Evaluation, targets: Mapping[str, Target]) -> None:
     """Track the batch's episodes; those that closed go to the targets of shape episodes."""
-    sid, ts, val, sev_idx, inside = rows
-    routed = {}
-    for name, m in masks.items():           # masks cover the rows inside the window
-        full = np.zeros(len(sid), bool)
-        full[np.flatnonzero(inside)[m]] = True
-        routed[name] = full
+    sid, ts, val, sev_idx = rows
+    routed = dict(masks)
     keys = [series.key(i) for i in range(len(series.labels))]
     low = np.array([t.op in ("<", "<=") for t in rule.thresholds] + [False])[winner[0]]    # -1: none
     closed = episodes.track(episodes.Rows(keys, sid, ts, val, sev_idx, names, *winner, routed, low), state.open,

@@ -50,8 +50,8 @@ class Target:
 
     @property
     def shape(self) -> str:
-        """rows (one per sample) or episodes (one per alert episode)."""
-        return str(self.options.get("shape", "rows"))
+        """rows (one per sample) or episodes (one per alert episode; what an alertmanager target takes)."""
+        return "episodes" if self.type == "alertmanager" else str(self.options.get("shape", "rows"))
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -124,13 +124,16 @@ class Rule:
     routes: tuple[Route, ...] = ()
     description: str = ""
     lookback_ms: int | None = None        # None: from the thresholds (see `warmup_ms`)
+    episodes: bool = False                # routes to a target that takes episodes (set when the set is loaded)
 
     @property
     def warmup_ms(self) -> int:
         """How much data before a window the alert state at its start needs, on the step.
 
         The longest `for` + `keep_firing_for` of the thresholds; with a `clear`, at least
-        CLEAR_LOOKBACK_MS; `lookback:` overrides it.
+        CLEAR_LOOKBACK_MS; with episodes, at least one step more than the longest
+        `keep_firing_for`, so an episode that ends inside the window is known to it.
+        `lookback:` overrides it.
         """
         if self.lookback_ms is not None:
             need = self.lookback_ms
@@ -138,6 +141,8 @@ class Rule:
             need = max((t.for_ms + t.keep_firing_ms for t in self.thresholds), default=0)
             if any(t.clear is not None for t in self.thresholds):
                 need = max(need, CLEAR_LOOKBACK_MS)
+            if self.episodes and self.thresholds:
+                need = max(need, self.step_ms + max(t.keep_firing_ms for t in self.thresholds))
         return -(-need // self.step_ms) * self.step_ms
 
     def state_fingerprint(self) -> str:

@@ -236,22 +236,17 @@ class _ServiceOut:
         self.dest, self.kind, self.outputs = dest, kind, outputs
         folder = tempfile.gettempdir()
         self.routed = Spill(folder, f"vmrules-{dest.target.name}")
-        self.full = Spill(folder, f"vmrules-{dest.target.name}-all") if dest.target.type == "alertmanager" else None
 
     def write(self, table: pa.Table, full: pa.Table) -> None:
         self.routed.write(table)
-        if self.full is not None:
-            self.full.write(full)
 
     def finish(self) -> int:
         try:
             routed = self.routed.table()
             if routed is None:
                 return 0
-            full = self.full.table() if self.full is not None else routed
             o = self.outputs
-            delivery = Delivery(self.dest.target, routed, full if full is not None else routed, self.dest.context,
-                                o.step_ms, o.env, o.log)
+            delivery = Delivery(self.dest.target, routed, routed, self.dest.context, o.step_ms, o.env, o.log)
             try:
                 return int(self.kind.write(delivery))
             except HttpError as exc:
@@ -261,8 +256,6 @@ class _ServiceOut:
 
     def abort(self) -> None:
         self.routed.discard()
-        if self.full is not None:
-            self.full.discard()
 
 
 def _remove_stale(folder: str, base: str, suffix: str, run_id: str) -> None:

@@ -59,7 +59,7 @@ def format_summary(report: RunReport, output_dir: str) -> str:
         for o in report.outputs:
             where = o.path if o.kind == "service" else os.path.relpath(o.path, os.path.realpath(output_dir))
             table = f" table {o.table}" if o.table else ""
-            lines.append(f"  {where}{table}  ({o.type}, {o.rows} rows, target {o.target})")
+            lines.append(f"  {where}{table}  ({o.type}, {o.rows} {o.unit}, target {o.target})")
     return "\n".join(lines)
 
 
@@ -75,7 +75,7 @@ def json_events(report: RunReport, output_dir: str) -> list[dict[str, object]]:
                        "bytes": r.bytes_read, "seconds": round(r.seconds, 3)})
     for o in report.outputs:
         events.append({"event": "output", "target": o.target, "type": o.type, "kind": o.kind, "path": o.path,
-                       "table": o.table, "rows": o.rows})
+                       "table": o.table, "rows": o.rows, "unit": o.unit})
     events.append({"event": "run", "id": report.run["id"], "ok": report.ok, "rules": len(report.rules),
                    "failed": [r.name for r in report.failed], "output_dir": output_dir})
     return events

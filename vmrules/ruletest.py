@@ -104,7 +104,7 @@ def _rows_per_target(rule: Rule, test: RuleTest, targets: Mapping[str, Target],
                      hits: _Hits) -> dict[str, list[dict[str, Any]]]:
     step = test.interval_ms or rule.step_ms
     rule = replace(rule, step_ms=step)
-    whole = {n: replace(t, options={k: v for k, v in t.options.items() if k != "columns"}) for n, t in targets.items()}
+    whole = {n: _as_tested(t) for n, t in targets.items()}
     ev = evaluate(rule, query_result(test, step), whole)
     out = {name: _as_rows(table.to_pylist()) for name, table in ev.routed.items()}
     every = _as_rows(ev.table.to_pylist())
@@ -115,15 +115,31 @@ def _rows_per_target(rule: Rule, test: RuleTest, targets: Mapping[str, Target],
     return out
 
 
+def _as_tested(t: Target) -> Target:
+    """A target as a test sees it: every column; an alertmanager target as the alerting rows routed to it
+    (each a time at which its alert fires, as in promtool's alert_rule_test)."""
+    options = {k: v for k, v in t.options.items() if k != "columns"}
+    return replace(t, type="jsonl" if t.type == "alertmanager" else t.type, options=options)
+
+
 def _as_rows(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Rows as a test sees them: time in ms from 0, labels as their own keys."""
+    """Rows (or episodes) as a test sees them: times in ms from 0, labels as their own keys."""
     out = []
     for r in rows:
-        row = {"time": int(r["timestamp"].timestamp() * 1000), "severity": r["severity"], "value": r["value"],
-               "alert": r["alert"], "metric": r["metric"], "rule": r["rule"]}
+        if "timestamp" in r:
+            row = {"time": _ms(r["timestamp"]), "severity": r["severity"], "value": r["value"],
+                   "alert": r["alert"], "metric": r["metric"], "rule": r["rule"]}
+        else:
+            row = {"start": _ms(r["start"]), "end": None if r["end"] is None else _ms(r["end"]),
+                   "severity": r["severity"], "peak": r["peak"], "last_value": r["last_value"],
+                   "samples": r["samples"], "metric": r["metric"], "rule": r["rule"]}
         row.update(json.loads(r["labels"]))
         out.append(row)
     return out
+
+
+def _ms(t: Any) -> int:
+    return int(t.timestamp() * 1000)
 
 
 def _expr_row(row: dict[str, Any]) -> dict[str, Any]:

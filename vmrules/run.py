@@ -104,6 +104,7 @@ class Output:
     table: str | None
     rows: int
     kind: str = "file"
+    unit: str = "rows"        # what `rows` counts: rows, episodes, alerts (alertmanager) or samples (write-back)
 
 
 @dataclass
@@ -254,6 +255,7 @@ def _plan(rule: Rule, ruleset: RuleSet, ds: Datasource, window: Window, run: dic
         for name in names:
             t = ruleset.targets[name]
             ctx = rule_template_context(rule, run_ctx, t)
+            ctx["rule"]["datasource"] = rep.datasource
             kind = kind_of(t.type)
             if kind == "service":
                 where = redact_url(str(t.options.get("url", "")))
@@ -267,6 +269,12 @@ def _plan(rule: Rule, ruleset: RuleSet, ds: Datasource, window: Window, run: dic
     except (TemplateError, KeyError, PluginError) as exc:
         rep.status, rep.error = "failed", f"target paths: {exc}"
     return rep
+
+
+def unit_of(target: Target) -> str:
+    """What a target's count counts."""
+    return {"alertmanager": "alerts", "victoriametrics": "samples"}.get(
+        target.type, "episodes" if target.shape == "episodes" else "rows")
 
 
 def _check_shared_paths(reports: list[RuleReport]) -> None:
@@ -354,11 +362,11 @@ def _run_rule(rule: Rule, rep: RuleReport, ds: Datasource, ruleset: RuleSet, rep
 def _episodes_at_end(rule: Rule, rep: RuleReport, state: EvalState, targets: Mapping[str, Target],
                      options: ApplyOptions) -> Evaluation:
     """Episodes that ended by the window's end, and the open ones for the targets that take them now:
-    databases always (updated as they go on), files only at the end of a whole run."""
+    databases (updated as they go on) and services (Alertmanager) always, files only at the end of a whole run."""
     from vmrules.evaluate import finish_episodes
 
     files_too = options.open_episodes and not options.incremental
-    now = [d.target.name for d in rep.destinations if d.kind == "database" or (d.kind == "file" and files_too)]
+    now = [d.target.name for d in rep.destinations if d.kind != "file" or files_too]
     w = rep.window
     return finish_episodes(rule, state, w.end_ms, w.first_ms if w.lookback_ms else None, targets, now)
 
@@ -451,7 +459,7 @@ def _finish_files(report: RunReport, outputs: list[RuleOutputs], log: Log, state
         if ready is not None:
             t = parts[0].target
             renames.append(ready)
-            files.append(Output(t.name, t.type, final, None, rows, "file"))
+            files.append(Output(t.name, t.type, final, None, rows, "file", unit_of(t)))
     if state is not None and len(renames) < len(by_final):
         remove_files(r.ready for r in renames)
         renames, files = [], []
@@ -483,6 +491,7 @@ def _finish_files(report: RunReport, outputs: list[RuleOutputs], log: Log, state
         for d in rep.destinations:
             if d.kind != "file" and d.target.name in rep.rows:
                 entry = tables.setdefault((d.target.name, d.path, d.table),
-                                          Output(d.target.name, d.target.type, d.path, d.table, 0, d.kind))
+                                          Output(d.target.name, d.target.type, d.path, d.table, 0, d.kind,
+                                                 unit_of(d.target)))
                 entry.rows += rep.rows[d.target.name]
     report.outputs += tables.values()

@@ -12,7 +12,7 @@ import multiprocessing
 import os
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from vmrules.checks import FileOutcome, check_files
@@ -95,7 +95,8 @@ def load_ruleset(paths: Iterable[str], jobs: int | None = None) -> RuleSet:
 def rule_template_context(rule: Rule, run: dict[str, Any], target: Target) -> dict[str, Any]:
     """What path, table and metric templates see."""
     return {"rule": {"name": rule.name, "query": rule.query, "labels": dict(rule.labels),
-                     "description": rule.description},
+                     "description": rule.description, "file": rule.location.path if rule.location else "",
+                     "datasource": ""},           # apply puts the datasource in use here (without credentials)
             "run": run, "target": {"name": target.name, "type": target.type}}
 
 
@@ -129,6 +130,9 @@ class _Merger:
             self.tests += out.tests
         yield from self.routes_and_templates(refs)
         yield from self.test_references(set(rule_names))
+        self.rules = [replace(r, episodes=True) if any(self.targets[n].shape == "episodes" for route in r.routes
+                                                      for n in route.to if n in self.targets) else r
+                      for r in self.rules]
 
     def test_references(self, rule_names: set[str]) -> Iterator[Problem]:
         """Each test names a rule of the set and expects rows only of targets that rule routes to."""

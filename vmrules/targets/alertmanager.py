@@ -1,58 +1,139 @@
-"""Target `alertmanager`: one alert per series and severity found in the window, to /api/v2/alerts.
+"""Target `alertmanager`: the rule's alert episodes as Alertmanager alerts, kept current across runs.
 
-Labels: the series labels (with the rule's static labels), `alertname` = rule,
-`severity`, and the target's `labels`. `startsAt` is the first alerting sample;
-`endsAt` is set when the series went on without that severity inside the window
-(the first such sample), and left out while it is still alerting, so
-Alertmanager keeps it firing until its resolve timeout.
+An alert is a series at a severity. Its labels: the series labels (with the
+rule's static labels), `alertname` (the rule), `alertgroup` (the rule file's
+name, where vmalert puts the group's), `severity`, and the target's `labels`.
+Alertmanager refuses label names outside [A-Za-z_][A-Za-z0-9_]* (and with them
+the whole batch), so such a name is sent with `_` for each other character
+(`service.name` -> `service_name`), which the -v log and the alert's
+`vmrules_renamed_labels` annotation say.
+
+Each run sends, per alert, its latest episode, if it is current:
+- still open at the window's end: firing, `startsAt` its start, `endsAt` now +
+  `renew_within` (default 20m): the next run renews it, as vmalert re-sends a
+  firing alert with endsAt 4 evaluation intervals ahead; when no run comes,
+  Alertmanager resolves it then;
+- ended at most `renew_within` ago: resolved, `endsAt` its end (the first step
+  without the severity; one step after the last sample of a vanished series).
+Anything older is history and is not sent: a replay of an old window never
+brings back an alert that a later run resolved. So what Alertmanager holds
+after any sequence of runs is what it holds after one run to the same end.
+Series whose alert labels would be the same (they differ only in `__name__`)
+fail the rule, as Prometheus and vmalert refuse them.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
+import time
+import urllib.parse
 from typing import Any
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-
 from vmrules import http
-from vmrules.durations import format_time_ms
-from vmrules.targets.service import Delivery, json_value, series_groups
-from vmrules.templates import render
+from vmrules.durations import format_duration_ms, format_time_ms, parse_duration_ms, parse_time_ms
+from vmrules.errors import RuleError
+from vmrules.targets.service import Delivery, json_value
+from vmrules.templates import TemplateError, render
 
 KIND = "service"
 BATCH = 500
+DEFAULT_RENEW = "20m"
+LABEL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+RENAMED = "vmrules_renamed_labels"
 
 
-def alerts(d: Delivery) -> list[dict[str, Any]]:
-    """The alerts of one rule's routed rows."""
-    firing = d.table.filter(pc.fill_null(d.table["alert"], False)) if "alert" in d.table.column_names else d.table
-    seen = {(m, lab): _ms(rows["timestamp"]) for m, lab, rows in series_groups(d.full)}
+class _Labels(dict[str, str]):
+    """Labels as annotation templates see them: one a series lacks reads as "" (as in Prometheus)."""
+
+    def __missing__(self, key: str) -> str:
+        return ""
+
+
+def alerts(d: Delivery, now_ms: int | None = None) -> list[dict[str, Any]]:
+    """The current alerts of one rule's episodes (d.table holds episodes)."""
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    renew = parse_duration_ms(str(d.target.options.get("renew_within", DEFAULT_RENEW)))
+    if parse_time_ms(d.context["run"]["to"], now_ms) < now_ms - renew:
+        d.log(f"target {d.target.name}: the window ended more than {format_duration_ms(renew)} ago: history, "
+              "not sent to Alertmanager")
+        return []
+    latest: dict[str, tuple[dict[str, Any], dict[str, str], str]] = {}
+    owner: dict[str, tuple[str, str]] = {}
+    for ep in d.table.to_pylist():
+        labels, renamed = label_names(json.loads(ep["labels"]))
+        alert_labels = {**labels, "alertname": d.rule, "alertgroup": _group(d), "severity": ep["severity"],
+                        **(d.target.options.get("labels") or {})}
+        key = json.dumps(alert_labels, sort_keys=True)
+        first = owner.setdefault(key, (ep["metric"], ep["labels"]))
+        if first != (ep["metric"], ep["labels"]):
+            raise RuleError(d.rule, f"target {d.target.name}: the series {first[0]}{first[1]} and "
+                            f"{ep['metric']}{ep['labels']} have the same labels once __name__ is left out; "
+                            "Alertmanager would keep only one of their alerts (tell them apart in the query)")
+        if key not in latest or _newer(ep, latest[key][0]):
+            latest[key] = (ep, alert_labels, renamed)
+    return [a for ep, labels, renamed in latest.values() if (a := _alert(d, ep, labels, renamed, now_ms, renew))]
+
+
+def _newer(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Episode a comes after b (of one alert): an open one is the latest."""
+    if (a["end"] is None) != (b["end"] is None):
+        return a["end"] is None
+    return bool(a["start"] > b["start"])
+
+
+def _alert(d: Delivery, ep: dict[str, Any], labels: dict[str, str], renamed: str, now_ms: int,
+           renew: int) -> dict[str, Any] | None:
+    end = None if ep["end"] is None else int(ep["end"].timestamp() * 1000)
+    if end is not None and end < now_ms - renew:
+        return None                                   # ended long ago: Alertmanager has it resolved, or never saw it
+    ctx = {**d.context, "labels": _Labels(labels), "value": json_value(float(ep["last_value"])),
+           "peak": json_value(float(ep["peak"]))}
+    annotations = {}
+    for name, text in (d.target.options.get("annotations") or {}).items():
+        try:
+            annotations[name] = render(text, ctx)
+        except TemplateError as exc:
+            raise RuleError(d.rule, f"target {d.target.name}: annotation {name}: {exc}") from None
+    if renamed:
+        annotations[RENAMED] = renamed
+    return {"labels": labels, "annotations": annotations,
+            "startsAt": format_time_ms(int(ep["start"].timestamp() * 1000)),
+            "endsAt": format_time_ms(end if end is not None else now_ms + renew),
+            "generatorURL": _generator_url(d)}
+
+
+def _group(d: Delivery) -> str:
+    path = str(d.context["rule"].get("file") or "")
+    return os.path.splitext(os.path.basename(path))[0] or d.rule
+
+
+def _generator_url(d: Delivery) -> str:
+    """Where the alert comes from: `generator_url` (a template), else the query in the datasource's graph page."""
     opts = d.target.options
-    out = []
-    for metric, labels_json, rows in series_groups(firing):
-        labels = json.loads(labels_json)
-        ts_all = seen.get((metric, labels_json), np.empty(0, np.int64))
-        severities = np.asarray(rows["severity"].cast(pa.string()).to_numpy(zero_copy_only=False))
-        ts = _ms(rows["timestamp"])
-        values = rows["value"].to_numpy()
-        names, first_at = np.unique(severities, return_index=True)
-        for sev in names[np.argsort(first_at)]:
-            mask = severities == sev
-            first, last = int(ts[mask].min()), int(ts[mask].max())
-            alert_labels = {**labels, "alertname": d.rule, "severity": sev, **(opts.get("labels") or {})}
-            ctx = {**d.context, "labels": alert_labels, "value": json_value(float(values[mask][-1]))}
-            alert: dict[str, Any] = {
-                "labels": alert_labels,
-                "annotations": {k: render(v, ctx) for k, v in (opts.get("annotations") or {}).items()},
-                "startsAt": format_time_ms(first),
-            }
-            later = ts_all[ts_all > last]
-            if len(later):
-                alert["endsAt"] = format_time_ms(int(later[0]))
-            out.append(alert)
-    return out
+    if "generator_url" in opts:
+        return render(opts["generator_url"], d.context)
+    base = str(d.context["rule"].get("datasource") or "")
+    if not base.startswith(("http://", "https://")):
+        return ""
+    return f"{base.rstrip('/')}/graph?" + urllib.parse.urlencode({"g0.expr": d.context["rule"]["query"]})
+
+
+def label_names(labels: dict[str, Any]) -> tuple[dict[str, str], str]:
+    """The labels with names Alertmanager accepts (values as text), and a note of those renamed ("" if none)."""
+    out: dict[str, str] = {}
+    renamed = []
+    for name, value in labels.items():
+        if not LABEL_NAME.fullmatch(name):
+            new = re.sub(r"[^A-Za-z0-9_]", "_", name)
+            new = new if LABEL_NAME.fullmatch(new) else "_" + new
+            while new in labels or new in out:
+                new += "_"
+            renamed.append(f"{name} -> {new}")
+            name = new
+        out[name] = value if isinstance(value, str) else json.dumps(value)
+    return out, ", ".join(renamed)
 
 
 def send(d: Delivery) -> int:
@@ -60,6 +141,10 @@ def send(d: Delivery) -> int:
     items = alerts(d)
     if not items:
         return 0
+    for a in items:
+        if RENAMED in a["annotations"]:
+            d.log(f"alertmanager: rule {d.rule}: labels sent as {a['annotations'][RENAMED]} "
+                  "(Alertmanager refuses such names)")
     session, secrets = d.session()
     url = d.target.options["url"].rstrip("/") + "/api/v2/alerts"
     try:
@@ -70,7 +155,3 @@ def send(d: Delivery) -> int:
     finally:
         session.close()
     return len(items)
-
-
-def _ms(col: pa.ChunkedArray) -> np.ndarray:
-    return np.asarray(col.cast(pa.int64()).to_numpy())

@@ -24,7 +24,7 @@ class Delivery:
 
     target: Target
     table: pa.Table                 # the rows routed to this target
-    full: pa.Table                  # every kept row of the rule (to see where alerts stopped)
+    full: pa.Table                  # the same rows (kept for plugins written against earlier versions)
     context: dict[str, Any]         # template context: rule, run, target
     step_ms: int
     env: Mapping[str, str]
