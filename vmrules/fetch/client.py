@@ -54,9 +54,20 @@ class HttpSource:
             params = {**self.ds.params, "query": query, "time": _seconds(window.end_ms)}
             return list(self._attempts(self.ds.url + "/api/v1/query", params, "vector"))
         out: list[QueryResult] = []
-        for w in window.chunks(self.ds.max_points_per_series):
-            out += self._attempts(self.ds.url + "/api/v1/query_range", self._range_params(query, w), "matrix")
+        for w in self._requests(window):
+            out += self._range(query, w, "matrix")
         return out
+
+    def _requests(self, window: Window) -> list[Window]:
+        """The window split into requests of at most max_points_per_series points."""
+        return window.chunks(self.ds.max_points_per_series)
+
+    def _range(self, query: str, w: Window, mode: str) -> Iterator[QueryResult]:
+        """One range request; only its own window's samples (a server may send others)."""
+        for result in self._attempts(self.ds.url + "/api/v1/query_range", self._range_params(query, w), mode):
+            from vmrules.fetch.parse import within  # numpy: loaded once the first answer is in
+
+            yield within(result, w)
 
     def _range_params(self, query: str, w: Window) -> dict[str, str]:
         return {**self.ds.params, "query": query, "start": _seconds(w.start_ms), "end": _seconds(w.end_ms),
@@ -71,8 +82,8 @@ class HttpSource:
         if window.instant:
             yield from self.fetch(query, window)
             return
-        for w in window.chunks(self.ds.max_points_per_series):
-            yield from self._attempts(self.ds.url + "/api/v1/query_range", self._range_params(query, w), "stream")
+        for w in self._requests(window):
+            yield from self._range(query, w, "stream")
 
     def close(self) -> None:
         self.transport.close()
@@ -116,25 +127,28 @@ class HttpSource:
             from vmrules.fetch.parse import finish_matrix, parse_answer, sort_samples
             from vmrules.fetch.stream import MatrixStream, NotCompact
             stream = MatrixStream()
-            size, told, drained = 0, 0, False
+            size, told = 0, 0
+            fed: list[bytes] | None = []       # the answer so far, kept while no batch has been handed out
+            pieces = _prepend(first, chunks)    # referenced, so a fallback can read on where this stopped
             try:
-                for chunk in _prepend(first, chunks):
+                for chunk in pieces:
                     size += len(chunk)
+                    if fed is not None:
+                        fed.append(chunk)
                     for batch in stream.feed(chunk):
-                        drained = True
+                        fed = None
                         batch.bytes_read, told = size - told, size
                         yield sort_samples(batch)
                 batches, envelope = stream.finish()
             except NotCompact:
-                if drained:
+                if fed is None:
                     raise FetchError("the answer changed its layout midway") from None
-                body = stream.raw() + self._read(resp, started)
-                yield parse_answer(body, "matrix")
+                yield parse_answer(b"".join(fed) + b"".join(pieces), "matrix")   # and the rest, from the reader
                 return
         self.log(f"GET {redact_url(url)} -> 200, {size} bytes, {time.monotonic() - started:.2f}s, streamed")
         last = finish_matrix(batches, envelope)
         last.bytes_read = size - told
-        if last.labels or not drained:
+        if last.labels or fed is not None:
             yield last
 
     def _whole_once(self, url: str, params: dict[str, str], expect: str) -> Iterator[QueryResult]:
