@@ -13,6 +13,7 @@ import contextlib
 import glob
 import os
 import queue
+import sqlite3
 import tempfile
 import threading
 from collections.abc import Callable, Mapping
@@ -25,11 +26,13 @@ from vmrules import targets
 from vmrules.errors import RuleError
 from vmrules.evaluate import Evaluation
 from vmrules.http import HttpError
+from vmrules.model import reserved_table
 from vmrules.state import Rename, remove_files
 from vmrules.targets.atomic import FILE_MODE, fsync_dir, new_temp
 from vmrules.targets.service import Delivery
 from vmrules.targets.spill import Spill
 from vmrules.targets.sqlite import Sink as SqliteSink
+from vmrules.targets.sqlite import describe
 
 Log = Callable[[str], None]
 
@@ -199,6 +202,8 @@ class _IpcSink:
 
 class _DatabaseOut:
     def __init__(self, dest: Any, rule: str, run_id: str, watermark_ms: int | None):
+        if why := reserved_table(dest.table):
+            raise RuleError(rule, f"target {dest.target.name}: {why}")
         self.dest, self.rule, self.watermark_ms = dest, rule, watermark_ms
         self.spill = Spill(os.path.dirname(dest.path), f"{os.path.basename(dest.path)}.{run_id}")
 
@@ -206,16 +211,21 @@ class _DatabaseOut:
         self.spill.write(table)
 
     def finish(self) -> int:
-        sink = SqliteSink(self.dest.path, self.dest.table, self.rule, self.dest.target, self.watermark_ms)
+        """One transaction for the rule's rows; a SQLite failure (a full disk...) leaves the table as it was."""
         try:
-            for table in self.spill.batches():
-                sink.write(table)
-        except BaseException:
-            sink.abort()
-            raise
+            sink = SqliteSink(self.dest.path, self.dest.table, self.rule, self.dest.target, self.watermark_ms)
+            try:
+                for table in self.spill.batches():
+                    sink.write(table)
+            except BaseException:
+                sink.abort()
+                raise
+            return sink.close()
+        except sqlite3.Error as exc:
+            raise RuleError(self.rule, f"target {self.dest.target.name}: table {self.dest.table}: "
+                            f"{describe(exc, self.dest.path)}; nothing of this rule was written to it") from None
         finally:
             self.spill.discard()
-        return sink.close()
 
     def abort(self) -> None:
         self.spill.discard()

@@ -14,10 +14,11 @@ from http.client import HTTPException
 from typing import Any
 
 from vmrules import http
+from vmrules.durations import format_time_ms
 from vmrules.fetch.result import FetchError, QueryResult
 from vmrules.fetch.transport import Response, Transport
 from vmrules.http import HttpError, Retryable, redact_url
-from vmrules.model import Datasource
+from vmrules.model import Datasource, too_many_requests
 from vmrules.window import Window
 
 POST_ABOVE_CHARS = 2000          # longer queries go as a form POST
@@ -59,8 +60,12 @@ class HttpSource:
         return out
 
     def _requests(self, window: Window) -> list[Window]:
-        """The window split into requests of at most max_points_per_series points."""
-        return window.chunks(self.ds.max_points_per_series)
+        """The window split into requests of at most max_points_per_series points; too many are refused."""
+        limit = self.ds.max_points_per_series
+        if why := too_many_requests(window.points, limit):
+            raise FetchError(f"the window {format_time_ms(window.start_ms)} .. {format_time_ms(window.end_ms)}: "
+                             f"{why}: raise max_points_per_series or the step, or split the window with --chunk")
+        return window.chunks(limit)
 
     def _range(self, query: str, w: Window, mode: str) -> Iterator[QueryResult]:
         """One range request; only its own window's samples (a server may send others)."""
