@@ -1,7 +1,8 @@
 """What a rule writes while it runs, and how its files reach their final paths.
 
 A rule streams batches into per-rule parts: a part file beside each final file,
-a spill file for each SQLite table and service. Nothing reaches a final path
+a spill file for each SQLite table and service (in the run's scratch folder,
+see scratch.py, which also lists the parts). Nothing reaches a final path
 or a database until the rule has finished without error (`finish`); a failed
 rule's parts are removed (`abort`). At the end of the run the parts of each
 file are renamed into place (one rule) or merged into it (several rules).
@@ -14,7 +15,6 @@ import glob
 import os
 import queue
 import sqlite3
-import tempfile
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -22,7 +22,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from vmrules import targets
+from vmrules import scratch, targets
 from vmrules.errors import RuleError
 from vmrules.evaluate import Evaluation
 from vmrules.http import HttpError
@@ -46,6 +46,8 @@ class Part:
     final: str
     path: str
     rows: int
+    output_dir: str = "."
+    run_id: str = ""
 
 
 @dataclass
@@ -60,6 +62,7 @@ class RuleOutputs:
     step_ms: int
     keep_tables: bool = False
     watermark_ms: int | None = None   # incremental runs: recorded in each SQLite table with the rows
+    output_dir: str = "."             # holds the run's scratch folder
     rows: dict[str, int] = field(default_factory=dict)
     parts: list[Part] = field(default_factory=list)
     tables: dict[str, list[pa.Table]] = field(default_factory=dict)
@@ -91,7 +94,8 @@ class RuleOutputs:
         for name, out in list(self._open.items()):
             result = out.finish()
             if isinstance(out, _FileOut):
-                self.parts.append(Part(self.rule, out.dest.target, out.dest.path, out.part, self.rows.get(name, 0)))
+                self.parts.append(Part(self.rule, out.dest.target, out.dest.path, out.part, self.rows.get(name, 0),
+                                       self.output_dir, self.run_id))
             elif result is not None:
                 self.rows[name] = result
             del self._open[name]
@@ -118,12 +122,12 @@ class RuleOutputs:
             base = os.path.basename(dest.path)
             _remove_stale(os.path.dirname(dest.path), base, ".part", self.run_id)
             part = os.path.join(os.path.dirname(dest.path), f".{base}.{self.run_id}.{self.rule}.part")
+            scratch.record(self.output_dir, self.run_id, part)
             out = _FileOut(dest, kind, part)
         elif dest.kind == "database":
-            _remove_stale(os.path.dirname(dest.path), os.path.basename(dest.path), ".spill", self.run_id)
-            out = _DatabaseOut(dest, self.rule, self.run_id, self.watermark_ms)
+            out = _DatabaseOut(dest, self.rule, scratch.folder(self.output_dir, self.run_id), self.watermark_ms)
         else:
-            out = _ServiceOut(dest, kind, self)
+            out = _ServiceOut(dest, kind, self, scratch.folder(self.output_dir, self.run_id))
         self._open[dest.target.name] = out
         return out
 
@@ -201,11 +205,11 @@ class _IpcSink:
 
 
 class _DatabaseOut:
-    def __init__(self, dest: Any, rule: str, run_id: str, watermark_ms: int | None):
+    def __init__(self, dest: Any, rule: str, folder: str, watermark_ms: int | None):
         if why := reserved_table(dest.table):
             raise RuleError(rule, f"target {dest.target.name}: {why}")
         self.dest, self.rule, self.watermark_ms = dest, rule, watermark_ms
-        self.spill = Spill(os.path.dirname(dest.path), f"{os.path.basename(dest.path)}.{run_id}")
+        self.spill = Spill(folder, f"{dest.target.name}.{dest.table}")
 
     def write(self, table: pa.Table, full: pa.Table) -> None:
         self.spill.write(table)
@@ -232,11 +236,10 @@ class _DatabaseOut:
 
 
 class _ServiceOut:
-    def __init__(self, dest: Any, kind: targets.TargetType, outputs: RuleOutputs):
+    def __init__(self, dest: Any, kind: targets.TargetType, outputs: RuleOutputs, folder: str):
         self.dest, self.kind, self.outputs = dest, kind, outputs
-        folder = tempfile.gettempdir()
-        self.routed = Spill(folder, f"vmrules-{dest.target.name}")
-        self.full = Spill(folder, f"vmrules-{dest.target.name}-all") if dest.target.type == "alertmanager" else None
+        self.routed = Spill(folder, dest.target.name)
+        self.full = Spill(folder, f"{dest.target.name}-all") if dest.target.type == "alertmanager" else None
 
     def write(self, table: pa.Table, full: pa.Table) -> None:
         self.routed.write(table)
@@ -286,6 +289,8 @@ def prepare(parts: list[Part]) -> tuple[Rename | None, int, list[str]]:
         if len(parts) > 1 or kind.sink is None:
             assert kind.merge is not None
             ready = new_temp(final)
+            if parts[0].run_id:
+                scratch.record(parts[0].output_dir, parts[0].run_id, ready)
             kind.merge([p.path for p in parts], ready, target)
         with open(ready, "rb+") as f:
             os.fsync(f.fileno())
