@@ -126,6 +126,24 @@ def test_each_request_of_a_split_window_keeps_its_own_points(server: FaultServer
     assert [(r["timestamp"], r["value"]) for r in rows] == [(t, float(v)) for t, v in POINTS]
 
 
+def test_incremental_runs_never_deliver_a_point_at_or_before_the_watermark(server: FaultServer,
+                                                                           tmp_path: Path) -> None:
+    server.script = lambda seen: Reply(200, matrix(REAL))    # the same eleven points, whatever is asked
+    folder = tmp_path / "rules"
+    folder.mkdir()
+    (folder / "r.yaml").write_text(
+        f"version: 1\ndatasource: {{url: '{server.url}'}}\n"
+        "targets:\n  f: {type: csv, path: '{{ run.from }}.csv'}\n"
+        "rules:\n  - {name: r0, query: m, range: 15m, route: [{to: f}]}\n")
+    out = tmp_path / "out"
+    for to in (END_S - 300, END_S):
+        res = CliRunner().invoke(main, ["apply", str(folder), "--output-dir", str(out), "--incremental",
+                                        "--lag", "0s", "--to", str(to)])
+        assert res.exit_code == 0, res.stderr
+    got = sorted(r["timestamp"] for f in out.glob("*.csv") for r in read.rows(str(f)))
+    assert got == [t for t, _ in POINTS]
+
+
 # -- label values are strings, on every path ------------------------------------
 BAD_LABELS = [({"a": 1}, "label 'a' has the value 1, not a string"),
               ({"a": {"x": 1}}, 'label \'a\' has the value {"x": 1}, not a string'),
