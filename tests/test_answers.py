@@ -182,11 +182,15 @@ def test_the_file_source_names_the_line_of_a_bad_label(tmp_path: Path) -> None:
 
 
 # -- a series without points ------------------------------------------------------
-def test_a_series_without_points_is_part_of_a_valid_answer() -> None:
+def test_a_series_without_points_is_part_of_a_valid_answer(server: FaultServer, tmp_path: Path) -> None:
     body = matrix([({"i": "empty"}, []), *REAL, ({"i": "empty2"}, [])])
     for parsed in (parse_answer(body, "matrix"), *streamed(body, batch_bytes=16)):
         assert [lab["i"] for lab in parsed.labels] == ["empty", "a", "empty2"]
         assert parsed.series_id.tolist() == [1] * len(POINTS) and parsed.samples == len(POINTS)
+    server.script = [Reply(200, body)]
+    code, stderr, rows = apply(tmp_path, server.url)
+    assert code == 0, stderr
+    assert [(r["i"], r["value"]) for r in rows] == [("a", float(v)) for _, v in POINTS]
 
 
 def test_a_long_streamed_answer_with_a_series_without_points(server: FaultServer) -> None:

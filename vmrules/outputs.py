@@ -124,7 +124,8 @@ class RuleOutputs:
             part = os.path.join(os.path.dirname(dest.path), f".{base}.{self.run_id}.{self.rule}.part")
             scratch.record(self.output_dir, self.run_id, part)
             out = _FileOut(dest, kind, part)
-        elif dest.kind == "database":
+        elif dest.kind == "database":     # spills beside the database are from versions before the scratch folder
+            _remove_stale(os.path.dirname(dest.path), os.path.basename(dest.path), ".spill", self.run_id)
             out = _DatabaseOut(dest, self.rule, scratch.folder(self.output_dir, self.run_id), self.watermark_ms)
         else:
             out = _ServiceOut(dest, kind, self, scratch.folder(self.output_dir, self.run_id))
