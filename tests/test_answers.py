@@ -19,7 +19,7 @@ from vmrules.cli import main
 from vmrules.fetch.client import HttpSource
 from vmrules.fetch.parse import finish_matrix, parse_answer
 from vmrules.fetch.result import FetchError
-from vmrules.fetch.stream import MatrixStream
+from vmrules.fetch.stream import MatrixStream, NotCompact
 from vmrules.model import Datasource
 from vmrules.window import Window
 
@@ -87,6 +87,21 @@ def test_a_repeated_data_key_reads_as_json_does_or_is_refused() -> None:
     long = matrix(LONG)[:-1] + b',"data":' + fake + b"}"
     with pytest.raises(FetchError, match="the answer changed its layout midway"):   # batches already out
         source_batches(long)
+
+
+@pytest.mark.parametrize("body", [
+    matrix(REAL)[:-1] + b',"data":{"result":[]}}',                        # the array cut out is not data.result
+    matrix(REAL)[:-1] + b',"x":}',                                        # broken after the array
+    b'{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"1"]}]}}',
+    json.dumps(json.loads(matrix(REAL)), indent=1).encode(),
+], ids=["two-data", "broken-tail", "vector", "pretty"])
+def test_a_fallback_gets_every_byte_of_the_answer(body: bytes) -> None:
+    stream = MatrixStream(batch_bytes=None)
+    for i in range(0, len(body), 5):
+        stream.feed(body[i:i + 5])
+    with pytest.raises(NotCompact):
+        stream.finish()
+    assert stream.raw() == body
 
 
 def source_batches(body: bytes) -> list:

@@ -132,28 +132,25 @@ class HttpSource:
             from vmrules.fetch.parse import finish_matrix, parse_answer, sort_samples
             from vmrules.fetch.stream import MatrixStream, NotCompact
             stream = MatrixStream()
-            size, told = 0, 0
-            fed: list[bytes] | None = []       # the answer so far, kept while no batch has been handed out
+            size, told, drained = 0, 0, False
             pieces = _prepend(first, chunks)    # referenced, so a fallback can read on where this stopped
             try:
                 for chunk in pieces:
                     size += len(chunk)
-                    if fed is not None:
-                        fed.append(chunk)
                     for batch in stream.feed(chunk):
-                        fed = None
+                        drained = True
                         batch.bytes_read, told = size - told, size
                         yield sort_samples(batch)
                 batches, envelope = stream.finish()
             except NotCompact:
-                if fed is None:
+                if drained:
                     raise FetchError("the answer changed its layout midway") from None
-                yield parse_answer(b"".join(fed) + b"".join(pieces), "matrix")   # and the rest, from the reader
+                yield parse_answer(stream.raw() + b"".join(pieces), "matrix")   # and the rest, from the reader
                 return
         self.log(f"GET {redact_url(url)} -> 200, {size} bytes, {time.monotonic() - started:.2f}s, streamed")
         last = finish_matrix(batches, envelope)
         last.bytes_read = size - told
-        if last.labels or fed is not None:
+        if last.labels or not drained:
             yield last
 
     def _whole_once(self, url: str, params: dict[str, str], expect: str) -> Iterator[QueryResult]:

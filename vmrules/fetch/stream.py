@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import secrets
 from typing import Any
 
 import numpy as np
@@ -45,6 +46,7 @@ class MatrixStream:
         self.envelope = _Envelope()
         self.head: bytes | None = None      # the answer up to the result array
         self.trailer: bytearray | None = None   # the answer after it
+        self.close = -1                     # where in `buf` the result array ended
         self.seen: set[tuple[tuple[str, str], ...]] = set()
         self.series = 0
 
@@ -70,22 +72,38 @@ class MatrixStream:
         """The last batches and the answer's envelope (checked by the caller)."""
         if self.head is None:
             raise NotCompact("no result array")
-        out = self._drain() if self.trailer is None else []
-        if self.trailer is None:
-            raise NotCompact("the result array does not end")
+        out: list[QueryResult] = []
+        if self.trailer is None:            # nothing is cut from `buf` here: a fallback may need it all
+            metrics, regions, counts, _ = self._scan()
+            if self.trailer is None:
+                raise NotCompact("the result array does not end")
+            out = [self._build(metrics, regions, counts)] if metrics else []
+        mark = secrets.token_hex(8)         # stands for the array cut out; no answer can know it
         try:
-            envelope = json.loads(self.head + b"[]" + bytes(self.trailer))
+            envelope = json.loads(self.head + f'"{mark}"'.encode() + bytes(self.trailer))
         except ValueError as exc:
             raise NotCompact(f"invalid JSON around the result array: {exc}") from None
         data = envelope.get("data") if isinstance(envelope, dict) else None
-        if isinstance(data, dict) and data.get("result") != []:    # e.g. a second "data" key, which wins
+        if not isinstance(data, dict) or data.get("result") != mark:    # e.g. a second "data" key, which wins
             raise NotCompact("the array cut out is not the answer's data.result")
+        data["result"] = []
         return out, envelope
 
+    def raw(self) -> bytes:
+        """Every byte fed so far, while no batch has been handed out (for a fallback parse)."""
+        if self.head is None:
+            return bytes(self.buf)
+        if self.trailer is None:
+            return self.head + b"[" + bytes(self.buf)
+        return self.head + b"[" + bytes(self.buf[:self.close + 1]) + bytes(self.trailer)
+
     def _drain(self) -> list[QueryResult]:
+        """Complete series out of `buf` as one batch; bytes leave `buf` only in a batch handed out."""
         metrics, regions, counts, used = self._scan()
-        out = [self._build(metrics, regions, counts)] if metrics else []
-        del self.buf[:used]        # only now: a NotCompact above leaves every byte for the fallback parse
+        if not metrics:
+            return []
+        out = [self._build(metrics, regions, counts)]
+        del self.buf[:used]
         return out
 
     def _scan(self) -> tuple[list[bytes], list[bytes | bytearray], list[int], int]:
@@ -96,7 +114,7 @@ class MatrixStream:
         counts: list[int] = []
         while True:
             if buf[pos:pos + 1] == b"]" and not metrics and pos == 0:
-                self.trailer = bytearray(buf[1:])
+                self.trailer, self.close = bytearray(buf[1:]), 0
                 return metrics, regions, counts, len(buf)
             if len(buf) - pos < len(_METRIC):
                 return metrics, regions, counts, pos
@@ -124,7 +142,7 @@ class MatrixStream:
             if sep == b",":
                 pos += 1
             elif sep == b"]":
-                self.trailer = bytearray(buf[pos + 1:])
+                self.trailer, self.close = bytearray(buf[pos + 1:]), pos
                 return metrics, regions, counts, len(buf)
             else:
                 raise NotCompact("unexpected bytes between series")
