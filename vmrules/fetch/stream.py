@@ -87,6 +87,7 @@ class MatrixStream:
         if not isinstance(data, dict) or data.get("result") != mark:    # e.g. a second "data" key, which wins
             raise NotCompact("the array cut out is not the answer's data.result")
         data["result"] = []
+        self.buf = bytearray()              # parsed and checked: no fallback will need it
         return out, envelope
 
     def raw(self) -> bytes:
