@@ -1,13 +1,15 @@
 """Apply speed and memory against a throwaway VictoriaMetrics, next to the raw download, in one run.
 
-    python bench/apply_bench.py [W1 W2 W3 ...] [--runs N]
+    python bench/apply_bench.py [W1 W2 W3 ...] [--runs N] [--against OTHER_CHECKOUT]
 
 W1 = 1,000 series x 1,440 points, W2 = 10,000 x 1,440, W3 = 100 x 100,000
 (a long range, split by max_points_per_series). For each workload, interleaved:
 `curl` of the same query_range answer(s) to /dev/null, then `vmrules apply` of
 one rule (valid 0..100, one threshold) writing every valid row to Parquet and
 the alert rows to CSV, in a fresh process under /usr/bin/time. Prints medians,
-the ratio vmrules/curl and peak RSS.
+the ratio vmrules/curl and peak RSS. `--against DIR` also runs the `vmrules` of another
+checkout (its `.venv`, e.g. the code before a change), interleaved with this one, and
+prints its medians and the median of the paired ratios.
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ def curl(vm: VictoriaMetrics, metric: str, points: int) -> float:
     return time.perf_counter() - t
 
 
-def vmrules(vm: VictoriaMetrics, work: str, metric: str, points: int) -> tuple[float, float]:
+def vmrules(vm: VictoriaMetrics, work: str, metric: str, points: int, exe: str = "") -> tuple[float, float]:
     rules = os.path.join(work, f"rules-{metric}")
     os.makedirs(rules, exist_ok=True)
     with open(os.path.join(rules, "b.yaml"), "w") as f:
@@ -91,7 +93,7 @@ rules:
 """)
     out = os.path.join(work, f"out-{metric}")
     shutil.rmtree(out, ignore_errors=True)
-    exe = os.path.join(os.path.dirname(sys.executable), "vmrules")
+    exe = exe or os.path.join(os.path.dirname(sys.executable), "vmrules")
     start = END_S - (points - 1) * 60
     t = time.perf_counter()
     r = subprocess.run(["/usr/bin/time", "-f", "%M", exe, "apply", rules, "-q", "--output-dir", out,
@@ -115,15 +117,52 @@ def check_rows(path: str, n: int, points: int) -> None:
     print(f"  {table.num_rows} rows, each (series, timestamp) once", flush=True)
 
 
+def compile_package(checkout: str) -> None:
+    """An installed package has its bytecode compiled by pip; an editable checkout under
+    PYTHONDONTWRITEBYTECODE would compile every module in every run instead."""
+    subprocess.run([sys.executable, "-m", "compileall", "-q", os.path.join(checkout, "vmrules")], check=True)
+
+
+def measure(vm: VictoriaMetrics, work: str, w: str, runs: int, other: str) -> tuple[float, float, float]:
+    """One workload: curl, this vmrules (and the other one, interleaved); returns curl, vmrules medians, peak."""
+    n, points = WORKLOADS[w]
+    metric = f"bench_{w.lower()}"
+    exes = {"this": ""} | ({"other": other} if other else {})
+    for exe in exes.values():                          # warm-up, also checks it works
+        vmrules(vm, work, metric, points, exe)
+        check_rows(os.path.join(work, f"out-{metric}", "all.parquet"), n, points)
+    curls: list[float] = []
+    walls: dict[str, list[float]] = {k: [] for k in exes}
+    rss: dict[str, list[float]] = {k: [] for k in exes}
+    for i in range(runs):
+        curls.append(curl(vm, metric, points))
+        for name in (list(exes) if i % 2 == 0 else list(reversed(exes))):
+            wall, peak = vmrules(vm, work, metric, points, exes[name])
+            walls[name].append(wall)
+            rss[name].append(peak)
+    c = statistics.median(curls)
+    for name in exes:
+        v = statistics.median(walls[name])
+        label = "vmrules" if name == "this" else f"vmrules of {other}"
+        print(f"{w}: {n} x {points}: curl {c:.2f} s, {label} {v:.2f} s (x{v / c:.2f}), peak RSS "
+              f"{max(rss[name]):.0f} MiB  [runs: {', '.join(f'{x:.2f}' for x in walls[name])}]", flush=True)
+    if other:
+        ratios = [a / b for a, b in zip(walls["this"], walls["other"], strict=True)]
+        print(f"{w}: this / other, median of the paired runs: {statistics.median(ratios):.3f}", flush=True)
+    return c, statistics.median(walls["this"]), max(rss["this"])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("workloads", nargs="*", default=["W1", "W2", "W3"])
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--against", default="", metavar="DIR", help="another checkout with its own .venv")
     a = ap.parse_args()
-    # An installed package has its bytecode compiled by pip; an editable checkout under
-    # PYTHONDONTWRITEBYTECODE would compile every module in every run instead.
-    subprocess.run([sys.executable, "-m", "compileall", "-q", os.path.join(os.path.dirname(__file__), "..", "vmrules")],
-                   check=True)
+    compile_package(os.path.join(os.path.dirname(__file__), ".."))
+    other = ""
+    if a.against:
+        compile_package(a.against)
+        other = os.path.join(a.against, ".venv", "bin", "vmrules")
     work = tempfile.mkdtemp(prefix="vmrules-bench-")
     vm = VictoriaMetrics(work)
     try:
@@ -136,18 +175,8 @@ def main() -> None:
             load(vm, data)
             os.unlink(data)
             vm.wait_for(metric, n, END_S)
-            vmrules(vm, work, metric, points)              # warm-up, also checks it works
-            check_rows(os.path.join(work, f"out-{metric}", "all.parquet"), n, points)
-            curls, walls, rss = [], [], []
-            for _ in range(a.runs):
-                curls.append(curl(vm, metric, points))
-                wall, peak = vmrules(vm, work, metric, points)
-                walls.append(wall)
-                rss.append(peak)
-            c, v = statistics.median(curls), statistics.median(walls)
-            rows.append((w, n * points, c, v, v / c, max(rss)))
-            print(f"{w}: {n} x {points}: curl {c:.2f} s, vmrules {v:.2f} s (x{v / c:.2f}), "
-                  f"peak RSS {max(rss):.0f} MiB  [runs: {', '.join(f'{x:.2f}' for x in walls)}]", flush=True)
+            c, v, peak = measure(vm, work, w, a.runs, other)
+            rows.append((w, n * points, c, v, v / c, peak))
         print("\n| workload | samples | curl median | vmrules median | ratio | peak RSS |")
         print("|---|---|---|---|---|---|")
         for w, samples, c, v, ratio, peak in rows:

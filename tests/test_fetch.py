@@ -173,8 +173,9 @@ def test_pretty_printed_answers_fall_back() -> None:
 def test_stream_in_any_chunks_equals_whole_parse(cuts: list[int], batch_bytes: int, n_series: int) -> None:
     from vmrules.fetch.parse import finish_matrix
     from vmrules.fetch.stream import MatrixStream
-    body = matrix([({"__name__": "m", "i": str(i)}, [(1000 + 60 * k, f"{i}.{k}") for k in range(i % 4 + 1)])
-                   for i in range(n_series)], stats={"seriesFetched": str(n_series)})
+    body = matrix([({"__name__": "m", "i": str(i)}, [(1000 + 60 * k, f"{i}.{k}") for k in range(i % 5)])
+                   for i in range(n_series)], before={"stats": {"result": [{"metric": {}, "values": [[1, "1"]]}]}},
+                  stats={"seriesFetched": str(n_series)})
     stream = MatrixStream(batch_bytes=batch_bytes)
     batches, pos = [], 0
     for cut in cuts * (len(body) // max(1, sum(cuts)) + 1):

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from vmrules import expr, schema
-from vmrules.durations import parse_duration_ms
+from vmrules.durations import format_duration_ms, parse_duration_ms
 from vmrules.errors import ConfigError, Location, Problem
 from vmrules.load import LoadedFile, load_file
 from vmrules.model import (
@@ -27,6 +27,7 @@ from vmrules.model import (
     RuleTest,
     Target,
     Threshold,
+    too_many_requests,
 )
 from vmrules.templates import TemplateError, compile_template, render
 from vmrules.thresholds import COMPARISONS, CONDITION_KEYS
@@ -75,6 +76,11 @@ def check_file(path: str) -> FileOutcome:
     checker.out.problems += list(checker.file_rules(scope))
     checker.out.problems += list(checker.file_tests(scope))
     return checker.out
+
+
+def _text(spec: dict[str, Any], key: str, ms: int) -> str:
+    """A duration as the rule wrote it (or as vmrules would)."""
+    return spec[key] if isinstance(spec.get(key), str) else format_duration_ms(ms)
 
 
 def _items(spec: dict[str, Any], key: str, s: _FileScope, path: tuple[Any, ...]) -> list[tuple[int, Any]]:
@@ -178,6 +184,9 @@ class _FileChecker:
             if missing:
                 yield Problem(f.where(path + ("columns",)), f"target {t.name!r}: upsert needs the key columns "
                               f"rule, labels, timestamp; missing {', '.join(missing)}")
+        if t.type == "sqlite" and opts.get("mode") == "replace" and "rule" not in opts.get("columns", ["rule"]):
+            yield Problem(f.where(path + ("columns",)), f"target {t.name!r}: replace swaps a rule's rows for "
+                          "new ones, which needs the rule column: add rule to columns")
 
     def episode_options(self, f: LoadedFile, path: tuple[Any, ...], t: Target) -> Iterator[Problem]:
         """Episodes have no per-sample columns; in SQLite they are upserted by their key."""
@@ -222,6 +231,7 @@ class _FileChecker:
                                             "range" not in spec else None, DEFAULT_RANGE_MS)
         step_ms = yield from self.duration(f, path + ("step",), spec.get("step", d.get("step")) if ok("step") or
                                            "step" not in spec else None, DEFAULT_STEP_MS)
+        yield from self.request_count(f, path, spec, datasource, range_ms, step_ms, {**d, **spec})
         valid: dict[str, Any] = spec["valid"] if ok("valid") else {}
         if valid.get("min") is not None and valid.get("max") is not None and valid["min"] > valid["max"]:
             yield Problem(f.where(path + ("valid",)), f"valid: min {valid['min']} is greater than max {valid['max']}")
@@ -251,6 +261,20 @@ class _FileChecker:
             valid_min=valid.get("min"), valid_max=valid.get("max"), where=where,
             thresholds=tuple(thresholds), routes=tuple(routes), description=spec.get("description", ""),
             lookback_ms=lookback)
+
+    def request_count(self, f: LoadedFile, path: tuple[Any, ...], spec: dict[str, Any], ds: Datasource | None,
+                      range_ms: int, step_ms: int, written: dict[str, Any]) -> Iterator[Problem]:
+        """The rule's own window (its range) may not take more than MAX_REQUESTS_PER_RULE range requests
+        (apply checks the window it is given, too)."""
+        if ds is None or ds.is_file or spec.get("instant") or step_ms <= 0:
+            return
+        why = too_many_requests(range_ms // step_ms + 1, ds.max_points_per_series)
+        if why:
+            key = next((k for k in ("range", "step") if k in spec), None)
+            yield Problem(f.where(path + (key,)) if key else f.where(path),
+                          f"rule {spec.get('name', '?')!r}: its range of {_text(written, 'range', range_ms)} at step "
+                          f"{_text(written, 'step', step_ms)}: {why}: raise max_points_per_series or the step, "
+                          "or shorten the range")
 
     # -- tests ------------------------------------------------------------
     def file_tests(self, s: _FileScope) -> Iterator[Problem]:

@@ -14,8 +14,26 @@ DEFAULT_STEP_MS = 60_000
 DEFAULT_TIMEOUT_MS = 30_000
 DEFAULT_MAX_POINTS = 11_000
 CLEAR_LOOKBACK_MS = 3_600_000     # default lookback of a rule with a `clear` threshold
+MAX_REQUESTS_PER_RULE = 1_000    # a window split into more requests than this is refused (e.g. 1 point per request)
+WATERMARK_TABLE = "vmrules_watermarks"   # SQLite: incremental runs keep each rule's watermark in this table
 ROW_COLUMNS = ("rule", "metric", "labels", "timestamp", "value", "severity", "alert")
 EPISODE_COLUMNS = ("rule", "metric", "labels", "severity", "start", "end", "peak", "last_value", "samples")
+
+
+def reserved_table(name: str) -> str | None:
+    """Why a SQLite table may not have this name (None: it may); SQLite compares names case-blind."""
+    if name.lower() == WATERMARK_TABLE:
+        return f"table name {name!r} is reserved: vmrules keeps the watermarks of incremental runs in it"
+    return None
+
+
+def too_many_requests(points: int, max_points: int) -> str | None:
+    """Why a window of `points` points may not be read in requests of `max_points` (None: it may)."""
+    n = -(-points // max(1, max_points))
+    if n <= MAX_REQUESTS_PER_RULE:
+        return None
+    return (f"{points:,} points need {n:,} requests of at most {max_points:,} point{'s' * (max_points != 1)} per "
+            f"series (max_points_per_series), more than the {MAX_REQUESTS_PER_RULE:,} allowed per rule")
 
 
 @dataclass(frozen=True)

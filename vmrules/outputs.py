@@ -1,7 +1,8 @@
 """What a rule writes while it runs, and how its files reach their final paths.
 
 A rule streams batches into per-rule parts: a part file beside each final file,
-a spill file for each SQLite table and service. Nothing reaches a final path
+a spill file for each SQLite table and service (in the run's scratch folder,
+see scratch.py, which also lists the parts). Nothing reaches a final path
 or a database until the rule has finished without error (`finish`); a failed
 rule's parts are removed (`abort`). At the end of the run the parts of each
 file are renamed into place (one rule) or merged into it (several rules).
@@ -13,7 +14,7 @@ import contextlib
 import glob
 import os
 import queue
-import tempfile
+import sqlite3
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -21,15 +22,17 @@ from typing import Any
 
 import pyarrow as pa
 
-from vmrules import targets
+from vmrules import scratch, targets
 from vmrules.errors import RuleError
 from vmrules.evaluate import Evaluation
 from vmrules.http import HttpError
+from vmrules.model import reserved_table
 from vmrules.state import Rename, remove_files
 from vmrules.targets.atomic import FILE_MODE, fsync_dir, new_temp
 from vmrules.targets.service import Delivery
 from vmrules.targets.spill import Spill
 from vmrules.targets.sqlite import Sink as SqliteSink
+from vmrules.targets.sqlite import describe
 
 Log = Callable[[str], None]
 
@@ -43,6 +46,8 @@ class Part:
     final: str
     path: str
     rows: int
+    output_dir: str = "."
+    run_id: str = ""
 
 
 @dataclass
@@ -57,6 +62,7 @@ class RuleOutputs:
     step_ms: int
     keep_tables: bool = False
     watermark_ms: int | None = None   # incremental runs: recorded in each SQLite table with the rows
+    output_dir: str = "."             # holds the run's scratch folder
     rows: dict[str, int] = field(default_factory=dict)
     parts: list[Part] = field(default_factory=list)
     tables: dict[str, list[pa.Table]] = field(default_factory=dict)
@@ -96,7 +102,8 @@ class RuleOutputs:
                     raise RuleError(self.rule, f"{exc.message} (already delivered: {', '.join(delivered)})") from None
                 raise
             if isinstance(out, _FileOut):
-                self.parts.append(Part(self.rule, out.dest.target, out.dest.path, out.part, self.rows.get(name, 0)))
+                self.parts.append(Part(self.rule, out.dest.target, out.dest.path, out.part, self.rows.get(name, 0),
+                                       self.output_dir, self.run_id))
             elif result is not None:
                 self.rows[name] = result
             if isinstance(out, _ServiceOut):
@@ -125,12 +132,13 @@ class RuleOutputs:
             base = os.path.basename(dest.path)
             _remove_stale(os.path.dirname(dest.path), base, ".part", self.run_id)
             part = os.path.join(os.path.dirname(dest.path), f".{base}.{self.run_id}.{self.rule}.part")
+            scratch.record(self.output_dir, self.run_id, part)
             out = _FileOut(dest, kind, part)
-        elif dest.kind == "database":
+        elif dest.kind == "database":     # spills beside the database are from versions before the scratch folder
             _remove_stale(os.path.dirname(dest.path), os.path.basename(dest.path), ".spill", self.run_id)
-            out = _DatabaseOut(dest, self.rule, self.run_id, self.watermark_ms)
+            out = _DatabaseOut(dest, self.rule, scratch.folder(self.output_dir, self.run_id), self.watermark_ms)
         else:
-            out = _ServiceOut(dest, kind, self)
+            out = _ServiceOut(dest, kind, self, scratch.folder(self.output_dir, self.run_id))
         self._open[dest.target.name] = out
         return out
 
@@ -208,34 +216,40 @@ class _IpcSink:
 
 
 class _DatabaseOut:
-    def __init__(self, dest: Any, rule: str, run_id: str, watermark_ms: int | None):
+    def __init__(self, dest: Any, rule: str, folder: str, watermark_ms: int | None):
+        if why := reserved_table(dest.table):
+            raise RuleError(rule, f"target {dest.target.name}: {why}")
         self.dest, self.rule, self.watermark_ms = dest, rule, watermark_ms
-        self.spill = Spill(os.path.dirname(dest.path), f"{os.path.basename(dest.path)}.{run_id}")
+        self.spill = Spill(folder, f"{dest.target.name}.{dest.table}")
 
     def write(self, table: pa.Table, full: pa.Table) -> None:
         self.spill.write(table)
 
     def finish(self) -> int:
-        sink = SqliteSink(self.dest.path, self.dest.table, self.rule, self.dest.target, self.watermark_ms)
+        """One transaction for the rule's rows; a SQLite failure (a full disk...) leaves the table as it was."""
         try:
-            for table in self.spill.batches():
-                sink.write(table)
-        except BaseException:
-            sink.abort()
-            raise
+            sink = SqliteSink(self.dest.path, self.dest.table, self.rule, self.dest.target, self.watermark_ms)
+            try:
+                for table in self.spill.batches():
+                    sink.write(table)
+            except BaseException:
+                sink.abort()
+                raise
+            return sink.close()
+        except sqlite3.Error as exc:
+            raise RuleError(self.rule, f"target {self.dest.target.name}: table {self.dest.table}: "
+                            f"{describe(exc, self.dest.path)}; nothing of this rule was written to it") from None
         finally:
             self.spill.discard()
-        return sink.close()
 
     def abort(self) -> None:
         self.spill.discard()
 
 
 class _ServiceOut:
-    def __init__(self, dest: Any, kind: targets.TargetType, outputs: RuleOutputs):
+    def __init__(self, dest: Any, kind: targets.TargetType, outputs: RuleOutputs, folder: str):
         self.dest, self.kind, self.outputs = dest, kind, outputs
-        folder = tempfile.gettempdir()
-        self.routed = Spill(folder, f"vmrules-{dest.target.name}")
+        self.routed = Spill(folder, dest.target.name)
 
     def write(self, table: pa.Table, full: pa.Table) -> None:
         self.routed.write(table)
@@ -286,6 +300,8 @@ def prepare(parts: list[Part], keep_existing: bool = False) -> tuple[Rename | No
         if earlier or len(parts) > 1 or kind.sink is None:
             assert kind.merge is not None
             ready = new_temp(final)
+            if parts[0].run_id:
+                scratch.record(parts[0].output_dir, parts[0].run_id, ready)
             kind.merge(earlier + [p.path for p in parts], ready, target)
         with open(ready, "rb+") as f:
             os.fsync(f.fileno())

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from vmrules import scratch
 from vmrules.counts import Counts
 from vmrules.durations import format_time_ms
 from vmrules.errors import RuleError, UsageError
@@ -161,10 +162,12 @@ def apply(ruleset: RuleSet, options: ApplyOptions) -> RunReport:
         if options.incremental:
             state = _load_state(options.output_dir)
             state.recover(log)           # a commit a killed run journaled is finished first
-        report = planned(state)
-        if state is not None:
-            state.begin({r.name: r.window.start_ms for r in report.rules if r.window.points and not r.window.instant})
-        _execute(rules, ruleset, sources, report, options, log, state)
+        with scratch.space(options.output_dir, run["id"], log):     # and what killed runs left goes
+            report = planned(state)
+            if state is not None:
+                state.begin({r.name: r.window.start_ms for r in report.rules
+                             if r.window.points and not r.window.instant})
+            _execute(rules, ruleset, sources, report, options, log, state)
     return report
 
 
@@ -327,7 +330,8 @@ def _run_rule(rule: Rule, rep: RuleReport, ds: Datasource, ruleset: RuleSet, rep
                 from vmrules.outputs import RuleOutputs
                 out = RuleOutputs(rule.name, rep.destinations, report.run["id"],
                                   options.env if options.env is not None else os.environ, log, rule.step_ms,
-                                  options.keep_tables, _watermark(rep.window) if options.incremental else None)
+                                  options.keep_tables, _watermark(rep.window) if options.incremental else None,
+                                  options.output_dir)
             rep.requests += batch.requests
             rep.bytes_read += batch.bytes_read
             rep.fetched += batch.samples

@@ -18,7 +18,7 @@ from typing import Any
 from vmrules.checks import FileOutcome, check_files
 from vmrules.errors import ConfigError, Location, Problem
 from vmrules.load import discover
-from vmrules.model import Rule, RuleSet, RuleTest, Target
+from vmrules.model import Rule, RuleSet, RuleTest, Target, reserved_table
 from vmrules.templates import TemplateError, check_relative_path, check_table_name, render, variables
 
 SAMPLE_RUN = {"id": "20261101_000000_0000", "started_at": "2026-11-01T00:00:00Z",
@@ -27,7 +27,17 @@ SAMPLE_ROW = {"rule": "example", "metric": "up", "labels": "{}", "timestamp": "2
               "value": 1.0, "severity": "warning", "alert": True}
 PARALLEL_MIN_FILES = 200      # below this, starting worker processes costs more than it saves
 TEMPLATE_KEYS = ("path", "table", "metric", "body")
-CHECKS = {"path": check_relative_path, "table": check_table_name}
+
+
+def _check_table(rendered: str) -> str:
+    """A SQLite table name that SQLite and vmrules both leave to the rule files."""
+    check_table_name(rendered)
+    if why := reserved_table(rendered):
+        raise TemplateError(why)
+    return rendered
+
+
+CHECKS = {"path": check_relative_path, "table": _check_table}
 
 
 @dataclass

@@ -219,10 +219,13 @@ def self_signed(folder: str) -> tuple[str, str]:
     return cert, key
 
 
-def matrix(series: list[tuple[dict[str, str], list[tuple[float, str]]]], **extra: Any) -> bytes:
-    """A query_range answer in the compact layout servers write."""
+def matrix(series: list[tuple[dict[str, Any], list[tuple[float, str]]]], before: dict[str, Any] | None = None,
+           **extra: Any) -> bytes:
+    """A query_range answer in the compact layout servers write; `before` holds keys that come before
+    `data` (e.g. a `stats` object with a `result` of its own), `extra` keys that come after it.
+    Label values are written as given, strings or not."""
     result = [{"metric": m, "values": [[t, v] for t, v in pts]} for m, pts in series]
-    doc = {"status": "success", "data": {"resultType": "matrix", "result": result}, **extra}
+    doc = {"status": "success", **(before or {}), "data": {"resultType": "matrix", "result": result}, **extra}
     return json.dumps(doc, separators=(",", ":")).encode()
 
 

@@ -14,10 +14,11 @@ from http.client import HTTPException
 from typing import Any
 
 from vmrules import http
+from vmrules.durations import format_time_ms
 from vmrules.fetch.result import FetchError, QueryResult
 from vmrules.fetch.transport import Response, Transport
 from vmrules.http import HttpError, Retryable, redact_url
-from vmrules.model import Datasource
+from vmrules.model import Datasource, too_many_requests
 from vmrules.window import Window
 
 POST_ABOVE_CHARS = 2000          # longer queries go as a form POST
@@ -54,9 +55,24 @@ class HttpSource:
             params = {**self.ds.params, "query": query, "time": _seconds(window.end_ms)}
             return list(self._attempts(self.ds.url + "/api/v1/query", params, "vector"))
         out: list[QueryResult] = []
-        for w in window.chunks(self.ds.max_points_per_series):
-            out += self._attempts(self.ds.url + "/api/v1/query_range", self._range_params(query, w), "matrix")
+        for w in self._requests(window):
+            out += self._range(query, w, "matrix")
         return out
+
+    def _requests(self, window: Window) -> list[Window]:
+        """The window split into requests of at most max_points_per_series points; too many are refused."""
+        limit = self.ds.max_points_per_series
+        if why := too_many_requests(window.points, limit):
+            raise FetchError(f"the window {format_time_ms(window.start_ms)} .. {format_time_ms(window.end_ms)}: "
+                             f"{why}: raise max_points_per_series or the step, or split the window with --chunk")
+        return window.chunks(limit)
+
+    def _range(self, query: str, w: Window, mode: str) -> Iterator[QueryResult]:
+        """One range request; only its own window's samples (a server may send others)."""
+        for result in self._attempts(self.ds.url + "/api/v1/query_range", self._range_params(query, w), mode):
+            from vmrules.fetch.parse import within  # numpy: loaded once the first answer is in
+
+            yield within(result, w)
 
     def _range_params(self, query: str, w: Window) -> dict[str, str]:
         return {**self.ds.params, "query": query, "start": _seconds(w.start_ms), "end": _seconds(w.end_ms),
@@ -71,8 +87,8 @@ class HttpSource:
         if window.instant:
             yield from self.fetch(query, window)
             return
-        for w in window.chunks(self.ds.max_points_per_series):
-            yield from self._attempts(self.ds.url + "/api/v1/query_range", self._range_params(query, w), "stream")
+        for w in self._requests(window):
+            yield from self._range(query, w, "stream")
 
     def close(self) -> None:
         self.transport.close()
@@ -118,8 +134,9 @@ class HttpSource:
             from vmrules.fetch.stream import MatrixStream, NotCompact
             stream = MatrixStream()
             size, told, drained = 0, 0, False
+            pieces = _prepend(first, chunks)    # referenced, so a fallback can read on where this stopped
             try:
-                for chunk in _prepend(first, chunks):
+                for chunk in pieces:
                     size += len(chunk)
                     for batch in stream.feed(chunk):
                         drained = True
@@ -129,8 +146,7 @@ class HttpSource:
             except NotCompact:
                 if drained:
                     raise FetchError("the answer changed its layout midway") from None
-                body = stream.raw() + self._read(resp, started)
-                yield parse_answer(body, "matrix")
+                yield parse_answer(stream.raw() + b"".join(pieces), "matrix")   # and the rest, from the reader
                 return
         self.log(f"GET {redact_url(url)} -> 200, {size} bytes, {time.monotonic() - started:.2f}s, streamed")
         last = finish_matrix(batches, envelope)

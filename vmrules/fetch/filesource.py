@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vmrules.fetch.result import FetchError, QueryResult, check_unique
+from vmrules.fetch.result import FetchError, QueryResult, check_unique, series_labels
 from vmrules.window import Window
 
 LOOKBACK_MS = 300_000
@@ -114,9 +114,11 @@ class ExportFile:
                 doc = json.loads(fixed)
                 ts = np.asarray(doc["timestamps"], np.int64)
                 vals = np.asarray(doc["values"], np.float64)
-                labels = {str(k): str(v) for k, v in doc["metric"].items()}
+                labels = series_labels(doc["metric"])
             except (ValueError, KeyError, TypeError) as exc:
                 raise FetchError(f"{self.path}:{n}: not a VictoriaMetrics export line ({exc})") from None
+            except FetchError as exc:
+                raise FetchError(f"{self.path}:{n}: {exc}") from None
             if len(ts) != len(vals):
                 raise FetchError(f"{self.path}:{n}: {len(ts)} timestamps but {len(vals)} values")
             order = np.argsort(ts, kind="stable")

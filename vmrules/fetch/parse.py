@@ -9,12 +9,15 @@ to `json.loads`, so the fast path only decides speed, never the answer.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from vmrules.fetch.result import FetchError, QueryResult, check_unique
+from vmrules.fetch.result import FetchError, QueryResult, check_unique, series_labels
 from vmrules.fetch.stream import MatrixStream, NotCompact
+
+if TYPE_CHECKING:
+    from vmrules.window import Window
 
 
 def parse_answer(body: bytes, expect: str) -> QueryResult:
@@ -94,7 +97,7 @@ def _slow(doc: Any, expect: str) -> QueryResult:
     labels, ids, ts, vals = [], [], [], []
     try:
         for i, series in enumerate(result):
-            labels.append({str(k): str(v) for k, v in series["metric"].items()})
+            labels.append(series_labels(series["metric"]))
             points = series["values"] if rtype == "matrix" else [series["value"]]
             ids += [i] * len(points)
             ts += [float(p[0]) for p in points]
@@ -108,12 +111,26 @@ def _slow(doc: Any, expect: str) -> QueryResult:
 
 
 def sort_samples(r: QueryResult) -> QueryResult:
-    """Samples ordered by (series, timestamp), as evaluation needs."""
+    """Samples ordered by (series, timestamp), one per (series, timestamp): of repeated
+    timestamps in a series, the one that comes last in the answer."""
     if len(r.ts_ms) > 1:
         d = np.diff(r.ts_ms)
         same = np.diff(r.series_id) == 0
         if np.all(d[same] > 0) and np.all(np.diff(r.series_id) >= 0):
             return r
-        order = np.lexsort((r.ts_ms, r.series_id))
+        order = np.lexsort((r.ts_ms, r.series_id))      # stable: repeats keep the answer's order
         r.series_id, r.ts_ms, r.values = r.series_id[order], r.ts_ms[order], r.values[order]
+        later = (np.diff(r.ts_ms) == 0) & (np.diff(r.series_id) == 0)
+        if later.any():
+            keep = np.append(~later, True)
+            r.series_id, r.ts_ms, r.values = r.series_id[keep], r.ts_ms[keep], r.values[keep]
+    return r
+
+
+def within(r: QueryResult, window: Window) -> QueryResult:
+    """Only the samples inside the window the request asked for (a server may send others)."""
+    ts = r.ts_ms
+    if len(ts) and (ts.min() < window.start_ms or ts.max() > window.end_ms):
+        keep = (ts >= window.start_ms) & (ts <= window.end_ms)
+        r.series_id, r.ts_ms, r.values = r.series_id[keep], ts[keep], r.values[keep]
     return r

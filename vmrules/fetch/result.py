@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # numpy is imported when samples are made, not when the module is
     import numpy as np
@@ -39,6 +40,19 @@ class QueryResult:
         import numpy as np
 
         return cls([], np.empty(0, np.int32), np.empty(0, np.int64), np.empty(0, np.float64))
+
+
+def series_labels(metric: Any) -> dict[str, str]:
+    """A series' `metric` as labels; FetchError naming the label when a value is not a string.
+
+    Every parse (fast, fallback, `file:`) goes through here, so they refuse the same answers alike.
+    """
+    if not isinstance(metric, dict):
+        raise FetchError(f"a series' metric is {json.dumps(metric)[:80]}, not an object of labels")
+    for name, value in metric.items():
+        if type(value) is not str:
+            raise FetchError(f"label {name!r} has the value {json.dumps(value)[:80]}, not a string")
+    return metric
 
 
 def label_key(labels: dict[str, str]) -> tuple[tuple[str, str], ...]:

@@ -8,6 +8,8 @@ as RFC 3339 text (which SQLite's date functions read), alert as 0/1.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import sqlite3
 import threading
@@ -16,14 +18,13 @@ import time
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from vmrules.model import Target
+from vmrules.model import WATERMARK_TABLE, Target, reserved_table
 from vmrules.targets.text import timestamps
 
 KIND = "sqlite"
 KEY = ("rule", "labels", "timestamp")
 EPISODE_KEY = ("rule", "labels", "severity", "start")   # shape: episodes; an open one is updated as it goes on
 BUSY_TIMEOUT_MS = 60_000
-WATERMARK_TABLE = "vmrules_watermarks"   # incremental runs: the last point per rule and table
 
 
 def _sql_type(t: pa.DataType) -> str:
@@ -59,6 +60,8 @@ class Sink:
     """
 
     def __init__(self, db_path: str, table_name: str, rule: str, target: Target, watermark_ms: int | None = None):
+        if why := reserved_table(table_name):
+            raise ValueError(why)
         self.db_path, self.table_name, self.rule = db_path, table_name, rule
         self.watermark_ms = watermark_ms      # incremental runs: recorded with the rows, in their transaction
         episodes = target.shape == "episodes"
@@ -76,18 +79,27 @@ class Sink:
         self.rows += table.num_rows
 
     def close(self) -> int:
-        """Commit; returns the rows written."""
-        if self.con is not None:
-            if self.watermark_ms is not None:
-                record_watermark(self.con, self.table_name, self.rule, self.watermark_ms)
-            self.con.execute("COMMIT")
+        """Commit; returns the rows written. A failed commit leaves the table as it was."""
+        try:
+            if self.con is not None:
+                if self.watermark_ms is not None:
+                    record_watermark(self.con, self.table_name, self.rule, self.watermark_ms)
+                self.con.execute("COMMIT")
+        except BaseException:
+            self.abort()
+            raise
         self._release()
         return self.rows
 
     def abort(self) -> None:
-        if self.con is not None:
-            self.con.execute("ROLLBACK")
-        self._release()
+        """Roll back, if SQLite has not done so itself (it does on a full disk or an I/O error), and
+        never hide the error that brought us here."""
+        try:
+            if self.con is not None and self.con.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    self.con.execute("ROLLBACK")
+        finally:
+            self._release()
 
     def _begin(self, schema: pa.Schema) -> None:
         self._held = _lock(self.db_path)
@@ -99,7 +111,9 @@ class Sink:
         _wal(con)
         con.execute("BEGIN IMMEDIATE")
         _prepare(con, self.table_name, schema, self.mode, self.key)
-        if self.mode == "replace" and "rule" in schema.names:
+        if self.mode == "replace":
+            if "rule" not in schema.names:
+                raise ValueError("mode replace swaps a rule's rows for new ones, which needs the rule column")
             con.execute(f"DELETE FROM {_q(self.table_name)} WHERE rule = ?", (self.rule,))
 
     def _release(self) -> None:
@@ -128,8 +142,9 @@ def _wal(con: sqlite3.Connection) -> None:
     while con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
         try:
             con.execute("PRAGMA journal_mode=WAL")
-        except sqlite3.OperationalError:
-            if time.monotonic() > deadline:
+        except sqlite3.OperationalError as exc:
+            busy = getattr(exc, "sqlite_errorname", "").startswith(("SQLITE_BUSY", "SQLITE_LOCKED"))
+            if not busy or time.monotonic() > deadline:     # a full disk is not worth waiting on
                 raise
             time.sleep(0.05)
 
@@ -165,6 +180,14 @@ def _insert(con: sqlite3.Connection, name: str, table: pa.Table, mode: str, key:
                 col = pc.cast(col, col.type.value_type)
             columns.append(col.to_pylist())
         con.executemany(sql, zip(*columns, strict=True))
+
+
+def describe(exc: sqlite3.Error, path: str) -> str:
+    """What a SQLite error means, said plainly: a full disk is ENOSPC, not the rollback that followed."""
+    name = getattr(exc, "sqlite_errorname", "")
+    if name == "SQLITE_FULL":
+        return f"no space left on device ({errno.errorcode[errno.ENOSPC]}) for {path}: SQLite says {exc}"
+    return f"{path}: {exc} ({name})" if name else f"{path}: {exc}"
 
 
 def table_watermark(db_path: str, table: str, rule: str) -> int | None:
