@@ -157,3 +157,20 @@ def test_payload(rules: Path) -> None:
         assert abs(ends - time.time() - 3 * 3600) < 60         # firing: renewed `renew_within` ahead
     finally:
         rec.stop()
+
+
+def test_an_annotation_that_fails_names_the_target_and_the_annotation(rules: Path, tmp_path: Path) -> None:
+    text = (rules / "r.yaml").read_text().replace("summary: '{{ labels.zone }}'",
+                                                  "summary: '{{ 100 // (value - 95) }}'")   # 95: division by zero
+    (rules / "r.yaml").write_text(text)
+    rec = FaultServer(lambda seen: Reply(200, b"ok"))
+    try:
+        folder = rules.parent / "rules-bad"
+        folder.mkdir()
+        (folder / "r.yaml").write_text(text.replace("AM_URL", rec.url))
+        res = CliRunner().invoke(main, ["apply", str(folder), "--output-dir", str(tmp_path / "o"),
+                                        "--from", str(T0), "--to", str(NOW)])
+        assert res.exit_code == 1 and "error: rule Hot: target am: annotation summary:" in res.output
+        assert rec.seen == []
+    finally:
+        rec.stop()
