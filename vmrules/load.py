@@ -77,21 +77,34 @@ class LoadedFile:
         return self.where(p)
 
 
-def discover(paths: Iterable[str]) -> list[str]:
-    """Rule files under each path (recursively, sorted); a missing path raises FileNotFoundError."""
+def discover(paths: Iterable[str]) -> tuple[list[str], list[Problem]]:
+    """Rule files under each path (recursively, sorted); a missing path raises FileNotFoundError.
+
+    A file found in a folder that resolves outside that folder (a symlink to `~/.git-credentials`,
+    say) is refused with a problem and never read.
+    """
     found: list[str] = []
+    refused: list[Problem] = []
     for root in paths:
         if os.path.isfile(root):
             found.append(root)
             continue
         if not os.path.isdir(root):
             raise FileNotFoundError(f"no such file or directory: {root}")
+        top = os.path.realpath(root)
         batch = []
         for dirpath, dirnames, filenames in os.walk(root):
             dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-            batch += [os.path.join(dirpath, f) for f in filenames if f.endswith(RULE_SUFFIXES)]
+            for f in filenames:
+                if f.endswith(RULE_SUFFIXES):
+                    path = os.path.join(dirpath, f)
+                    if os.path.commonpath([top, os.path.realpath(path)]) == top:
+                        batch.append(path)
+                    else:
+                        refused.append(Problem(Location(path), f"refused: a symbolic link to a file outside {root} "
+                                                                "(rule files are read only inside the paths given)"))
         found += sorted(batch)
-    return list(dict.fromkeys(found))
+    return list(dict.fromkeys(found)), refused
 
 
 def load_file(path: str) -> LoadedFile:

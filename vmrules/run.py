@@ -17,7 +17,7 @@ from vmrules.durations import format_time_ms
 from vmrules.errors import RuleError, UsageError
 from vmrules.fetch.client import HttpSource
 from vmrules.fetch.result import FetchError, QueryResult
-from vmrules.http import redact_url
+from vmrules.http import redact_url, rule_env, scrub
 from vmrules.lock import run_lock
 from vmrules.model import Datasource, Rule, RuleSet, Target
 from vmrules.plugins import PluginError, kind_of
@@ -47,6 +47,8 @@ class ApplyOptions:
     dry_run: bool = False
     concurrency: int = 4
     env: Mapping[str, str] | None = None     # for ${VAR}; default os.environ
+    allow_env: Mapping[str, tuple[str, ...]] | None = None   # variables rule files may read (name -> URL
+    #                                          prefixes, () = any URL); default: what VMRULES_ALLOW_ENV says
     keep_tables: bool = False                # keep each rule's routed tables in RunReport.tables (memory!)
     log: Log | None = None                   # -v: requests, retries, files
     notice: Log | None = None                # always shown: waiting for another run's lock
@@ -268,7 +270,7 @@ def _run_rule(rule: Rule, rep: RuleReport, ds: Datasource, ruleset: RuleSet, rep
             if out is None:
                 from vmrules.outputs import RuleOutputs
                 out = RuleOutputs(rule.name, rep.destinations, report.run["id"],
-                                  options.env if options.env is not None else os.environ, log, rule.step_ms,
+                                  rule_env(options.env, options.allow_env), log, rule.step_ms,
                                   options.keep_tables, _watermark(rep.window) if options.incremental else None)
             rep.requests += batch.requests
             rep.bytes_read += batch.bytes_read
@@ -285,11 +287,11 @@ def _run_rule(rule: Rule, rep: RuleReport, ds: Datasource, ruleset: RuleSet, rep
                 report.tables[(rule.name, name)] = pa.concat_tables(tables, promote_options="permissive")
         return out
     except FetchError as exc:
-        rep.status, rep.error = "failed", f"datasource {rep.datasource}: {exc}"
+        rep.status, rep.error = "failed", scrub(f"datasource {rep.datasource}: {exc}")
     except RuleError as exc:
-        rep.status, rep.error = "failed", exc.message
+        rep.status, rep.error = "failed", scrub(exc.message)
     except Exception as exc:  # noqa: BLE001 - one rule's failure must never stop the others
-        rep.status, rep.error = "failed", f"{type(exc).__name__}: {exc}"
+        rep.status, rep.error = "failed", scrub(f"{type(exc).__name__}: {exc}")
     finally:
         rep.seconds = time.monotonic() - started
     if out is not None:
@@ -341,7 +343,7 @@ def rule_batches(rule: Rule, ds: Datasource, window: Window, options: ApplyOptio
         from vmrules.fetch.filesource import FileSource
         source: Any = FileSource(ds.url)
     else:
-        source = HttpSource(ds, options.env, log)
+        source = HttpSource(ds, rule_env(options.env, options.allow_env), log)
     try:
         yield from source.batches(rule.query, window)
     finally:

@@ -12,6 +12,7 @@ if TYPE_CHECKING:  # jinja2 is imported at the first template that is not plain 
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 MAX_OUTPUT_CHARS = 4096
+RESERVED_PREFIX = ".vmrules"     # the state file, the lock and whatever else vmrules keeps in the output directory
 TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 SAFE_FILTERS = ("lower", "upper", "replace", "default", "d", "trim", "truncate", "string", "int",
                 "float", "round", "join", "first", "last", "length", "format", "abs", "title", "tojson")
@@ -98,7 +99,16 @@ def check_relative_path(rendered: str) -> str:
         raise TemplateError(f"path {rendered!r} leaves the output directory (..)")
     if parts[-1] in ("", "."):
         raise TemplateError(f"path {rendered!r} names a directory, not a file")
+    _check_reserved(rendered, [p for p in parts if p != "."])
     return rendered
+
+
+def _check_reserved(rendered: str, parts: list[str]) -> None:
+    """vmrules' own files at the top of the output directory (.vmrules-state.json, .vmrules.lock, and any
+    other name starting with .vmrules) are never a target's."""
+    if len(parts) == 1 and parts[0].startswith(RESERVED_PREFIX):
+        raise TemplateError(f"path {rendered!r} is reserved for vmrules' own files (names starting with "
+                            f"{RESERVED_PREFIX} at the top of the output directory)")
 
 
 def confine(output_dir: str, rendered: str) -> str:
@@ -108,6 +118,7 @@ def confine(output_dir: str, rendered: str) -> str:
     full = os.path.realpath(os.path.join(root, rendered))
     if os.path.commonpath([root, full]) != root:
         raise TemplateError(f"path {rendered!r} resolves outside the output directory")
+    _check_reserved(rendered, [os.path.relpath(full, root)])
     return full
 
 
