@@ -155,6 +155,21 @@ def test_the_rule_repo_workflow_is_safe_for_forks() -> None:
     assert all("secrets." not in json.dumps(s) for s in jobs["check"]["steps"])
 
 
+def test_the_deployment_examples_allow_the_token_for_the_datasource_only() -> None:
+    job = next(yaml.safe_load_all((ROOT / "examples/deploy/cronjob.yaml").read_text()))
+    (container,) = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    crontab = (ROOT / "examples/deploy/crontab").read_text()
+    (cron_allow,) = [x.split("=", 1)[1] for x in crontab.splitlines() if x.startswith("VMRULES_ALLOW_ENV=")]
+    urls = {yaml.safe_load(p.read_text())["datasource"]["url"]
+            for p in (ROOT / "examples/rule-repo/rules").glob("*.yaml") if "datasource:" in p.read_text()}
+    for allow in (env["VMRULES_ALLOW_ENV"], cron_allow):
+        allowed = http.parse_allow_env(allow)
+        assert list(allowed) == ["VM_TOKEN"] and allowed["VM_TOKEN"]
+        assert all(any(http.url_within(u, p) for p in allowed["VM_TOKEN"]) for u in urls)
+        assert not http.url_within("https://attacker.example/", allowed["VM_TOKEN"][0])
+
+
 # -- rule files that point elsewhere ---------------------------------------------------------------
 def test_a_symlinked_rule_file_outside_the_paths_is_refused_unread(tmp_path: Path) -> None:
     secret = tmp_path / "home" / ".git-credentials"

@@ -30,6 +30,7 @@ MAX_RETRY_AFTER_S = 10.0
 MAX_ERROR_BODY = 64 << 10           # bytes of a service's answer read (for its error message)
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 ALLOW_ENV = "VMRULES_ALLOW_ENV"
+MIN_SCRUBBED = 8                    # credentials this long or longer are scrubbed from every message
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
@@ -51,13 +52,12 @@ class Retryable(Exception):
 
 
 # -- which variables a rule file may read, and where it may send them ---------------------------------
-def parse_allow_env(text: str) -> dict[str, tuple[str, ...]]:
+def parse_allow_env(*texts: str) -> dict[str, tuple[str, ...]]:
     """`NAME` or `NAME=URL_PREFIX` items, separated by commas or spaces (the syntax of VMRULES_ALLOW_ENV and
-    --allow-env): NAME may be sent anywhere, NAME=URL only to URLs under that prefix. ValueError when malformed."""
+    --allow-env), merged: NAME may be sent anywhere, NAME=URL only to URLs under that prefix (a name given
+    with several prefixes may go under any of them). ValueError when an item is malformed."""
     out: dict[str, tuple[str, ...]] = {}
-    for item in re.split(r"[,\s]+", text.strip()):
-        if not item:
-            continue
+    for item in (i for text in texts for i in re.split(r"[,\s]+", text.strip()) if i):
         name, sep, url = item.partition("=")
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
             raise ValueError(f"{item!r}: expected NAME or NAME=URL_PREFIX")
@@ -153,10 +153,12 @@ def scrub(text: str) -> str:
 
 
 def remember_secret(value: str) -> None:
-    """Scrub `value` (and the forms a message may print it in) from every message from now on."""
+    """Scrub `value` (and the forms a message may print it in) from every message from now on. Shorter
+    values are scrubbed only from the messages of the requests that use them (Secrets.scrub): a process-wide
+    scrub of a short word would blank it out of every message."""
     forms = {value, value.strip(), repr(value)[1:-1], repr(value.encode())[2:-1]}
     with _IN_USE_LOCK:
-        _IN_USE.update(f for f in forms if len(f) >= 4)
+        _IN_USE.update(f for f in forms if len(f) >= MIN_SCRUBBED)
 
 
 def expand_secret(text: str, env: Mapping[str, str], url: str = "") -> str:
@@ -265,7 +267,7 @@ def deliver(session: Transport, method: str, url: str, body: bytes, headers: Map
     for attempt in range(1, ATTEMPTS + 1):
         try:
             left = budget - (time.monotonic() - started)
-            resp = _send(session, method, url, body, headers, min(timeout_s, max(left, 0.001)))
+            resp = _send(session, method, url, body, headers, timeout_s, min(timeout_s, max(left, 0.001)))
             log(f"{method} {redact_url(url)} -> {resp.status_code} (attempt {attempt})")
             return resp
         except Retryable as exc:
@@ -283,12 +285,12 @@ def deliver(session: Transport, method: str, url: str, body: bytes, headers: Map
 
 
 def _send(session: Transport, method: str, url: str, body: bytes, headers: Mapping[str, str],
-          timeout_s: float) -> Answer:
+          timeout_s: float, deadline_s: float) -> Answer:
     import http.client
     import ssl
 
     try:
-        with session.open(method, url, {}, body=body, headers=headers, timeout_s=timeout_s) as resp:
+        with session.open(method, url, {}, body=body, headers=headers, timeout_s=deadline_s) as resp:
             content = b""
             while len(content) < MAX_ERROR_BODY and (chunk := resp.read1(MAX_ERROR_BODY - len(content))):
                 content += chunk

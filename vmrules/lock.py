@@ -1,4 +1,5 @@
-"""One `apply` at a time per output directory: an advisory lock file, waited for with a notice."""
+"""One `apply` at a time per output directory: an advisory lock file, waited for with a notice;
+and the check that a folder can be written before a run's work is done."""
 
 from __future__ import annotations
 
@@ -48,3 +49,14 @@ def run_lock(output_dir: str, notice: Callable[[str], None]) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+def writable_folder(path: str) -> None:
+    """OSError when no file can be created beside `path` (the folder is made when missing)."""
+    import tempfile
+
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, probe = tempfile.mkstemp(prefix=".vmrules-probe.", dir=folder)
+    os.close(fd)
+    os.unlink(probe)

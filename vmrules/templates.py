@@ -25,11 +25,12 @@ class TemplateError(ValueError):
 @lru_cache(maxsize=1)
 def _environment() -> ImmutableSandboxedEnvironment:
     import jinja2
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-    env = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False,
-                                        keep_trailing_newline=True)
+    from vmrules.sandbox import BOUNDED_FILTERS, Sandbox
+
+    env = Sandbox(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
     env.filters = {k: v for k, v in env.filters.items() if k in SAFE_FILTERS}
+    env.filters.update(BOUNDED_FILTERS)
     env.globals = {}
     return env
 
@@ -39,10 +40,14 @@ def compile_template(source: str) -> jinja2.Template:
     """Parse a template once; TemplateError when it is not valid Jinja2."""
     import jinja2
 
+    from vmrules.sandbox import BudgetError
+
     try:
         return _environment().from_string(source)
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateError(f"template syntax: {exc.message} (template line {exc.lineno})") from None
+    except BudgetError as exc:
+        raise TemplateError(f"template not allowed: {exc}") from None
 
 
 @lru_cache(maxsize=4096)
@@ -53,9 +58,11 @@ def variables(source: str) -> frozenset[str]:
     import jinja2
     import jinja2.meta
 
+    from vmrules.sandbox import BudgetError
+
     try:
         return frozenset(jinja2.meta.find_undeclared_variables(_environment().parse(source)))
-    except jinja2.TemplateSyntaxError:
+    except (jinja2.TemplateSyntaxError, BudgetError):
         return frozenset()
 
 
@@ -67,15 +74,20 @@ def render(source: str, context: dict[str, Any], limit: int = MAX_OUTPUT_CHARS) 
         return source
     import jinja2
 
+    from vmrules.sandbox import BudgetError, rendering
+
     template = compile_template(source)
     try:
         pieces, size = [], 0
-        for piece in template.root_render_func(template.new_context(context, shared=True)):
-            size += len(piece)
-            if size > limit:
-                raise TemplateError(f"template output is longer than {limit} characters")
-            pieces.append(piece)
+        with rendering(limit):
+            for piece in template.root_render_func(template.new_context(context, shared=True)):
+                size += len(piece)
+                if size > limit:
+                    raise TemplateError(f"template output is longer than {limit} characters")
+                pieces.append(piece)
         return "".join(pieces)
+    except BudgetError as exc:
+        raise TemplateError(f"template not allowed: {exc}") from None
     except jinja2.exceptions.SecurityError as exc:
         raise TemplateError(f"template not allowed: {exc}") from None
     except jinja2.UndefinedError as exc:
