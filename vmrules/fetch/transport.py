@@ -36,23 +36,28 @@ MAX_INFLATED_BYTES = 8 << 30        # whatever the ratio
 
 class Deadline:
     """A request's total deadline: when it passes, the connection's socket is shut down, which ends
-    any read or write in progress (a per-read socket timeout alone lets a slow drip go on forever)."""
+    any read or write in progress (a per-read socket timeout alone lets a slow drip go on forever).
+    A connection still being made is shut down as soon as it has a socket."""
 
     def __init__(self, conn: http.client.HTTPConnection, seconds: float):
         self.conn = conn
         self.expired = False
+        self.cancelled = threading.Event()
         self.timer = threading.Timer(max(seconds, 0.0), self._expire)
         self.timer.daemon = True
         self.timer.start()
 
     def _expire(self) -> None:
         self.expired = True
+        while self.conn.sock is None and not self.cancelled.wait(0.05):
+            pass
         sock = self.conn.sock
-        if sock is not None:
+        if sock is not None and not self.cancelled.is_set():
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
 
     def cancel(self) -> None:
+        self.cancelled.set()
         self.timer.cancel()
 
 
