@@ -287,17 +287,17 @@ datasource:
 targets: {{p: {{type: parquet, path: c.parquet}}}}
 rules: [{{name: cpu, query: cpu_usage, route: [{{to: p}}]}}]
 """)
-        ok = CliRunner(env={"VM_TOKEN": "s3cret-token"}).invoke(
+        ok = CliRunner(env={"VM_TOKEN": "s3cret-token", "VMRULES_ALLOW_ENV": "VM_TOKEN"}).invoke(
             main, ["apply", str(rules), "--output-dir", str(tmp_path / "o"), *WINDOW])
         assert ok.exit_code == 0, ok.stderr
         same(read.rows(str(tmp_path / "o" / "c.parquet")), expected("cpu", is_cpu, FROM_S, TO_S))
-        bad = CliRunner(env={"VM_TOKEN": "wrong"}).invoke(
+        bad = CliRunner(env={"VM_TOKEN": "wrong", "VMRULES_ALLOW_ENV": "VM_TOKEN"}).invoke(
             main, ["apply", str(rules), "--output-dir", str(tmp_path / "o2"), *WINDOW, "-v"])
         assert bad.exit_code == 1
         # vmauth 1.79 answers 400 and echoes the token it was given: the token must not reach us
         assert "HTTP 40" in bad.stderr and "check the credentials" in bad.stderr
         assert "wrong" not in bad.stderr and "s3cret" not in bad.stderr + ok.stderr + ok.stdout
-        unset = CliRunner(env={"VM_TOKEN": None}).invoke(
+        unset = CliRunner(env={"VM_TOKEN": None, "VMRULES_ALLOW_ENV": "VM_TOKEN"}).invoke(
             main, ["apply", str(rules), "--output-dir", str(tmp_path / "o3"), *WINDOW])
         assert unset.exit_code == 1 and "VM_TOKEN is not set" in unset.stderr
     finally:

@@ -191,3 +191,19 @@ rules:
     finally:
         hook.stop()
         back.stop()
+
+
+def test_a_damaged_alert_state_fails_its_rule_clearly(tmp_path: Path) -> None:
+    folder = file_rules(tmp_path, TARGETS + "rules: [{name: cpu, query: cpu_usage, range: 30m, "
+                                            "thresholds: [{above: 50, for: 5m}], route: [{to: [db, f]}]}]\n")
+    out = tmp_path / "out"
+    assert run(folder, out, "--incremental", "--lag", "0s", "--to", str(END_S - 3600))[0] == 0
+    state = json.loads((out / STATE_NAME).read_text())
+    state["rules"]["cpu"]["alert_state"]["state"]["thresholds"] = [["m", "{}", "x"]]
+    (out / STATE_NAME).write_text(json.dumps(state))
+    code, output = run(folder, out, "--incremental", "--lag", "0s", "--to", str(END_S - 3000))
+    assert code == 1 and "rule cpu: its alert state in the incremental state file cannot be read" in output
+    state["rules"]["cpu"]["alert_state"]["as_of_ms"] = 1e400
+    (out / STATE_NAME).write_text(json.dumps(state).replace("Infinity", "1e400"))
+    code, output = run(folder, out, "--incremental", "--lag", "0s", "--to", str(END_S - 3000))
+    assert code == 2 and "not a vmrules state file" in output

@@ -218,6 +218,12 @@ def test_write_back_stores_every_sample(big_vm: VictoriaMetrics, tmp_path: Path)
                 break
             time.sleep(0.2)
         assert total == str(SERIES * POINTS)
+        code, stdout, stderr = apply(tmp_path, text)              # again: what is stored (~10 MB) is read back
+        assert code == 0, stderr
+        assert "(victoriametrics, 0 samples, target back)" in stdout
+        urllib.request.urlopen(target.url + "/internal/force_flush").read()
+        doc = json.load(urllib.request.urlopen(f"{target.url}/api/v1/query?{q}", timeout=10))
+        assert doc["data"]["result"][0]["value"][1] == str(SERIES * POINTS)
     finally:
         target.stop()
 

@@ -45,6 +45,7 @@ def rules(tmp_path: Path, url: str, extra: str = "", n: int = 1, timeout: str = 
 
 
 def apply(folder: Path, out: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    env = {**env, "VMRULES_ALLOW_ENV": ",".join(env)} if env else None     # rule files read only allowed variables
     res = CliRunner(env=env).invoke(main, ["apply", str(folder), "--output-dir", str(out), *WINDOW, *args])
     return res.exit_code, res.stdout, res.stderr
 

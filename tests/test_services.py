@@ -39,6 +39,7 @@ def apply(tmp_path: Path, text: str, *args: str, env: dict[str, str] | None = No
     folder = tmp_path / "rules"
     folder.mkdir(exist_ok=True)
     (folder / "r.yaml").write_text(text)
+    env = {**env, "VMRULES_ALLOW_ENV": ",".join(env)} if env else None     # rule files read only allowed variables
     res = CliRunner(env=env).invoke(main, ["apply", str(folder), "--output-dir", str(tmp_path / "out"), *args])
     return res.exit_code, res.stdout, res.stderr
 

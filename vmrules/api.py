@@ -21,6 +21,7 @@ from vmrules.durations import format_time_ms, parse_duration_ms, parse_time_ms
 from vmrules.errors import UsageError
 from vmrules.evaluate import Evaluation, evaluate, series_keys
 from vmrules.fetch.result import QueryResult
+from vmrules.http import Env, rule_env
 from vmrules.model import Datasource, Rule, Target
 from vmrules.run import ApplyOptions, Output, rule_batches
 from vmrules.validate import rule_template_context
@@ -47,7 +48,7 @@ def query_tables(query: str, datasource: str | Datasource, *, start: Time = None
         if isinstance(datasource, str) else datasource
     rule = Rule(name=query, query=query, location=None, step_ms=step_ms, instant=instant)  # type: ignore[arg-type]
     window = rule_window(rule, start_ms, end_ms)
-    options = ApplyOptions(env=env)
+    options = ApplyOptions(env=Env(os.environ if env is None else env))   # the caller's own headers: trusted
     for batch in rule_batches(rule, ds, window, options, log or (lambda _m: None)):
         yield evaluate(rule, batch, {}).table
 
@@ -114,7 +115,7 @@ def write_table(table: pa.Table, target: Target, output_dir: str = ".", *, rule:
     kind, writer = kind_of(target.type), targets.get(target.type)
     rows = _columns(table, target.columns) if target.options.get("columns") else table
     if kind == "service":
-        n = writer.write(Delivery(target, rows, table, ctx, 60_000, os.environ if env is None else env,
+        n = writer.write(Delivery(target, rows, table, ctx, 60_000, rule_env(env),
                                   log or (lambda _m: None)))
         return Output(target.name, target.type, str(target.options.get("url", "")), None, int(n), "service")
     path = confine(output_dir, render(target.options["path"], ctx))

@@ -10,6 +10,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import subprocess
 import tarfile
 import tempfile
@@ -22,6 +23,7 @@ from typing import Any
 from vmrules.counts import Counts
 from vmrules.durations import format_time_ms
 from vmrules.errors import ConfigError, UsageError
+from vmrules.http import scrub
 from vmrules.model import Rule, RuleSet, Target
 from vmrules.report import series_text
 from vmrules.run import ApplyOptions, _select, evaluated, rule_datasource
@@ -118,9 +120,9 @@ def _plan_rule(rule: Rule, window: Window, sources: dict[str, Any], targets: dic
             count(finish_episodes(rule, state, window.end_ms, window.first_ms if window.lookback_ms else None,
                                   targets, shaped))
     except FetchError as exc:
-        out.status, out.error = "failed", f"datasource: {exc}"
+        out.status, out.error = "failed", scrub(f"datasource: {exc}")
     except Exception as exc:  # noqa: BLE001 - one rule's failure must never stop the others
-        out.status, out.error = "failed", f"{type(exc).__name__}: {exc}"
+        out.status, out.error = "failed", scrub(f"{type(exc).__name__}: {exc}")
     finally:
         if options.progress is not None:
             options.progress.rule_done()
@@ -152,9 +154,20 @@ def files_at(ref: str, paths: Sequence[str]) -> Iterator[list[str]]:
             except subprocess.CalledProcessError:
                 continue                         # not there at that ref: every rule in it is new
             with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-                tar.extractall(tmp, filter="data")
+                tar.extractall(tmp, filter=_files_only)
             found.append(os.path.join(tmp, rel))
         yield found
+
+
+def _files_only(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo | None:
+    """Regular files and folders of the archive; links are left out (a committed symlink may point anywhere,
+    outside the archive), as is anything the data filter refuses."""
+    if not (member.isfile() or member.isdir()):
+        return None
+    try:
+        return tarfile.data_filter(member, path)
+    except tarfile.FilterError:
+        return None
 
 
 def _git(args: list[str], cwd: str, failure: str | None = None) -> str:
@@ -261,15 +274,28 @@ def format_diff(diffs: list[RuleDiff], ref: str, markdown: bool = False) -> str:
         names = list(dict.fromkeys([*(h.targets if h else {}), *(b.targets if b else {})]))
         per_target = "; ".join(f"{n} {_delta(_rows(b, n), _rows(h, n))}" for n in names)
         failed = next((x.error for x in (h, b) if x is not None and x.status != "ok"), "")
-        rows.append((d.name, d.change + (f" (failed: {failed})" if failed else ""), alerts, series, per_target or "-"))
+        rows.append((d.name, d.change, failed, alerts, series, per_target or "-"))
     if markdown:
-        out = [f"#### vmrules plan: rules at `{ref}` and now", "",
+        out = [f"#### vmrules plan: rules at {_md_code(ref)} and now", "",
                "| rule | change | alert rows | alerting series | rows per target |", "|---|---|---|---|---|"]
-        out += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
+        out += ["| " + " | ".join([_md(n), _md(c) + (f" (failed: {_md_code(f)})" if f else ""), _md(a), _md(s),
+                                   _md(t)]) + " |" for n, c, f, a, s, t in rows]
         return "\n".join(out)
     out = [f"compared with the rules at {ref}:"]
-    out += [f"  rule {n}: {change}; alert rows {a}; alerting series {s}; rows {t}" for n, change, a, s, t in rows]
+    out += [f"  rule {n}: {c}{f' (failed: {f})' if f else ''}; alert rows {a}; alerting series {s}; rows {t}"
+            for n, c, f, a, s, t in rows]
     return "\n".join(out)
+
+
+def _md(text: str) -> str:
+    """A Markdown table cell: one line, with the punctuation that makes links, images, HTML or tables escaped."""
+    return re.sub(r"([\\`*\[\]<|~&@])", r"\\\1", " ".join(text.split()))
+
+
+def _md_code(text: str) -> str:
+    """Text from elsewhere (a server's error, a git ref) as an inline code span: shown as it is, never
+    a link, image, mention or HTML; one line, and no `|` to break the table."""
+    return "`" + " ".join(text.split()).replace("`", "'").replace("|", "\\|") + "`"
 
 
 def as_json(report: PlanReport, diffs: list[RuleDiff] | None = None) -> str:

@@ -21,12 +21,18 @@ import click  # noqa: E402
 from vmrules import __version__
 from vmrules.durations import format_time_ms, parse_duration_ms, parse_time_ms
 from vmrules.errors import ConfigError, UsageError
+from vmrules.http import ALLOW_ENV, parse_allow_env, scrub
+from vmrules.lock import writable_folder
 from vmrules.model import RuleSet
 from vmrules.report import FORMATS, format_problems
 from vmrules.schema import schema_text
 from vmrules.validate import load_ruleset, validate_paths
 
 DEFAULT_PATHS = ("rules/",)
+_ALLOW_ENV_OPTION = click.option(
+    "--allow-env", "allow_env", multiple=True, metavar="NAME[=URL]",
+    help="Let rule files read this environment variable, sent only to URLs under URL when given "
+         "(repeatable; adds to $VMRULES_ALLOW_ENV). Rule files read no variable unless allowed.")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -112,6 +118,8 @@ def query_cmd(exprs: tuple[str, ...], datasource: str, headers: tuple[str, ...],
 
     if fmt == "parquet" and not output:
         raise click.UsageError("--format parquet needs -o FILE")
+    if output:
+        _writable("-o", output)
     from_ms, to_ms = _window_options(from_, to, since or (None if from_ else "1h"))
     header_map = {}
     for h in headers:
@@ -128,8 +136,10 @@ def query_cmd(exprs: tuple[str, ...], datasource: str, headers: tuple[str, ...],
     except UsageError as exc:
         raise click.UsageError(str(exc)) from None
     except FetchError as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(scrub(f"error: {exc}"), err=True)
         sys.exit(1)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {output}: {exc.strerror or exc}") from None
     if text:
         click.echo(text)
 
@@ -177,14 +187,15 @@ def targets_cmd() -> None:
 @click.option("--shard", metavar="I/N", help="Only the rules of shard I of N (0 <= I < N), by a hash of the rule name.")
 @click.option("--report", "report_path", metavar="FILE.html", type=click.Path(dir_okay=False),
               help="Also write one self-contained HTML page: per rule a chart against its thresholds, and the numbers.")
+@_ALLOW_ENV_OPTION
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="json: every message and the summary as JSON lines on stderr, for log pipelines.")
 @click.option("-v", "--verbose", is_flag=True, help="Log each request (never a credential).")
 @click.option("-q", "--quiet", is_flag=True, help="No summary and no progress bar; errors only.")
 def apply_cmd(paths: tuple[str, ...], datasource: str | None, from_: str | None, to: str | None, since: str | None,
               output_dir: str, rules: tuple[str, ...], dry_run: bool, concurrency: int, incremental: bool, lag: str,
-              chunk: str | None, shard: str | None, report_path: str | None, log_format: str, verbose: bool,
-              quiet: bool) -> None:
+              chunk: str | None, shard: str | None, report_path: str | None, allow_env: tuple[str, ...],
+              log_format: str, verbose: bool, quiet: bool) -> None:
     """Run rules (default: rules/): fetch, filter, assign severities, route and export.
 
     Exit 0 when every rule ran, 1 when some rule failed (the others still ran),
@@ -202,6 +213,8 @@ def apply_cmd(paths: tuple[str, ...], datasource: str | None, from_: str | None,
     gc.set_threshold(50_000, 20, 100)
 
     from_ms, to_ms = _window_options(from_, to, since)
+    if report_path:
+        _writable("--report", report_path)
     ruleset = _load(paths)
     as_json = log_format == "json"
 
@@ -209,12 +222,12 @@ def apply_cmd(paths: tuple[str, ...], datasource: str | None, from_: str | None,
         if as_json:
             _json_line({"event": "log", "level": "info", "message": message})
         else:
-            click.echo(f"vmrules: {message}", err=True)
+            click.echo(scrub(f"vmrules: {message}"), err=True)
 
     options = ApplyOptions(output_dir=output_dir, datasource=datasource, from_ms=from_ms, to_ms=to_ms,
                            rules=rules, dry_run=dry_run, concurrency=concurrency, log=say if verbose else None,
                            notice=None if quiet else say, incremental=incremental, lag_ms=_duration("--lag", lag),
-                           shard=_shard(shard) if shard else None)
+                           shard=_shard(shard) if shard else None, allow_env=_allow_env(allow_env))
     if not (quiet or dry_run or chunk or as_json) and sys.stderr.isatty():
         from vmrules.progress import Progress
         options.progress = Progress(sys.stderr, 0)
@@ -234,9 +247,10 @@ def apply_cmd(paths: tuple[str, ...], datasource: str | None, from_: str | None,
         sys.exit(0 if report.ok else 1)
     if report_path:
         from vmrules.htmlreport import write_report
-        write_report(report_path, f"vmrules apply {report.run['id']}", f"{len(report.rules)} rule(s), "
-                     f"{'all ran' if report.ok else f'{len(report.failed)} failed'}; exports in {output_dir}",
-                     report.rules, ruleset, options.charts)
+        with _writing(report_path):
+            write_report(report_path, f"vmrules apply {report.run['id']}", f"{len(report.rules)} rule(s), "
+                         f"{'all ran' if report.ok else f'{len(report.failed)} failed'}; exports in {output_dir}",
+                         report.rules, ruleset, options.charts)
     if as_json:
         for event in json_events(report, output_dir):
             _json_line(event)
@@ -267,10 +281,11 @@ def apply_cmd(paths: tuple[str, ...], datasource: str | None, from_: str | None,
 @click.option("--concurrency", default=4, show_default=True, type=click.IntRange(1, 64), help="Rules run at once.")
 @click.option("--report", "report_path", metavar="FILE.html", type=click.Path(dir_okay=False),
               help="Also write one self-contained HTML page: per rule a chart against its thresholds, and the numbers.")
+@_ALLOW_ENV_OPTION
 @click.option("-v", "--verbose", is_flag=True, help="Log each request (never a credential).")
 def plan_cmd(paths: tuple[str, ...], datasource: str | None, from_: str | None, to: str | None, since: str | None,
              rules: tuple[str, ...], base: str | None, fmt: str, concurrency: int, report_path: str | None,
-             verbose: bool) -> None:
+             allow_env: tuple[str, ...], verbose: bool) -> None:
     """Fetch and evaluate rules (default: rules/) and print what each target would receive; write nothing.
 
     Exit 0 when every rule ran, 1 when some rule failed, 2 on invalid files or command line.
@@ -279,11 +294,13 @@ def plan_cmd(paths: tuple[str, ...], datasource: str | None, from_: str | None, 
     from vmrules.run import ApplyOptions
 
     from_ms, to_ms = _window_options(from_, to, since)
+    if report_path:
+        _writable("--report", report_path)
     ruleset = _load(paths)
     options = ApplyOptions(datasource=datasource, from_ms=from_ms,
                            to_ms=to_ms if to_ms is not None else int(time.time() * 1000),   # one "now" for both
-                           rules=rules, concurrency=concurrency,
-                           log=(lambda m: click.echo(f"vmrules: {m}", err=True)) if verbose else None)
+                           rules=rules, concurrency=concurrency, allow_env=_allow_env(allow_env),
+                           log=(lambda m: click.echo(scrub(f"vmrules: {m}"), err=True)) if verbose else None)
     if sys.stderr.isatty():
         from vmrules.progress import Progress
         options.progress = Progress(sys.stderr, 0)
@@ -300,8 +317,10 @@ def plan_cmd(paths: tuple[str, ...], datasource: str | None, from_: str | None, 
         click.echo(f"vmrules: {note}", err=True)
     if report_path:
         from vmrules.htmlreport import write_report
-        write_report(report_path, "vmrules plan", f"{len(head.rules)} rule(s) fetched and evaluated; nothing written",
-                     head.rules, ruleset, options.charts)
+        with _writing(report_path):
+            write_report(report_path, "vmrules plan",
+                         f"{len(head.rules)} rule(s) fetched and evaluated; nothing written",
+                         head.rules, ruleset, options.charts)
     if fmt == "json":
         click.echo(as_json(head, diffs))
     elif diffs is not None:
@@ -330,9 +349,33 @@ def _running(options: Any) -> Iterator[None]:
 
 
 def _json_line(record: dict[str, object]) -> None:
-    """One structured log record on stderr, with the time it was written."""
+    """One structured log record on stderr, with the time it was written (never a credential)."""
     stamp = format_time_ms(int(time.time() * 1000))
-    click.echo(json.dumps({"time": stamp, **record}, default=str), err=True)
+    click.echo(scrub(json.dumps({"time": stamp, **record}, default=str)), err=True)
+
+
+def _writable(option: str, path: str) -> None:
+    """Refuse an output file whose folder cannot be written, before any work is done."""
+    try:
+        writable_folder(path)
+    except OSError as exc:
+        raise click.UsageError(f"{option} {path}: cannot write there: {exc.strerror or exc}") from None
+
+
+@contextlib.contextmanager
+def _writing(path: str) -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:      # an error naming the file (exit 1), not a traceback
+        raise click.ClickException(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def _allow_env(items: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+    """$VMRULES_ALLOW_ENV and the --allow-env items: the variables rule files may read, and where they may go."""
+    try:
+        return parse_allow_env(os.environ.get(ALLOW_ENV, ""), *items)
+    except ValueError as exc:
+        raise click.UsageError(f"{ALLOW_ENV} or --allow-env: {exc}") from None
 
 
 def _load(paths: tuple[str, ...]) -> RuleSet:

@@ -17,8 +17,20 @@ def parse_duration_ms(text: str) -> int:
     return sum(int(n) * UNITS_MS[u] for n, u in _PART.findall(text))
 
 
+MAX_TIME_MS = 253_402_300_799_999      # 9999-12-31T23:59:59.999Z, the last time RFC 3339 can write
+
+
 def parse_time_ms(text: str, now_ms: int) -> int:
-    """A point in time as unix milliseconds: RFC 3339, unix seconds, `now`, `now-1h`."""
+    """A point in time as unix milliseconds: RFC 3339, unix seconds, `now`, `now-1h`; between 1970 and 9999."""
+    ms = _time_ms(text, now_ms)
+    if not 0 <= ms <= MAX_TIME_MS:
+        hint = " (unix seconds are expected; this looks like milliseconds)" if ms > MAX_TIME_MS and \
+            re.fullmatch(r"\d{13,16}(\.\d+)?", text.strip()) else ""
+        raise ValueError(f"time {text[:40]!r} is outside 1970 .. 9999{hint}")
+    return ms
+
+
+def _time_ms(text: str, now_ms: int) -> int:
     s = text.strip()
     if s == "now":
         return now_ms
@@ -27,7 +39,7 @@ def parse_time_ms(text: str, now_ms: int) -> int:
         delta = parse_duration_ms(m.group(2))
         return now_ms - delta if m.group(1) == "-" else now_ms + delta
     if re.fullmatch(r"-?\d+(\.\d+)?", s):
-        return round(float(s) * 1000)
+        return round(float(s) * 1000) if len(s) < 30 else MAX_TIME_MS + 1
     try:
         d = datetime.fromisoformat(s.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+MAX_EXCERPT = 40
 
 
 @dataclass(frozen=True, order=True)
@@ -19,6 +22,18 @@ class Location:
     def shifted(self, cols: int) -> Location:
         """The same line, `cols` columns further right."""
         return Location(self.path, self.line, self.col + cols)
+
+
+def excerpt(value: object, limit: int = MAX_EXCERPT) -> str:
+    """A value as a message may quote it: its repr, credentials in URLs masked, cut to `limit` characters
+    (a file that is not a rule file, say ~/.git-credentials, must not be printed back)."""
+    return cut(repr(value), limit)
+
+
+def cut(text: str, limit: int) -> str:
+    """`text` with credentials in URLs masked, at most `limit` characters."""
+    text = re.sub(r"(://)[^/@\s'\"]*@", r"\1***@", text)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 @dataclass(frozen=True, order=True)

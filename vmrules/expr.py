@@ -271,7 +271,8 @@ def _type_compare(node: Compare) -> str:
 
 
 def _check_regex(pattern: str, offset: int) -> None:
-    """The regex must compile both in Python and in Arrow's RE2 engine."""
+    """The regex must compile in Arrow's RE2 engine, the one that runs it (Python's `re` accepts
+    lookarounds, backreferences and repeats over 1000 that RE2 refuses, and warns on `[[:alpha:]]`)."""
     problem = _regex_problem(pattern)
     if problem:
         raise ExprError(f"invalid regex: {problem}", offset)
@@ -280,14 +281,20 @@ def _check_regex(pattern: str, offset: int) -> None:
 @lru_cache(maxsize=4096)
 def _regex_problem(pattern: str) -> str:
     import pyarrow as pa
-    import pyarrow.compute as pc
 
     try:
-        re.compile(pattern)
-        pc.match_substring_regex(pa.array([], pa.string()), pattern=f"^(?:{pattern})$")
-    except (re.error, pa.ArrowInvalid) as exc:
-        return str(exc)
+        _re2_match([""], pattern)      # RE2 compiles the pattern only when there is a value to match
+    except pa.ArrowInvalid as exc:
+        return str(exc).removeprefix("Invalid regular expression: ").replace(f"^(?:{pattern})$", pattern)
     return ""
+
+
+def _re2_match(values: list[str], pattern: str) -> list[bool]:
+    """Full matches of `pattern` by RE2, as a run evaluates them."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    return pc.match_substring_regex(pa.array(values, pa.string()), pattern=f"^(?:{pattern})$").to_pylist()
 
 
 def names(node: Node) -> set[str]:
@@ -390,7 +397,7 @@ def evaluate_row(node: Node, row: dict[str, Any]) -> Any:
         case BoolOp(left=left, right=right):
             return evaluate_row(left, row) or evaluate_row(right, row)
         case Compare(op="=~" | "!~", left=left, right=right):
-            found = re.fullmatch(str(right.value), evaluate_row(left, row)) is not None
+            found = _re2_match([evaluate_row(left, row)], str(right.value))[0]
             return found if node.op == "=~" else not found
         case Compare(op=op, left=left, right=right):
             return _PY_OPS[op](evaluate_row(left, row), evaluate_row(right, row))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 import zlib
@@ -18,7 +17,7 @@ from vmrules.durations import format_time_ms
 from vmrules.errors import RuleError, UsageError
 from vmrules.fetch.client import HttpSource
 from vmrules.fetch.result import FetchError, QueryResult
-from vmrules.http import redact_url
+from vmrules.http import redact_url, rule_env, scrub
 from vmrules.lock import run_lock
 from vmrules.model import Datasource, Rule, RuleSet, Target
 from vmrules.plugins import PluginError, kind_of
@@ -48,6 +47,8 @@ class ApplyOptions:
     dry_run: bool = False
     concurrency: int = 4
     env: Mapping[str, str] | None = None     # for ${VAR}; default os.environ
+    allow_env: Mapping[str, tuple[str, ...]] | None = None   # variables rule files may read (name -> URL
+    #                                          prefixes, () = any URL); default: what VMRULES_ALLOW_ENV says
     keep_tables: bool = False                # keep each rule's routed tables in RunReport.tables (memory!)
     log: Log | None = None                   # -v: requests, retries, files
     notice: Log | None = None                # always shown: waiting for another run's lock
@@ -329,7 +330,7 @@ def _run_rule(rule: Rule, rep: RuleReport, ds: Datasource, ruleset: RuleSet, rep
             if out is None:
                 from vmrules.outputs import RuleOutputs
                 out = RuleOutputs(rule.name, rep.destinations, report.run["id"],
-                                  options.env if options.env is not None else os.environ, log, rule.step_ms,
+                                  rule_env(options.env, options.allow_env), log, rule.step_ms,
                                   options.keep_tables, _watermark(rep.window) if options.incremental else None,
                                   options.output_dir)
             rep.requests += batch.requests
@@ -351,11 +352,11 @@ def _run_rule(rule: Rule, rep: RuleReport, ds: Datasource, ruleset: RuleSet, rep
                 report.tables[(rule.name, name)] = pa.concat_tables(tables, promote_options="permissive")
         return out
     except FetchError as exc:
-        rep.status, rep.error = "failed", f"datasource {rep.datasource}: {exc}"
+        rep.status, rep.error = "failed", scrub(f"datasource {rep.datasource}: {exc}")
     except RuleError as exc:
-        rep.status, rep.error = "failed", exc.message
+        rep.status, rep.error = "failed", scrub(exc.message)
     except Exception as exc:  # noqa: BLE001 - one rule's failure must never stop the others
-        rep.status, rep.error = "failed", f"{type(exc).__name__}: {exc}"
+        rep.status, rep.error = "failed", scrub(f"{type(exc).__name__}: {exc}")
     finally:
         rep.seconds = time.monotonic() - started
     if out is not None:
@@ -411,13 +412,23 @@ def evaluated(rule: Rule, ds: Datasource, window: Window, targets: Mapping[str, 
     for batch in rule_batches(rule, ds, window, options, log):
         if state is None:      # pyarrow loads once the first request is out, while the answer streams in
             from vmrules.evaluate import EvalState, evaluate
-            state = EvalState.from_doc(carry.state) if carry is not None else EvalState()
+            state = _carried_state(rule, carry) if carry is not None else EvalState()
         ev = evaluate(rule, batch, targets, state, after, emit_from)
         if options.progress is not None:
             options.progress.batch(batch.requests, batch.samples)
         if options.charts is not None:
             options.charts.add(rule.name, ev.table)
         yield batch, ev, state
+
+
+def _carried_state(rule: Rule, carry: Carry) -> EvalState:
+    from vmrules.evaluate import EvalState
+
+    try:
+        return EvalState.from_doc(carry.state)
+    except (TypeError, ValueError, KeyError, OverflowError) as exc:
+        raise RuleError(rule.name, f"its alert state in the incremental state file cannot be read ({exc}); "
+                        "move the file away to start afresh") from None
 
 
 def rule_batches(rule: Rule, ds: Datasource, window: Window, options: ApplyOptions, log: Log) -> Iterator[QueryResult]:
@@ -429,7 +440,7 @@ def rule_batches(rule: Rule, ds: Datasource, window: Window, options: ApplyOptio
         from vmrules.fetch.filesource import FileSource
         source: Any = FileSource(ds.url)
     else:
-        source = HttpSource(ds, options.env, log)
+        source = HttpSource(ds, rule_env(options.env, options.allow_env), log)
     try:
         for part in window.fetches():
             yield from source.batches(rule.query, part)

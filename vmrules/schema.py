@@ -10,7 +10,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-from vmrules.errors import Problem
+from vmrules.errors import Problem, cut, excerpt
 from vmrules.plugins import BUILT_IN_TYPES, target_plugins
 
 if TYPE_CHECKING:  # jsonschema is imported only to explain an invalid file
@@ -88,33 +88,36 @@ def _problem(f: LoadedFile, e: ValidationError) -> Problem:
             key = extras[0] if extras else "?"
             hint = difflib.get_close_matches(key, allowed, n=1)
             more = f"; did you mean {hint[0]!r}?" if hint else f"; allowed: {', '.join(allowed)}"
-            return Problem(f.where_key(path + (key,)), f"{where}unknown key {key!r}{more}")
+            return Problem(f.where_key(path + (key,)), f"{where}unknown key {excerpt(key)}{more}")
         case "propertyNames":
-            return Problem(f.where_key(path + (e.instance,)), f"{where}invalid name {e.instance!r}: "
+            return Problem(f.where_key(path + (e.instance,)), f"{where}invalid name {excerpt(e.instance)}: "
                            "use letters, digits and _, not starting with a digit")
         case "const" if path == ("version",):
-            return Problem(f.where(path), f"unsupported version {e.instance!r}: this vmrules reads version 1")
+            return Problem(f.where(path), f"unsupported version {excerpt(e.instance)}: this vmrules reads version 1")
         case "enum":
-            return Problem(f.where(path), f"{where}{e.instance!r} is not one of: "
+            return Problem(f.where(path), f"{where}{excerpt(e.instance)} is not one of: "
                            f"{', '.join(map(str, e.validator_value))}")
         case "type":
             want = e.validator_value if isinstance(e.validator_value, str) else " or ".join(e.validator_value)
-            return Problem(f.where(path), f"{where}expected {_noun(want)}, got {_kind(e.instance)}")
+            got = _kind(e.instance) if path or isinstance(e.instance, list) else \
+                "a plain value (this is not a vmrules rule file; its content is not shown)"
+            return Problem(f.where(path), f"{where}expected {_noun(want)}, got {got}")
         case "pattern":
             return Problem(f.where(path), f"{where}{_pattern_message(e)}")
         case "minLength" | "minItems" | "minProperties":
             return Problem(f.where(path), f"{where}must not be empty")
         case "minimum":
-            return Problem(f.where(path), f"{where}{e.instance!r} is less than the minimum of {e.validator_value}")
+            return Problem(f.where(path),
+                           f"{where}{excerpt(e.instance)} is less than the minimum of {e.validator_value}")
         case "uniqueItems":
             return Problem(f.where(path), f"{where}lists an item twice")
-    return Problem(f.where(path), f"{where}{e.message}")
+    return Problem(f.where(path), f"{where}{cut(e.message, 160)}")
 
 
 def _pattern_message(e: ValidationError) -> str:
     if "ms|s|m|h|d|w" in e.validator_value:
-        return f"{e.instance!r} is not a duration: use a number and a unit (ms s m h d w), e.g. 30s, 5m, 1h30m"
-    return f"{e.instance!r} is not a valid name: use letters, digits and _, not starting with a digit"
+        return f"{excerpt(e.instance)} is not a duration: use a number and a unit (ms s m h d w), e.g. 30s, 5m, 1h30m"
+    return f"{excerpt(e.instance)} is not a valid name: use letters, digits and _, not starting with a digit"
 
 
 def _describe(path: tuple[Any, ...]) -> str:
@@ -142,8 +145,8 @@ def _kind(value: Any) -> str:
     if isinstance(value, list):
         return "a list"
     if isinstance(value, (int, float)):
-        return f"the number {value!r}"
-    return f"the string {value!r}" if isinstance(value, str) else type(value).__name__
+        return f"the number {excerpt(value)}"
+    return f"the string {excerpt(value)}" if isinstance(value, str) else type(value).__name__
 
 
 # -- a fast yes/no check over the same schema ---------------------------------

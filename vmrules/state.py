@@ -58,7 +58,7 @@ class Carry:
         if not isinstance(doc, dict) or not isinstance(doc.get("state"), dict) or \
                 not all(isinstance(v, list) for v in doc["state"].values()):
             raise ValueError("alert_state is not a mapping with a state")
-        return cls(str(doc["fingerprint"]), int(doc["as_of_ms"]), doc["state"])
+        return cls(str(doc["fingerprint"]), _ms(doc["as_of_ms"]), doc["state"])
 
     @property
     def size(self) -> int:
@@ -91,16 +91,16 @@ class State:
         except (OSError, ValueError) as exc:
             raise StateError(f"{path}: cannot read the incremental state: {exc}") from None
         try:
-            if doc.get("version") != VERSION:
-                raise ValueError(f"version {doc.get('version')!r}")
-            marks = {str(name): int(v["watermark_ms"]) for name, v in doc["rules"].items()}
+            if not isinstance(doc, dict) or doc.get("version") != VERSION:
+                raise ValueError(f"version {doc.get('version') if isinstance(doc, dict) else None!r}")
+            marks = {str(name): _ms(v["watermark_ms"]) for name, v in doc["rules"].items()}
             carries = {str(name): Carry.from_doc(v["alert_state"]) for name, v in doc["rules"].items()
                        if "alert_state" in v}
-            firsts = {str(name): int(v) for name, v in doc.get("first_windows", {}).items()}
+            firsts = {str(name): _ms(v) for name, v in doc.get("first_windows", {}).items()}
             pending = doc.get("pending")
-            if pending is not None and not isinstance(pending, dict):
-                raise ValueError("pending is not a mapping")
-        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            if pending is not None:
+                _check_pending(pending, output_dir)
+        except (AttributeError, KeyError, TypeError, ValueError, OverflowError) as exc:
             raise StateError(f"{path}: not a vmrules state file of version {VERSION} ({exc}); "
                              "move it away to start the watermarks afresh") from None
         return cls(path, marks, pending, carries, firsts)
@@ -166,6 +166,49 @@ class State:
 
 class StateError(Exception):
     """The state file cannot be used; the message names it."""
+
+
+MAX_MS = 253_402_300_799_999        # 9999-12-31T23:59:59.999Z
+RESERVED = (STATE_NAME, ".vmrules.lock")    # vmrules' own files in the output directory; never a target's
+
+
+def _ms(value: Any) -> int:
+    """A watermark: whole milliseconds between 1970 and 9999 (`1e400` or "x" are not)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) \
+            or not 0 <= value <= MAX_MS:
+        raise ValueError(f"watermark {value!r} is not a time in milliseconds")
+    return int(value)
+
+
+def _check_pending(pending: Any, output_dir: str) -> None:
+    """The journal renames only prepared files of this output directory into place in it, and sets
+    watermarks; an entry that points elsewhere, or at vmrules' own files, is refused."""
+    if not isinstance(pending, dict) or set(pending) - {"renames", "watermarks", "alert_states"}:
+        raise ValueError("pending is not a journal of renames, watermarks and alert states")
+    root = os.path.realpath(output_dir)
+    for entry in pending.get("renames", []):
+        if not (isinstance(entry, list) and len(entry) == 3 and all(isinstance(p, str) for p in entry[:2])
+                and isinstance(entry[2], int) and not isinstance(entry[2], bool)):
+            raise ValueError(f"journal entry {str(entry)[:80]} is not [prepared, final, inode]")
+        ready, final = (os.path.realpath(os.path.join(root, p)) for p in entry[:2])
+        for p in (ready, final):
+            inside = os.path.relpath(p, root)
+            if os.path.commonpath([root, p]) != root or inside in RESERVED or inside == ".":
+                raise ValueError(f"journal entry {str(entry)[:120]} is not a file of the output directory")
+        if os.path.dirname(ready) != os.path.dirname(final) \
+                or not os.path.basename(ready).startswith(f".{os.path.basename(final)}."):
+            raise ValueError(f"journal entry {str(entry)[:120]} does not rename a prepared file beside its path")
+    marks = pending.get("watermarks", {})
+    if not isinstance(marks, dict):
+        raise ValueError("pending watermarks are not a mapping")
+    for v in marks.values():
+        _ms(v)
+    states = pending.get("alert_states", {})
+    if not isinstance(states, dict):
+        raise ValueError("pending alert states are not a mapping")
+    for doc in states.values():
+        if doc is not None:
+            Carry.from_doc(doc)
 
 
 def _inode(path: str) -> int | None:

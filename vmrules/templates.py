@@ -12,6 +12,7 @@ if TYPE_CHECKING:  # jinja2 is imported at the first template that is not plain 
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 MAX_OUTPUT_CHARS = 4096
+RESERVED_PREFIX = ".vmrules"     # the state file, the lock and whatever else vmrules keeps in the output directory
 TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 SAFE_FILTERS = ("lower", "upper", "replace", "default", "d", "trim", "truncate", "string", "int",
                 "float", "round", "join", "first", "last", "length", "format", "abs", "title", "tojson")
@@ -24,11 +25,12 @@ class TemplateError(ValueError):
 @lru_cache(maxsize=1)
 def _environment() -> ImmutableSandboxedEnvironment:
     import jinja2
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-    env = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False,
-                                        keep_trailing_newline=True)
+    from vmrules.sandbox import BOUNDED_FILTERS, Sandbox
+
+    env = Sandbox(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
     env.filters = {k: v for k, v in env.filters.items() if k in SAFE_FILTERS}
+    env.filters.update(BOUNDED_FILTERS)
     env.globals = {}
     return env
 
@@ -38,10 +40,14 @@ def compile_template(source: str) -> jinja2.Template:
     """Parse a template once; TemplateError when it is not valid Jinja2."""
     import jinja2
 
+    from vmrules.sandbox import BudgetError
+
     try:
         return _environment().from_string(source)
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateError(f"template syntax: {exc.message} (template line {exc.lineno})") from None
+    except BudgetError as exc:
+        raise TemplateError(f"template not allowed: {exc}") from None
 
 
 @lru_cache(maxsize=4096)
@@ -52,9 +58,11 @@ def variables(source: str) -> frozenset[str]:
     import jinja2
     import jinja2.meta
 
+    from vmrules.sandbox import BudgetError
+
     try:
         return frozenset(jinja2.meta.find_undeclared_variables(_environment().parse(source)))
-    except jinja2.TemplateSyntaxError:
+    except (jinja2.TemplateSyntaxError, BudgetError):
         return frozenset()
 
 
@@ -66,15 +74,20 @@ def render(source: str, context: dict[str, Any], limit: int = MAX_OUTPUT_CHARS) 
         return source
     import jinja2
 
+    from vmrules.sandbox import BudgetError, rendering
+
     template = compile_template(source)
     try:
         pieces, size = [], 0
-        for piece in template.root_render_func(template.new_context(context, shared=True)):
-            size += len(piece)
-            if size > limit:
-                raise TemplateError(f"template output is longer than {limit} characters")
-            pieces.append(piece)
+        with rendering(limit):
+            for piece in template.root_render_func(template.new_context(context, shared=True)):
+                size += len(piece)
+                if size > limit:
+                    raise TemplateError(f"template output is longer than {limit} characters")
+                pieces.append(piece)
         return "".join(pieces)
+    except BudgetError as exc:
+        raise TemplateError(f"template not allowed: {exc}") from None
     except jinja2.exceptions.SecurityError as exc:
         raise TemplateError(f"template not allowed: {exc}") from None
     except jinja2.UndefinedError as exc:
@@ -98,7 +111,16 @@ def check_relative_path(rendered: str) -> str:
         raise TemplateError(f"path {rendered!r} leaves the output directory (..)")
     if parts[-1] in ("", "."):
         raise TemplateError(f"path {rendered!r} names a directory, not a file")
+    _check_reserved(rendered, [p for p in parts if p != "."])
     return rendered
+
+
+def _check_reserved(rendered: str, parts: list[str]) -> None:
+    """vmrules' own files at the top of the output directory (.vmrules-state.json, .vmrules.lock, and any
+    other name starting with .vmrules) are never a target's."""
+    if len(parts) == 1 and parts[0].startswith(RESERVED_PREFIX):
+        raise TemplateError(f"path {rendered!r} is reserved for vmrules' own files (names starting with "
+                            f"{RESERVED_PREFIX} at the top of the output directory)")
 
 
 def confine(output_dir: str, rendered: str) -> str:
@@ -108,6 +130,7 @@ def confine(output_dir: str, rendered: str) -> str:
     full = os.path.realpath(os.path.join(root, rendered))
     if os.path.commonpath([root, full]) != root:
         raise TemplateError(f"path {rendered!r} resolves outside the output directory")
+    _check_reserved(rendered, [os.path.relpath(full, root)])
     return full
 
 

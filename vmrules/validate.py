@@ -71,12 +71,12 @@ def validate_paths(paths: Iterable[str], jobs: int | None = None) -> Result:
     Files are checked in `jobs` processes (default: one per CPU) when there are many.
     """
     paths = list(paths)
-    files = discover(paths)
+    files, refused = discover(paths)
     with _no_gc():
         outcomes = _check_all(files, jobs or os.cpu_count() or 1)
         merger = _Merger()
-        problems = list(merger.run(outcomes))
-    if not files:
+        problems = refused + list(merger.run(outcomes))
+    if not files and not refused:
         problems.append(Problem(Location(", ".join(paths) or "."), "no rule files (*.yaml, *.yml) found"))
     result = Result(files, sorted(set(problems)))
     if result.ok:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import shutil
@@ -13,6 +14,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -115,6 +117,8 @@ class Reply:
     drip_s: float = 0.0              # pause between bytes
     content_length: int | None = None
     hang_up: bool = False            # close the connection after answering, without saying so
+    drip_headers_s: float = 0.0      # pause between bytes of the status line and headers (slow headers)
+    gzip: bool = False               # send the body with Content-Encoding: gzip (compressed here)
 
 
 @dataclass
@@ -164,12 +168,19 @@ class FaultServer:
                     os.close(self.connection.detach())
                     self.close_connection = True
                     return
-                self.send_response(reply.status)
-                for k, v in reply.headers.items():
-                    self.send_header(k, v)
-                n = reply.content_length if reply.content_length is not None else len(reply.body)
-                self.send_header("Content-Length", str(n))
-                self.end_headers()
+                body = reply.body
+                headers = dict(reply.headers)
+                if reply.gzip:
+                    body = body if body[:2] == b"\x1f\x8b" else gzip.compress(body)
+                    headers["Content-Encoding"] = "gzip"
+                n = reply.content_length if reply.content_length is not None else len(body)
+                head = f"HTTP/1.1 {reply.status} X\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+                head += f"Content-Length: {n}\r\n\r\n"
+                for i in range(len(head) if reply.drip_headers_s else 1):
+                    self.wfile.write(head[i:i + 1].encode() if reply.drip_headers_s else head.encode())
+                    self.wfile.flush()
+                    time.sleep(reply.drip_headers_s)
+                reply = Reply(**{**reply.__dict__, "body": body})
                 if reply.drip_s:
                     for i in range(len(reply.body)):
                         self.wfile.write(reply.body[i:i + 1])
@@ -208,6 +219,31 @@ class FaultServer:
     def stop(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+_BOMBS: dict[int, bytes] = {}
+
+
+def gzip_bomb(inflated: int) -> bytes:
+    """A gzip stream of `inflated` zero bytes (a MiB multiple; about 1/1000 of that on the wire), made once
+    per size: one MiB compressed after a full flush is the same bytes every time, so it is repeated."""
+    if inflated not in _BOMBS:
+        z = zlib.compressobj(9, zlib.DEFLATED, -15)
+        zeros = bytes(1 << 20)
+        block = z.compress(zeros) + z.flush(zlib.Z_FULL_FLUSH)
+        crc = 0
+        for _ in range(inflated >> 20):
+            crc = zlib.crc32(zeros, crc)
+        head = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+        tail = z.flush() + struct.pack("<II", crc, inflated & 0xFFFFFFFF)
+        _BOMBS[inflated] = head + block * (inflated >> 20) + tail
+    return _BOMBS[inflated]
+
+
+def non_string_labels() -> bytes:
+    """A query_range answer whose label values are a number, a boolean and null (servers send strings)."""
+    return json.dumps({"status": "success", "data": {"resultType": "matrix", "result": [
+        {"metric": {"__name__": "m", "code": 500, "ok": True, "zone": None}, "values": [[1, "1"]]}]}}).encode()
 
 
 def self_signed(folder: str) -> tuple[str, str]:

@@ -22,6 +22,7 @@ from vmrules.model import Datasource, too_many_requests
 from vmrules.window import Window
 
 POST_ABOVE_CHARS = 2000          # longer queries go as a form POST
+MAX_WHOLE_BYTES = 1 << 30        # an answer read whole (errors, instant queries, the fallback parser)
 
 __all__ = ["HttpSource", "redact_url"]
 
@@ -33,8 +34,9 @@ class HttpSource:
                  log: Callable[[str], None] | None = None):
         self.ds = ds
         self.log = log or (lambda _msg: None)
-        self.secrets = http.Secrets(os.environ if env is None else env)
+        self.secrets = http.Secrets(os.environ if env is None else env, ds.url)
         self.timeout_s = ds.timeout_ms / 1000
+        self.attempt_s = self.timeout_s      # this attempt's deadline: less when the request's budget runs out
         try:
             headers = {k: self.secrets.expand(v) for k, v in ds.headers.items()}
             if ds.bearer_token is not None:
@@ -42,10 +44,12 @@ class HttpSource:
             if ds.basic_auth is not None:
                 pair = f"{self.secrets.expand(ds.basic_auth[0])}:{self.secrets.expand(ds.basic_auth[1])}"
                 headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
-                self.secrets.values.append(headers["Authorization"].split(" ", 1)[1])
+                self.secrets.add(headers["Authorization"].split(" ", 1)[1])
+            for k, v in headers.items():
+                http.check_header(k, v)
             self.transport = Transport(ds.url, headers, self.timeout_s, ds.ca_file, ds.tls_insecure)
         except HttpError as exc:
-            raise FetchError(str(exc)) from None
+            raise FetchError(self.secrets.scrub(str(exc))) from None
         except (OSError, ssl.SSLError) as exc:         # an unreadable ca_file
             raise FetchError(f"TLS setup failed: {exc}") from None
 
@@ -95,11 +99,15 @@ class HttpSource:
 
     def _attempts(self, url: str, params: dict[str, str], mode: str) -> Iterator[QueryResult]:
         """One request with the retry policy; `mode` is "stream" (batches as they arrive) or the
-        resultType read whole. Once part of a streamed answer has been handed out, no retry."""
+        resultType read whole. Once part of a streamed answer has been handed out, no retry.
+        Before the first batch, all attempts and pauses end within ATTEMPTS x timeout."""
         scrub = self.secrets.scrub
         once = self._stream_once if mode == "stream" else (lambda u, p: self._whole_once(u, p, mode))
+        first = time.monotonic()
+        budget = http.ATTEMPTS * self.timeout_s
         for attempt in range(1, http.ATTEMPTS + 1):
             yielded = False
+            self.attempt_s = max(min(self.timeout_s, budget - (time.monotonic() - first)), 0.001)
             try:
                 for batch in once(url, params):
                     batch.requests = 0 if yielded else attempt
@@ -110,9 +118,12 @@ class HttpSource:
             except Retryable as exc:
                 if yielded:
                     raise FetchError(scrub(f"{redact_url(url)}: {exc} (after part of the answer was read)")) from None
+                delay = http.backoff(attempt, exc.retry_after)
                 if attempt == http.ATTEMPTS:
                     raise FetchError(scrub(f"{redact_url(url)}: {exc} (after {http.ATTEMPTS} attempts)")) from None
-                delay = http.backoff(attempt, exc.retry_after)
+                if time.monotonic() - first + delay + 0.001 >= budget:
+                    raise FetchError(scrub(f"{redact_url(url)}: {exc} (after {attempt} attempt(s): no time left "
+                                           f"within {budget:g}s, {http.ATTEMPTS} x the timeout)")) from None
                 self.log(scrub(f"retrying {redact_url(url)} in {delay:.1f}s: {exc}"))
                 time.sleep(delay)
             except (FetchError, HttpError) as exc:
@@ -165,7 +176,7 @@ class HttpSource:
     def _open(self, url: str, params: dict[str, str]) -> Response:
         post = len(params.get("query", "")) > POST_ABOVE_CHARS
         try:
-            return self.transport.open("POST" if post else "GET", url, params)
+            return self.transport.open("POST" if post else "GET", url, params, timeout_s=self.attempt_s)
         except ssl.SSLError as exc:
             raise FetchError(f"TLS failed: {http.reason(exc)} (set ca_file to the CA that signed the server's "
                              "certificate)") from None
@@ -173,6 +184,8 @@ class HttpSource:
             raise Retryable(f"no answer within {self.timeout_s:g}s") from None
         except (OSError, HTTPException) as exc:
             raise Retryable(f"cannot connect: {http.reason(exc)}") from None
+        except ValueError as exc:      # http.client refuses a header; its message may quote the value
+            raise FetchError(self.secrets.scrub(f"request refused before sending: {exc}")) from None
 
     def _request(self, url: str, params: dict[str, str]) -> bytes:
         started = time.monotonic()
@@ -186,18 +199,24 @@ class HttpSource:
         return body
 
     def _read(self, resp: Response, started: float) -> bytes:
-        """The whole body, read as it arrives, within the request's total deadline."""
-        return b"".join(self._chunks(resp, started))
+        """The whole body, read as it arrives, within the request's total deadline and MAX_WHOLE_BYTES."""
+        parts, size = [], 0
+        for chunk in self._chunks(resp, started):
+            size += len(chunk)
+            if size > MAX_WHOLE_BYTES:
+                raise http.AnswerTooLarge(f"the answer is larger than {MAX_WHOLE_BYTES >> 20} MiB; refused")
+            parts.append(chunk)
+        return b"".join(parts)
 
     def _chunks(self, resp: Response, started: float) -> Iterator[bytes]:
         """The body as it arrives, within the request's total deadline."""
         try:
             while chunk := resp.read1(1 << 20):
                 yield chunk
-                if time.monotonic() - started > self.timeout_s:
+                if time.monotonic() - started > self.attempt_s:
                     raise Retryable(f"answer not complete within {self.timeout_s:g}s")
         except TimeoutError:
-            raise Retryable(f"no answer within {self.timeout_s:g}s") from None
+            raise Retryable(f"answer not complete within {self.timeout_s:g}s") from None
         except (HTTPException, zlib.error, OSError) as exc:
             raise Retryable(f"connection broke while reading the answer: {http.reason(exc)}") from None
 

@@ -1,4 +1,4 @@
-"""Target `csv`: a header row, RFC 3339 timestamps, label cells safe from spreadsheet formulas."""
+"""Target `csv`: a header row, RFC 3339 timestamps, text cells safe from spreadsheet formulas."""
 
 from __future__ import annotations
 
@@ -7,23 +7,23 @@ import shutil
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from vmrules.model import ROW_COLUMNS, Target
+from vmrules.model import Target
 from vmrules.targets.text import no_formulas, timestamps
 
 KIND = "file"
 
 
 def _text(table: pa.Table) -> pa.Table:
+    """Every text column (rule, metric, labels, severity and label columns alike) with formula cells
+    quoted: a series named `=HYPERLINK(...)` is as dangerous in `metric` as in a label."""
     cols = {}
     for name in table.column_names:
         col = table.column(name)
-        text = pa.types.is_string(col.type) or pa.types.is_dictionary(col.type)
+        value_type = col.type.value_type if pa.types.is_dictionary(col.type) else col.type
         if pa.types.is_timestamp(col.type):            # timestamp; start and end of episodes
             col = timestamps(col)
-        elif text and name not in ROW_COLUMNS:
+        elif pa.types.is_string(value_type) or pa.types.is_large_string(value_type):
             col = no_formulas(col)
-        elif pa.types.is_dictionary(col.type):
-            col = col.cast(col.type.value_type)
         cols[name] = col
     return pa.table(cols)
 

@@ -41,9 +41,11 @@ class Delivery:
         return hashlib.sha256(text.encode()).hexdigest()[:32]
 
     def session(self) -> tuple[Any, http.Secrets]:
-        secrets = http.Secrets(self.env)
+        """A connection to the target's server with its headers expanded, and the secrets to scrub;
+        HttpError when a header names a variable the allow-list refuses for this URL."""
         opts = self.target.options
-        return http.new_session(opts["url"], opts.get("headers") or {}, secrets), secrets
+        secrets = http.Secrets(self.env, opts["url"])
+        return http.new_session(opts["url"], opts.get("headers") or {}, secrets, timeout_s=self.timeout_s), secrets
 
     @property
     def timeout_s(self) -> float:

@@ -23,10 +23,14 @@ def timestamps(col: pa.ChunkedArray | pa.Array) -> pa.Array:
 
 
 def no_formulas(col: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
-    """Prefix cells that a spreadsheet would run as a formula (= + - @ tab CR) with a quote."""
+    """Prefix cells that a spreadsheet would run as a formula (= + - @ tab CR) with a quote.
+    A dictionary column is checked value by value of its dictionary, then decoded."""
     if pa.types.is_dictionary(col.type):
-        col = col.cast(col.type.value_type)
-    risky = pc.match_substring_regex(col, _FORMULA)
+        chunks = col.chunks if isinstance(col, pa.ChunkedArray) else [col]
+        out = [pa.DictionaryArray.from_arrays(c.indices, no_formulas(c.dictionary)).cast(col.type.value_type)
+               for c in chunks]
+        return pa.chunked_array(out, col.type.value_type)
+    risky = pc.fill_null(pc.match_substring_regex(col, _FORMULA), False)
     return pc.if_else(risky, pc.binary_join_element_wise("'", col, ""), col)
 
 

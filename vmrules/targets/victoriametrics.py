@@ -29,6 +29,7 @@ from vmrules.templates import render
 
 KIND = "service"
 DEFAULT_BATCH = 10_000    # series per request
+MAX_EXPORT_BYTES = 1 << 30   # what is read back of the stored samples, at most
 _BARE = re.compile(rb"(?<=[\[,])([+-]?Inf|NaN)(?=[,\]])")     # export writes these bare: not JSON
 
 
@@ -94,7 +95,8 @@ def _stored(d: Delivery, session: Any, secrets: http.Secrets, name: str,
     query = urllib.parse.urlencode({"match[]": "{" + matchers + "}", "start": f"{ts['min'].as_py() / 1000:.3f}",
                                     "end": f"{ts['max'].as_py() / 1000:.3f}"})
     try:
-        resp = http.deliver(session, "GET", f"{base}/api/v1/export?{query}", b"", {}, d.timeout_s, secrets, d.log)
+        resp = http.deliver(session, "GET", f"{base}/api/v1/export?{query}", b"", {}, d.timeout_s, secrets, d.log,
+                            read=MAX_EXPORT_BYTES)
     except http.HttpError as exc:
         raise http.HttpError(f"cannot read back what is stored, to skip samples already written ({exc}); set "
                              "read_url to a URL that serves /api/v1/export (vmselect for a cluster), or "
