@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from bench.apply_bench import END_S, generate, load  # noqa: E402
 from tests.support.servers import VictoriaMetrics  # noqa: E402
 from vmrules import load_ruleset  # noqa: E402
-from vmrules.run import ApplyOptions, apply  # noqa: E402
+from vmrules.commands.apply import ApplyOptions, apply  # noqa: E402
 
 RULE = """version: 1
 datasource: {{url: "{url}"}}

@@ -52,7 +52,7 @@ def main() -> None:
     files = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
     rules = int(sys.argv[2]) if len(sys.argv) > 2 else 10
     runs = int(sys.argv[3]) if len(sys.argv) > 3 else 5
-    from vmrules.validate import validate_paths
+    from vmrules.config.validate import validate_paths
     with tempfile.TemporaryDirectory() as root:
         make(root, files, rules)
         inproc, cli = [], []

@@ -9,7 +9,7 @@ import pytest
 
 from tests.support.data import END_S, dataset, export_jsonl
 from tests.support.servers import FaultServer, VictoriaMetrics
-from vmrules import http
+from vmrules.net import http
 
 
 @pytest.fixture(scope="session")

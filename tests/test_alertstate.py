@@ -14,9 +14,9 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vmrules.evaluate import EvalState, evaluate, finish_episodes
-from vmrules.fetch.result import QueryResult
+from vmrules.evaluate.rows import EvalState, evaluate, finish_episodes
 from vmrules.model import Condition, Route, Rule, Target, Threshold
+from vmrules.sources.result import QueryResult
 from vmrules.thresholds import BY_OP, COMPARISONS
 
 STEP = 60_000

@@ -16,11 +16,11 @@ from tests.support import read
 from tests.support.data import END_S
 from tests.support.servers import FaultServer, Reply, matrix
 from vmrules.cli import main
-from vmrules.fetch.client import HttpSource
-from vmrules.fetch.parse import finish_matrix, parse_answer
-from vmrules.fetch.result import FetchError
-from vmrules.fetch.stream import MatrixStream, NotCompact
 from vmrules.model import Datasource
+from vmrules.sources.parse import finish_matrix, parse_answer
+from vmrules.sources.prometheus import HttpSource
+from vmrules.sources.result import FetchError
+from vmrules.sources.stream import MatrixStream, NotCompact
 from vmrules.window import Window
 
 START_S = END_S - 600

@@ -80,7 +80,7 @@ def test_importing_the_package_does_not_load_pyarrow() -> None:
 def test_the_apply_path_loads_pyarrow_only_after_the_request_left() -> None:
     """The first request goes out while pyarrow and numpy load (bench/README.md): keep them, and the
     service targets' requests, off the way."""
-    code = ("import sys, vmrules.cli, vmrules.run, vmrules.fetch.client; "
+    code = ("import sys, vmrules.cli, vmrules.commands.apply, vmrules.sources.prometheus; "
             "print(sorted(m for m in ('pyarrow', 'numpy', 'jinja2', 'jsonschema', 'requests') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -16,7 +16,7 @@ from tests.support.data import END_S, dataset, expected, key
 from tests.support.servers import VictoriaMetrics, VmAuth
 from vmrules import load_ruleset
 from vmrules.cli import main
-from vmrules.run import ApplyOptions, apply
+from vmrules.commands.apply import ApplyOptions, apply
 
 FROM_S, TO_S = END_S - 3 * 3600, END_S
 WINDOW = ["--from", str(FROM_S), "--to", str(TO_S)]

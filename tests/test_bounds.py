@@ -16,8 +16,8 @@ from click.testing import CliRunner
 
 from tests.support.data import END_S, export_jsonl
 from tests.support.servers import Alertmanager, FaultServer, Reply, gzip_bomb, matrix, non_string_labels
-from vmrules import http
 from vmrules.cli import main
+from vmrules.net import http
 from vmrules.targets.webhook import MAX_BODY_CHARS
 from vmrules.templates import TemplateError, render
 

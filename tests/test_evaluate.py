@@ -11,9 +11,9 @@ import pytest
 import yaml
 
 from vmrules import load_ruleset
-from vmrules.evaluate import evaluate
-from vmrules.fetch.result import QueryResult
+from vmrules.evaluate.rows import evaluate
 from vmrules.model import RuleSet
+from vmrules.sources.result import QueryResult
 
 CASES = yaml.safe_load((Path(__file__).parent / "cases" / "evaluate.yaml").read_text())
 STEP_MS = 60_000
@@ -107,7 +107,7 @@ def test_a_run_leaves_no_reference_cycles(tmp_path: Path) -> None:
 
     from tests.conftest import file_rules
     from tests.support.data import END_S
-    from vmrules.run import ApplyOptions, apply
+    from vmrules.commands.apply import ApplyOptions, apply
     folder = file_rules(tmp_path, "targets: {p: {type: parquet, path: a.parquet}, c: {type: csv, path: a.csv}}\n"
                                   "rules: [{name: r, query: cpu_usage, range: 4h, valid: {max: 100}, where: "
                                   "'env == \"prod\"', thresholds: [{above: 60, for: 2m}], "

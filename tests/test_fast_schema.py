@@ -11,8 +11,8 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vmrules import schema, validate
-from vmrules.load import load_text
+from vmrules.config import schema, validate
+from vmrules.config.load import load_text
 
 ROOT = Path(__file__).parent.parent
 CASES = yaml.safe_load((Path(__file__).parent / "cases" / "validate.yaml").read_text())

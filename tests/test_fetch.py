@@ -11,10 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.support.servers import FaultServer, Reply, matrix
-from vmrules.fetch.client import HttpSource, redact_url
-from vmrules.fetch.parse import _fast_matrix, _slow, parse_answer
-from vmrules.fetch.result import FetchError
 from vmrules.model import Datasource
+from vmrules.sources.parse import _fast_matrix, _slow, parse_answer
+from vmrules.sources.prometheus import HttpSource, redact_url
+from vmrules.sources.result import FetchError
 from vmrules.window import Window
 
 W = Window(1_000_000, 1_240_000, 60_000)
@@ -171,8 +171,8 @@ def test_pretty_printed_answers_fall_back() -> None:
 @settings(max_examples=150, deadline=None)
 @given(st.lists(st.integers(1, 200), min_size=1, max_size=40), st.integers(1, 400), st.integers(1, 30))
 def test_stream_in_any_chunks_equals_whole_parse(cuts: list[int], batch_bytes: int, n_series: int) -> None:
-    from vmrules.fetch.parse import finish_matrix
-    from vmrules.fetch.stream import MatrixStream
+    from vmrules.sources.parse import finish_matrix
+    from vmrules.sources.stream import MatrixStream
     body = matrix([({"__name__": "m", "i": str(i)}, [(1000 + 60 * k, f"{i}.{k}") for k in range(i % 5)])
                    for i in range(n_series)], before={"stats": {"result": [{"metric": {}, "values": [[1, "1"]]}]}},
                   stats={"seriesFetched": str(n_series)})

@@ -9,8 +9,8 @@ import pytest
 
 from tests.support.data import END_S, dataset, export_jsonl
 from tests.support.servers import VictoriaMetrics
-from vmrules.fetch.filesource import ExportFile, FileSource, parse_selector
-from vmrules.fetch.result import FetchError
+from vmrules.sources.exportfile import ExportFile, FileSource, parse_selector
+from vmrules.sources.result import FetchError
 from vmrules.window import Window
 
 
@@ -65,8 +65,8 @@ def test_parse_selector_values() -> None:
 
 def test_same_answer_as_victoriametrics(export: str, vm: VictoriaMetrics) -> None:
     """For aligned data the file datasource answers as the server does."""
-    from vmrules.fetch.client import HttpSource
     from vmrules.model import Datasource
+    from vmrules.sources.prometheus import HttpSource
     for step in (60_000, 300_000):
         w = Window((END_S - 7200) * 1000 + 30_000, END_S * 1000, step)
         (a,) = FileSource("file:" + export).fetch('cpu_usage{env="prod"}', w)

@@ -9,9 +9,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from vmrules import expr
+from vmrules.config.load import load_text
+from vmrules.config.validate import validate_paths
 from vmrules.errors import ConfigError
-from vmrules.load import load_text
-from vmrules.validate import validate_paths
 
 YAMLISH = st.text(alphabet=st.sampled_from(list("version: 1\nrules:- name{}[]'\"&*!|>#%@`,?\t ~xq0.5e=_-")),
                   max_size=300)

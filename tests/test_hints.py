@@ -10,8 +10,8 @@ from click.testing import CliRunner
 
 from tests.support.data import END_S
 from tests.support.servers import VictoriaMetrics, free_port
-from vmrules import http
 from vmrules.cli import main
+from vmrules.net import http
 
 WINDOW = ["--from", str(END_S - 600), "--to", str(END_S)]
 

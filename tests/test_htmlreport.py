@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from tests.conftest import file_rules
 from tests.support.data import END_S
 from vmrules.cli import main
-from vmrules.htmlreport import Charts, _pieces
+from vmrules.render.html import Charts, _pieces
 
 BODY = ("targets: {f: {type: csv, path: '{{ rule.name }}.csv'}}\n"
         "rules:\n"

@@ -20,10 +20,10 @@ from tests.support import read
 from tests.support.data import END_S
 from tests.support.servers import VictoriaMetrics
 from vmrules.cli import main
+from vmrules.commands.apply import ApplyOptions, _select, _window, shard_of
+from vmrules.config.validate import load_ruleset
+from vmrules.delivery.state import STATE_NAME, State
 from vmrules.model import Rule
-from vmrules.run import ApplyOptions, _select, _window, shard_of
-from vmrules.state import STATE_NAME, State
-from vmrules.validate import load_ruleset
 
 VMRULES = [sys.executable, "-m", "vmrules"]
 ROOT = Path(__file__).parent.parent

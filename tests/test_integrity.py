@@ -21,7 +21,7 @@ from tests.support import read
 from tests.support.data import END_S, dataset
 from tests.support.servers import FaultServer, Reply, VictoriaMetrics
 from vmrules.cli import main
-from vmrules.state import STATE_NAME, State
+from vmrules.delivery.state import STATE_NAME, State
 
 ROOT = Path(__file__).parent.parent
 VMRULES = [sys.executable, "-m", "vmrules"]

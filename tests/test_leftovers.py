@@ -159,7 +159,7 @@ def test_a_waiting_run_leaves_the_running_one_alone(tmp_path: Path, blocked: Blo
 
 
 def test_the_sweep_removes_only_listed_scratch_and_leaves_a_journaled_commit_its_files(tmp_path: Path) -> None:
-    from vmrules import scratch
+    from vmrules.delivery import scratch
 
     out = tmp_path / "out"
     files = {"a/.x.csv.r1.r0.part": "stale", "b/.y.csv.r1.r0.part": "journaled", "data.csv": "user",

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from vmrules.evaluate import evaluate
-from vmrules.fetch.result import QueryResult
+from vmrules.evaluate.rows import evaluate
 from vmrules.model import Rule, Threshold
+from vmrules.sources.result import QueryResult
 
 STEP = 60_000
 Case = tuple[list[float | None], int, int]       # values (None: no sample), for minutes, keep_firing_for minutes

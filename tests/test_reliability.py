@@ -22,7 +22,7 @@ from tests.support import read
 from tests.support.data import END_S, export_jsonl
 from tests.support.servers import FaultServer, Reply, Seen, matrix, self_signed
 from vmrules.cli import main
-from vmrules.lock import run_lock
+from vmrules.delivery.lock import run_lock
 
 VMRULES = [sys.executable, "-m", "vmrules"]
 WINDOW = ["--from", str(END_S - 600), "--to", str(END_S)]

@@ -12,10 +12,10 @@ import pytest
 from click.testing import CliRunner
 
 from vmrules.cli import main
-from vmrules.ruletest import query_result, run_tests
-from vmrules.run import ApplyOptions, apply
-from vmrules.series import NotationError, parse_series, parse_values
-from vmrules.validate import load_ruleset, validate_paths
+from vmrules.commands.apply import ApplyOptions, apply
+from vmrules.commands.test import query_result, run_tests
+from vmrules.config.notation import NotationError, parse_series, parse_values
+from vmrules.config.validate import load_ruleset, validate_paths
 
 RULES = """version: 1
 targets:

@@ -8,7 +8,7 @@ from typing import Any
 
 import jsonschema
 
-from vmrules import docs, schema
+from vmrules.config import docs, schema
 
 ROOT = Path(__file__).parent.parent
 
@@ -53,12 +53,12 @@ def test_every_property_has_a_description_and_unknown_keys_are_rejected() -> Non
 
 def test_readme_reference_is_current() -> None:
     readme = (ROOT / "README.md").read_text()
-    assert docs.splice(readme) == readme, "run: python -m vmrules.docs README.md"
+    assert docs.splice(readme) == readme, "run: python -m vmrules.config.docs README.md"
     assert "| `max_points_per_series` |" in readme
 
 
 def test_built_in_type_names_agree() -> None:
-    from vmrules.plugins import BUILT_IN_TYPES
-    from vmrules.targets import BUILT_IN
+    from vmrules.targets.registry import BUILT_IN, get
     enum = schema.schema()["$defs"]["target"]["properties"]["type"]["enum"]
-    assert list(BUILT_IN_TYPES) == list(BUILT_IN) == enum[:len(BUILT_IN)]
+    assert list(BUILT_IN) == enum[:len(BUILT_IN)]
+    assert all(get(name).name == name and get(name).kind == kind for name, (kind, _) in BUILT_IN.items())

@@ -12,9 +12,9 @@ from click.testing import CliRunner
 
 from tests.support.data import END_S, export_jsonl
 from tests.support.servers import FaultServer, Reply, Seen, matrix
-from vmrules import http
 from vmrules.cli import main
-from vmrules.state import STATE_NAME
+from vmrules.delivery.state import STATE_NAME
+from vmrules.net import http
 
 ROOT = Path(__file__).parent.parent
 WINDOW = ["--from", str(END_S - 600), "--to", str(END_S)]

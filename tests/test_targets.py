@@ -14,10 +14,10 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from vmrules.evaluate import TIMESTAMP, dict_column
+from vmrules.delivery.atomic import atomic_path
+from vmrules.evaluate.rows import TIMESTAMP, dict_column
 from vmrules.model import Location, Target
 from vmrules.targets import csvfile, jsonfile, sqlite
-from vmrules.targets.atomic import atomic_path
 from vmrules.templates import TemplateError, confine
 
 LABELS = ['{"a":"x, \\"y\\"\\nz"}', '{"a":"=HYPERLINK(1)"}']
@@ -173,7 +173,7 @@ def test_sqlite_writers_in_several_processes_all_land(tmp_path: Path) -> None:
 @pytest.mark.parametrize("kind, codec", [("parquet", "none"), ("parquet", "zstd"), ("csv", None), ("json", None),
                                          ("jsonl", None)])
 def test_parts_of_several_rules_merge_into_one_file(tmp_path: Path, kind: str, codec: str | None) -> None:
-    from vmrules.targets import get
+    from vmrules.targets.registry import get
     t = target(kind, **({"compression": codec} if codec else {}))
     ttype = get(kind)
     parts = []

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from vmrules.validate import validate_paths
+from vmrules.config.validate import validate_paths
 
 CASES = yaml.safe_load((Path(__file__).parent / "cases" / "validate.yaml").read_text())
 

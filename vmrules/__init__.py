@@ -10,24 +10,25 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
+from vmrules.config.validate import load_ruleset, validate_paths
 from vmrules.errors import ConfigError, Location, Problem, RuleError, VmrulesError
 from vmrules.model import Datasource, Route, Rule, RuleSet, Target, Threshold
-from vmrules.validate import load_ruleset, validate_paths
 
 if TYPE_CHECKING:
-    from vmrules.api import evaluate_table, fetch_table, make_target, query_tables, write_table
-    from vmrules.backtest import PlanReport, plan
-    from vmrules.evaluate import Evaluation
-    from vmrules.fetch.result import FetchError
-    from vmrules.ruletest import run_tests
-    from vmrules.run import ApplyOptions, RunReport, apply
+    from vmrules.api import evaluate_table, make_target, write_table
+    from vmrules.commands.apply import ApplyOptions, RunReport, apply
+    from vmrules.commands.plan import PlanReport, plan
+    from vmrules.commands.query import fetch_table, query_tables
+    from vmrules.commands.test import run_tests
+    from vmrules.evaluate.rows import Evaluation
+    from vmrules.sources.result import FetchError
 
 _LAZY = {
-    "apply": "vmrules.run", "ApplyOptions": "vmrules.run", "RunReport": "vmrules.run",
-    "fetch_table": "vmrules.api", "query_tables": "vmrules.api", "evaluate_table": "vmrules.api",
-    "write_table": "vmrules.api", "make_target": "vmrules.api", "Evaluation": "vmrules.evaluate",
-    "FetchError": "vmrules.fetch.result", "plan": "vmrules.backtest", "PlanReport": "vmrules.backtest",
-    "run_tests": "vmrules.ruletest",
+    "apply": "vmrules.commands.apply", "ApplyOptions": "vmrules.commands.apply", "RunReport": "vmrules.commands.apply",
+    "fetch_table": "vmrules.commands.query", "query_tables": "vmrules.commands.query", "evaluate_table": "vmrules.api",
+    "write_table": "vmrules.api", "make_target": "vmrules.api", "Evaluation": "vmrules.evaluate.rows",
+    "FetchError": "vmrules.sources.result", "plan": "vmrules.commands.plan", "PlanReport": "vmrules.commands.plan",
+    "run_tests": "vmrules.commands.test",
 }
 
 __all__ = [

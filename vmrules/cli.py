@@ -19,14 +19,14 @@ os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
 import click  # noqa: E402
 
 from vmrules import __version__
+from vmrules.config.schema import schema_text
+from vmrules.config.validate import load_ruleset, validate_paths
+from vmrules.delivery.lock import writable_folder
 from vmrules.durations import format_time_ms, parse_duration_ms, parse_time_ms
 from vmrules.errors import ConfigError, UsageError
-from vmrules.http import ALLOW_ENV, parse_allow_env, scrub
-from vmrules.lock import writable_folder
 from vmrules.model import RuleSet
-from vmrules.report import FORMATS, format_problems
-from vmrules.schema import schema_text
-from vmrules.validate import load_ruleset, validate_paths
+from vmrules.net.http import ALLOW_ENV, parse_allow_env, scrub
+from vmrules.render.text import FORMATS, format_problems
 
 DEFAULT_PATHS = ("rules/",)
 _ALLOW_ENV_OPTION = click.option(
@@ -75,8 +75,8 @@ def test_cmd(paths: tuple[str, ...], junit: str | None, coverage: bool, quiet: b
 
     Exit 0 when every test passes, 1 when any fails, 2 when the files are invalid.
     """
-    from vmrules.ruletest import format_results, junit_xml, run_tests
-    from vmrules.targets.atomic import atomic_path
+    from vmrules.commands.test import format_results, junit_xml, run_tests
+    from vmrules.delivery.atomic import atomic_path
 
     ruleset = _load(paths)
     results, cov = run_tests(ruleset)
@@ -113,8 +113,8 @@ def query_cmd(exprs: tuple[str, ...], datasource: str, headers: tuple[str, ...],
 
     Exit 0 on success, 1 when a query fails, 2 on a wrong command line.
     """
-    from vmrules.fetch.result import FetchError
-    from vmrules.query import run_query
+    from vmrules.commands.query import run_query
+    from vmrules.sources.result import FetchError
 
     if fmt == "parquet" and not output:
         raise click.UsageError("--format parquet needs -o FILE")
@@ -147,8 +147,8 @@ def query_cmd(exprs: tuple[str, ...], datasource: str, headers: tuple[str, ...],
 @main.command("schema")
 def schema_cmd() -> None:
     """Print the JSON Schema of rule files (for editors and other tools), with installed plugins' targets."""
-    from vmrules.plugins import target_plugins
-    from vmrules.schema import schema
+    from vmrules.config.schema import schema
+    from vmrules.targets.registry import target_plugins
 
     if target_plugins():
         click.echo(json.dumps(schema(), indent=2))
@@ -159,7 +159,7 @@ def schema_cmd() -> None:
 @main.command("targets")
 def targets_cmd() -> None:
     """List the target types: built-in ones and those of installed plugins (entry points vmrules.targets)."""
-    from vmrules.targets import registry
+    from vmrules.targets.registry import registry
 
     types = registry().values()
     width = max(len(t.name) for t in types)
@@ -203,8 +203,8 @@ def apply_cmd(paths: tuple[str, ...], datasource: str | None, from_: str | None,
     """
     import gc
 
-    from vmrules.report import empty_notes, format_plan, format_summary, json_events
-    from vmrules.run import ApplyOptions, apply
+    from vmrules.commands.apply import ApplyOptions, apply
+    from vmrules.render.text import empty_notes, format_plan, format_summary, json_events
 
     # Measured with py-spy on W1: the cyclic collector took ~19% of all samples, walking the
     # objects of the imported modules again and again. A run leaves no cycles behind (tested),
@@ -229,14 +229,14 @@ def apply_cmd(paths: tuple[str, ...], datasource: str | None, from_: str | None,
                            notice=None if quiet else say, incremental=incremental, lag_ms=_duration("--lag", lag),
                            shard=_shard(shard) if shard else None, allow_env=_allow_env(allow_env))
     if not (quiet or dry_run or chunk or as_json) and sys.stderr.isatty():
-        from vmrules.progress import Progress
+        from vmrules.render.progress import Progress
         options.progress = Progress(sys.stderr, 0)
     if report_path and not dry_run:
-        from vmrules.htmlreport import Charts
+        from vmrules.render.html import Charts
         options.charts = Charts()
     with _running(options):
         if chunk:
-            from vmrules.backfill import backfill
+            from vmrules.commands.backfill import backfill
             if options.to_ms is None:
                 options.to_ms = int(time.time() * 1000)
             report = backfill(ruleset, options, _duration("--chunk", chunk), None if quiet or dry_run else _progress)
@@ -246,7 +246,7 @@ def apply_cmd(paths: tuple[str, ...], datasource: str | None, from_: str | None,
         click.echo(format_plan(report, output_dir))
         sys.exit(0 if report.ok else 1)
     if report_path:
-        from vmrules.htmlreport import write_report
+        from vmrules.render.html import write_report
         with _writing(report_path):
             write_report(report_path, f"vmrules apply {report.run['id']}", f"{len(report.rules)} rule(s), "
                          f"{'all ran' if report.ok else f'{len(report.failed)} failed'}; exports in {output_dir}",
@@ -290,8 +290,8 @@ def plan_cmd(paths: tuple[str, ...], datasource: str | None, from_: str | None, 
 
     Exit 0 when every rule ran, 1 when some rule failed, 2 on invalid files or command line.
     """
-    from vmrules.backtest import as_json, diff, format_diff, format_text, plan, plan_base
-    from vmrules.run import ApplyOptions
+    from vmrules.commands.apply import ApplyOptions
+    from vmrules.commands.plan import as_json, diff, format_diff, format_text, plan, plan_base
 
     from_ms, to_ms = _window_options(from_, to, since)
     if report_path:
@@ -302,10 +302,10 @@ def plan_cmd(paths: tuple[str, ...], datasource: str | None, from_: str | None, 
                            rules=rules, concurrency=concurrency, allow_env=_allow_env(allow_env),
                            log=(lambda m: click.echo(scrub(f"vmrules: {m}"), err=True)) if verbose else None)
     if sys.stderr.isatty():
-        from vmrules.progress import Progress
+        from vmrules.render.progress import Progress
         options.progress = Progress(sys.stderr, 0)
     if report_path:
-        from vmrules.htmlreport import Charts
+        from vmrules.render.html import Charts
         options.charts = Charts()
     diffs, notes = None, list[str]()
     with _running(options):
@@ -316,7 +316,7 @@ def plan_cmd(paths: tuple[str, ...], datasource: str | None, from_: str | None, 
     for note in notes:
         click.echo(f"vmrules: {note}", err=True)
     if report_path:
-        from vmrules.htmlreport import write_report
+        from vmrules.render.html import write_report
         with _writing(report_path):
             write_report(report_path, "vmrules plan",
                          f"{len(head.rules)} rule(s) fetched and evaluated; nothing written",
@@ -405,7 +405,7 @@ def _shard(text: str) -> tuple[int, int]:
 
 def _progress(done: int, total: int, span: tuple[int, int], report: Any) -> None:
     """One line per chunk: a bar, the chunk's window, and how it went."""
-    from vmrules.progress import bar
+    from vmrules.render.progress import bar
 
     failed = len(report.failed)
     rows = sum(sum(r.rows.values()) for r in report.rules)

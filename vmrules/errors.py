@@ -51,6 +51,14 @@ class VmrulesError(Exception):
     """Base of every error vmrules raises on purpose."""
 
 
+class HttpError(VmrulesError):
+    """A request that failed for good (datasource or service); the message is safe to print."""
+
+
+class AnswerTooLarge(HttpError):
+    """An answer that inflates beyond the bounds (a gzip bomb); never retried."""
+
+
 class ConfigError(VmrulesError):
     """The rule files are invalid; carries every problem found."""
 

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
+from vmrules.errors import VmrulesError
+
 if TYPE_CHECKING:  # pyarrow is imported when an expression is compiled (validate rarely needs it)
     import pyarrow.compute as pc
 
@@ -40,7 +42,7 @@ _COMPARE = ("==", "!=", "<", "<=", ">", ">=", "=~", "!~")
 _KEYWORDS = ("and", "or", "not", "true", "false")
 
 
-class ExprError(ValueError):
+class ExprError(VmrulesError, ValueError):
     """A syntax or type error at a 0-based offset into the expression text."""
 
     def __init__(self, message: str, offset: int):

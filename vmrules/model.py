@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -210,3 +211,10 @@ class RuleSet:
             if r.name == name:
                 return r
         raise KeyError(name)
+
+
+def series_text(metric: str, labels: Mapping[str, str]) -> str:
+    """A series as people write it: `metric{a="x", b="y"}` (`__name__` among the labels is the metric)."""
+    name = labels.get("__name__", metric)
+    pairs = ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in labels.items() if k != "__name__")
+    return f"{name}{{{pairs}}}"

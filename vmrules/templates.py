@@ -7,6 +7,8 @@ import re
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
+from vmrules.errors import VmrulesError
+
 if TYPE_CHECKING:  # jinja2 is imported at the first template that is not plain text
     import jinja2
     from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -18,7 +20,7 @@ SAFE_FILTERS = ("lower", "upper", "replace", "default", "d", "trim", "truncate",
                 "float", "round", "join", "first", "last", "length", "format", "abs", "title", "tojson")
 
 
-class TemplateError(ValueError):
+class TemplateError(VmrulesError, ValueError):
     """A template that does not parse or render, or renders to something not allowed."""
 
 

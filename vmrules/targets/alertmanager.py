@@ -31,13 +31,13 @@ import time
 import urllib.parse
 from typing import Any
 
-from vmrules import http
 from vmrules.durations import format_duration_ms, format_time_ms, parse_duration_ms, parse_time_ms
 from vmrules.errors import RuleError
+from vmrules.net import http
+from vmrules.targets.registry import TargetType
 from vmrules.targets.service import Delivery, json_value
 from vmrules.templates import TemplateError, render
 
-KIND = "service"
 BATCH = 500
 DEFAULT_RENEW = "20m"
 LABEL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -155,3 +155,6 @@ def send(d: Delivery) -> int:
     finally:
         session.close()
     return len(items)
+
+
+TYPE = TargetType("alertmanager", "service", send, description="Alertmanager /api/v2/alerts")

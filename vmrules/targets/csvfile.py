@@ -8,9 +8,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from vmrules.model import Target
+from vmrules.targets.registry import TargetType
 from vmrules.targets.text import no_formulas, timestamps
-
-KIND = "file"
 
 
 def _text(table: pa.Table) -> pa.Table:
@@ -60,3 +59,6 @@ def write(table: pa.Table, path: str, target: Target) -> None:
     sink = Sink(path, target)
     sink.write(table)
     sink.close()
+
+
+TYPE = TargetType("csv", "file", write, description="CSV file with a header row", sink=Sink, merge=merge)

@@ -12,9 +12,9 @@ import shutil
 import pyarrow as pa
 
 from vmrules.model import Target
+from vmrules.targets.registry import TargetType
 from vmrules.targets.text import json_rows
 
-KIND = "file"
 _OPEN, _CLOSE, _SEP = b"[\n", b"\n]\n", b",\n"
 
 
@@ -92,3 +92,9 @@ def write_jsonl(table: pa.Table, path: str, target: Target) -> None:
     sink = LinesSink(path, target)
     sink.write(table)
     sink.close()
+
+
+JSON = TargetType("json", "file", write_json, description="JSON file holding one array of rows", sink=ArraySink,
+                  merge=merge_arrays)
+JSONL = TargetType("jsonl", "file", write_jsonl, description="JSON lines, one row per line", sink=LinesSink,
+                   merge=merge_lines)

@@ -6,8 +6,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from vmrules.model import Target
-
-KIND = "file"
+from vmrules.targets.registry import TargetType
 
 
 class Sink:
@@ -65,3 +64,6 @@ def write(table: pa.Table, path: str, target: Target) -> None:
     sink = Sink(path, target)
     sink.write(table)
     sink.close()
+
+
+TYPE = TargetType("parquet", "file", write, description="Parquet file (a row group per batch)", sink=Sink, merge=merge)

@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from vmrules import http
-from vmrules.evaluate import series_keys
+from vmrules.evaluate.rows import series_keys
 from vmrules.model import Target
+from vmrules.net import http
 from vmrules.targets.text import timestamps
 
 

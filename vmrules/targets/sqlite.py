@@ -19,9 +19,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from vmrules.model import WATERMARK_TABLE, Target, reserved_table
+from vmrules.targets.registry import TargetType
 from vmrules.targets.text import timestamps
 
-KIND = "sqlite"
 KEY = ("rule", "labels", "timestamp")
 EPISODE_KEY = ("rule", "labels", "severity", "start")   # shape: episodes; an open one is updated as it goes on
 BUSY_TIMEOUT_MS = 60_000
@@ -212,3 +212,6 @@ def record_watermark(con: sqlite3.Connection, table: str, rule: str, watermark_m
     con.execute(f'INSERT INTO {WATERMARK_TABLE} (rule, "table", watermark_ms) VALUES (?, ?, ?) '
                 'ON CONFLICT (rule, "table") DO UPDATE SET watermark_ms = max(watermark_ms, excluded.watermark_ms)',
                 (rule, table, watermark_ms))
+
+
+TYPE = TargetType("sqlite", "database", write, description="table in a SQLite database", sink=Sink)

@@ -22,12 +22,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from vmrules import http
 from vmrules.errors import RuleError
+from vmrules.net import http
+from vmrules.targets.registry import TargetType
 from vmrules.targets.service import Delivery, series_groups
 from vmrules.templates import render
 
-KIND = "service"
 DEFAULT_BATCH = 10_000    # series per request
 MAX_EXPORT_BYTES = 1 << 30   # what is read back of the stored samples, at most
 _BARE = re.compile(rb"(?<=[\[,])([+-]?Inf|NaN)(?=[,\]])")     # export writes these bare: not JSON
@@ -130,3 +130,6 @@ def _joined(text: pa.ChunkedArray) -> str:
     flat = text.combine_chunks() if isinstance(text, pa.ChunkedArray) else text
     one = pa.ListArray.from_arrays(pa.array([0, len(flat)], pa.int32()), flat)
     return str(pc.binary_join(one, ",")[0].as_py())
+
+
+TYPE = TargetType("victoriametrics", "service", send, description="VictoriaMetrics /api/v1/import (write-back)")

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import json
 
-from vmrules import http
+from vmrules.net import http
+from vmrules.targets.registry import TargetType
 from vmrules.targets.service import Delivery, row_dicts
 from vmrules.templates import render
 
-KIND = "service"
 DEFAULT_BATCH = 1000
 MAX_BODY_CHARS = 50_000_000
 
@@ -46,3 +46,6 @@ def _body(d: Delivery, rows: list[dict[str, object]], batch: int, batches: int) 
     doc = {"rule": d.rule, "target": d.target.name, "window": {"from": run["from"], "to": run["to"]},
            "run": run["id"], "batch": batch, "batches": batches, "count": len(rows), "rows": rows}
     return json.dumps(doc, ensure_ascii=False, allow_nan=False)
+
+
+TYPE = TargetType("webhook", "service", send, description="HTTP endpoint receiving the rows as JSON")

@@ -1,0 +1,1 @@
+"""The commands, each one library function: apply (and backfill), plan, test, query."""

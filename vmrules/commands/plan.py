@@ -1,0 +1,304 @@
+"""`vmrules plan`: fetch and evaluate, write nothing; per rule, the rows each target would receive.
+
+A backtest ("how often would this have fired last week?"), and with a git ref
+the same for the rule files as they were there, and the difference per rule.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import re
+import subprocess
+import tarfile
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from vmrules.commands.apply import ApplyOptions, _select, evaluated, rule_datasource
+from vmrules.config.validate import load_ruleset
+from vmrules.durations import format_time_ms
+from vmrules.errors import ConfigError, UsageError
+from vmrules.evaluate.counts import Counts
+from vmrules.model import Rule, RuleSet, Target, series_text
+from vmrules.net.http import scrub
+from vmrules.window import Window, rule_window
+
+TOP_SERIES = 5
+
+
+@dataclass
+class TargetPlan:
+    """Rows one target would receive, in all and per severity."""
+
+    rows: int = 0
+    by_severity: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class RulePlan:
+    """What one rule would do over its window."""
+
+    name: str
+    window: Window
+    status: str = "ok"          # ok | failed
+    error: str = ""
+    counts: Counts = field(default_factory=Counts)
+    targets: dict[str, TargetPlan] = field(default_factory=dict)
+    alert_series: dict[str, int] = field(default_factory=dict)   # series -> alert rows
+
+    @property
+    def alerting_series(self) -> int:
+        return len(self.alert_series)
+
+
+@dataclass
+class PlanReport:
+    """Every selected rule's plan, in file order."""
+
+    rules: list[RulePlan]
+
+    @property
+    def ok(self) -> bool:
+        return all(r.status == "ok" for r in self.rules)
+
+
+def plan(ruleset: RuleSet, options: ApplyOptions) -> PlanReport:
+    """Fetch and evaluate the selected rules over their windows; nothing is written anywhere."""
+    import time
+
+    log = options.log or (lambda _m: None)
+    to_ms = options.to_ms if options.to_ms is not None else int(time.time() * 1000)
+    rules = _select(ruleset, options.rules, options.shard)
+    sources = {r.name: rule_datasource(r, options.datasource) for r in rules}
+    whole = {n: replace(t, options={k: v for k, v in t.options.items() if k != "columns"})
+             for n, t in ruleset.targets.items()}
+
+    def one(rule: Rule) -> RulePlan:
+        return _plan_rule(rule, rule_window(rule, options.from_ms, to_ms), sources, whole, options, log)
+
+    if options.progress is not None:
+        options.progress.total = len(rules)
+    with ThreadPoolExecutor(max_workers=max(1, options.concurrency)) as pool:
+        return PlanReport(list(pool.map(one, rules)))
+
+
+def _plan_rule(rule: Rule, window: Window, sources: dict[str, Any], targets: dict[str, Target],
+               options: ApplyOptions, log: Callable[[str], None]) -> RulePlan:
+    import pyarrow.compute as pc
+
+    from vmrules.evaluate.rows import EvalState, Evaluation, episode_targets, finish_episodes
+    from vmrules.sources.result import FetchError
+
+    out = RulePlan(rule.name, window)
+
+    def count(ev: Evaluation) -> None:
+        for name, table in ev.routed.items():
+            t = out.targets.setdefault(name, TargetPlan())
+            t.rows += table.num_rows
+            _add(t.by_severity, pc.value_counts(table.column("severity").cast("string")).to_pylist())
+
+    try:
+        state: EvalState | None = None
+        for _batch, ev, state in evaluated(rule, sources[rule.name], window, targets, options, log):
+            out.counts.add(ev.counts)
+            out.counts.series = len(state.seen)       # each series once, however many batches it spans
+            count(ev)
+            alerts = ev.table.filter(ev.table.column("alert"))
+            if alerts.num_rows:
+                keys = pc.binary_join_element_wise(alerts.column("metric").cast("string"),   # metric{"a":"x"}
+                                                   alerts.column("labels").cast("string"), "")
+                _add(out.alert_series, pc.value_counts(keys).to_pylist())
+        shaped = episode_targets(rule, targets)
+        if state is not None and shaped:              # and the episodes still open at the window's end
+            count(finish_episodes(rule, state, window.end_ms, window.first_ms if window.lookback_ms else None,
+                                  targets, shaped))
+    except FetchError as exc:
+        out.status, out.error = "failed", scrub(f"datasource: {exc}")
+    except Exception as exc:  # noqa: BLE001 - one rule's failure must never stop the others
+        out.status, out.error = "failed", scrub(f"{type(exc).__name__}: {exc}")
+    finally:
+        if options.progress is not None:
+            options.progress.rule_done()
+    return out
+
+
+def _add(into: dict[str, int], counts: list[dict[str, Any]]) -> None:
+    for c in counts:
+        if c["values"] is not None:
+            into[c["values"]] = into.get(c["values"], 0) + int(c["counts"])
+
+
+# -- the rule files at a git ref -----------------------------------------------------------------
+@contextlib.contextmanager
+def files_at(ref: str, paths: Sequence[str]) -> Iterator[list[str]]:
+    """The rule files under `paths` as they are at git `ref`, in a temporary folder (paths that
+    did not exist there are left out)."""
+    top = _git(["rev-parse", "--show-toplevel"], os.getcwd()).strip()
+    _git(["rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"], top, f"{ref!r} is not a commit in {top}")
+    with tempfile.TemporaryDirectory(prefix="vmrules-base-") as tmp:
+        found = []
+        for p in paths:
+            rel = os.path.relpath(os.path.realpath(p), top)
+            if rel.startswith(".."):
+                raise UsageError(f"{p} is outside the git repository {top}")
+            try:
+                data = subprocess.run(["git", "archive", "--format=tar", ref, "--", rel], cwd=top,
+                                      capture_output=True, check=True).stdout
+            except subprocess.CalledProcessError:
+                continue                         # not there at that ref: every rule in it is new
+            with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+                tar.extractall(tmp, filter=_files_only)
+            found.append(os.path.join(tmp, rel))
+        yield found
+
+
+def _files_only(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo | None:
+    """Regular files and folders of the archive; links are left out (a committed symlink may point anywhere,
+    outside the archive), as is anything the data filter refuses."""
+    if not (member.isfile() or member.isdir()):
+        return None
+    try:
+        return tarfile.data_filter(member, path)
+    except tarfile.FilterError:
+        return None
+
+
+def _git(args: list[str], cwd: str, failure: str | None = None) -> str:
+    try:
+        return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True).stdout
+    except FileNotFoundError:
+        raise UsageError("--base needs git, which is not installed") from None
+    except subprocess.CalledProcessError as exc:
+        raise UsageError(failure or f"git {' '.join(args)}: {exc.stderr.strip()}") from None
+
+
+def plan_base(ref: str, paths: Sequence[str], options: ApplyOptions) -> tuple[PlanReport, list[str]]:
+    """The plan of the rule files at `ref` (empty when they are missing or invalid there, with a note)."""
+    with files_at(ref, paths) as found:
+        if not found:
+            return PlanReport([]), [f"no rule files at {ref}: every rule is new"]
+        try:
+            ruleset = load_ruleset(found)
+        except ConfigError as exc:
+            return PlanReport([]), [f"the rule files at {ref} are invalid ({len(exc.problems)} problem(s)); "
+                                    "compared with no rules"]
+        known = {r.name for r in ruleset.rules}
+        base_options = replace(options, rules=[n for n in options.rules if n in known])
+        if options.rules and not base_options.rules:
+            return PlanReport([]), []
+        return plan(ruleset, base_options), []
+
+
+# -- differences -----------------------------------------------------------------------------------
+@dataclass
+class RuleDiff:
+    """One rule at the base and now: new, removed, changed or unchanged."""
+
+    name: str
+    change: str
+    base: RulePlan | None
+    head: RulePlan | None
+
+
+def diff(base: PlanReport, head: PlanReport) -> list[RuleDiff]:
+    old = {r.name: r for r in base.rules}
+    out = []
+    for r in head.rules:
+        b = old.pop(r.name, None)
+        change = "new" if b is None else ("changed" if _numbers(b) != _numbers(r) else "unchanged")
+        out.append(RuleDiff(r.name, change, b, r))
+    out += [RuleDiff(name, "removed", b, None) for name, b in old.items()]
+    return out
+
+
+def _numbers(r: RulePlan) -> tuple[Any, ...]:
+    return (r.status, r.counts.alerts, r.alerting_series, sorted(r.counts.by_severity.items()),
+            sorted((n, t.rows) for n, t in r.targets.items()))
+
+
+# -- output ----------------------------------------------------------------------------------------
+def _severities(by: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(by.items(), key=lambda kv: -kv[1]))
+
+
+def _series_text(key: str) -> str:
+    """`metric{"a":"x"}` (how series are counted) as `metric{a="x"}`."""
+    metric, _, labels = key.partition("{")
+    return series_text(metric, json.loads("{" + labels) if labels else {})
+
+
+def format_text(report: PlanReport) -> str:
+    lines = []
+    for r in report.rules:
+        w = r.window
+        lines.append(f"rule {r.name}  {format_time_ms(w.start_ms)} .. {format_time_ms(w.end_ms)}")
+        if r.status != "ok":
+            lines.append(f"  failed: {r.error}")
+            continue
+        c = r.counts
+        lines.append(f"  {c.series} series, {c.samples} samples, {c.invalid} invalid, {c.filtered} filtered")
+        sev = f" ({_severities(c.by_severity)})" if c.by_severity else ""
+        lines.append(f"  alerts: {c.alerts} rows in {r.alerting_series} series{sev}")
+        for name, t in r.targets.items():
+            by = f" ({_severities(t.by_severity)})" if t.by_severity else ""
+            lines.append(f"  -> {name}: {t.rows} rows{by}")
+        top = Counter(r.alert_series).most_common(TOP_SERIES)
+        if top:
+            lines.append("  series with the most alert rows:")
+            lines += [f"    {n:>6}  {_series_text(k)}" for k, n in top]
+    lines.append("nothing written")
+    return "\n".join(lines)
+
+
+def _delta(a: int, b: int) -> str:
+    return f"{a} -> {b} ({b - a:+d})" if a != b else str(b)
+
+
+def _rows(r: RulePlan | None, target: str) -> int:
+    return r.targets[target].rows if r is not None and target in r.targets else 0
+
+
+def format_diff(diffs: list[RuleDiff], ref: str, markdown: bool = False) -> str:
+    rows = []
+    for d in diffs:
+        b, h = d.base, d.head
+        alerts = _delta(b.counts.alerts if b else 0, h.counts.alerts if h else 0)
+        series = _delta(b.alerting_series if b else 0, h.alerting_series if h else 0)
+        names = list(dict.fromkeys([*(h.targets if h else {}), *(b.targets if b else {})]))
+        per_target = "; ".join(f"{n} {_delta(_rows(b, n), _rows(h, n))}" for n in names)
+        failed = next((x.error for x in (h, b) if x is not None and x.status != "ok"), "")
+        rows.append((d.name, d.change, failed, alerts, series, per_target or "-"))
+    if markdown:
+        out = [f"#### vmrules plan: rules at {_md_code(ref)} and now", "",
+               "| rule | change | alert rows | alerting series | rows per target |", "|---|---|---|---|---|"]
+        out += ["| " + " | ".join([_md(n), _md(c) + (f" (failed: {_md_code(f)})" if f else ""), _md(a), _md(s),
+                                   _md(t)]) + " |" for n, c, f, a, s, t in rows]
+        return "\n".join(out)
+    out = [f"compared with the rules at {ref}:"]
+    out += [f"  rule {n}: {c}{f' (failed: {f})' if f else ''}; alert rows {a}; alerting series {s}; rows {t}"
+            for n, c, f, a, s, t in rows]
+    return "\n".join(out)
+
+
+def _md(text: str) -> str:
+    """A Markdown table cell: one line, with the punctuation that makes links, images, HTML or tables escaped."""
+    return re.sub(r"([\\`*\[\]<|~&@])", r"\\\1", " ".join(text.split()))
+
+
+def _md_code(text: str) -> str:
+    """Text from elsewhere (a server's error, a git ref) as an inline code span: shown as it is, never
+    a link, image, mention or HTML; one line, and no `|` to break the table."""
+    return "`" + " ".join(text.split()).replace("`", "'").replace("|", "\\|") + "`"
+
+
+def as_json(report: PlanReport, diffs: list[RuleDiff] | None = None) -> str:
+    doc: dict[str, Any] = {"rules": [asdict(r) for r in report.rules]}
+    if diffs is not None:
+        doc["diff"] = [{"rule": d.name, "change": d.change} for d in diffs]
+    return json.dumps(doc, indent=2, default=str)

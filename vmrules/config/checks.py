@@ -1,0 +1,365 @@
+"""Checks of one rule file (schema + semantics), producing its part of the model.
+
+They depend on nothing outside the file, so large rule sets are checked in
+parallel processes; names across files are matched afterwards (validate.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from vmrules import expr
+from vmrules.config import schema
+from vmrules.config.load import LoadedFile, load_file
+from vmrules.durations import format_duration_ms, parse_duration_ms
+from vmrules.errors import ConfigError, Location, Problem
+from vmrules.model import (
+    DEFAULT_MAX_POINTS,
+    DEFAULT_RANGE_MS,
+    DEFAULT_STEP_MS,
+    DEFAULT_TIMEOUT_MS,
+    Condition,
+    Datasource,
+    InputSeries,
+    Route,
+    Rule,
+    RuleTest,
+    Target,
+    Threshold,
+    too_many_requests,
+)
+from vmrules.templates import TemplateError, compile_template, render
+from vmrules.thresholds import COMPARISONS, CONDITION_KEYS
+
+UPSERT_KEY = ("rule", "labels", "timestamp")
+EPISODE_KEY = ("rule", "labels", "severity", "start")
+T = TypeVar("T")
+Checks = Generator[Problem, None, T]   # yields problems, returns what it built
+
+
+class _AnyLabels(dict[str, str]):
+    """Series labels are unknown until apply: any label reads as a sample value."""
+
+    def __missing__(self, key: str) -> str:
+        return "example"
+
+
+@dataclass
+class FileOutcome:
+    """What one file contributes: its problems, and its targets, rules and route references by name."""
+
+    path: str
+    problems: list[Problem] = field(default_factory=list)
+    targets: list[tuple[str, Location, Target | None]] = field(default_factory=list)
+    rules: list[tuple[str, Location, Rule | None]] = field(default_factory=list)
+    route_refs: list[tuple[str, str, Location]] = field(default_factory=list)
+    tests: list[RuleTest] = field(default_factory=list)
+
+
+def check_files(paths: list[str]) -> list[FileOutcome]:
+    """Load and check each file on its own."""
+    return [check_file(p) for p in paths]
+
+
+def check_file(path: str) -> FileOutcome:
+    """Load and check one file; a file that cannot be parsed has just that problem."""
+    try:
+        f = load_file(path)
+    except ConfigError as exc:
+        return FileOutcome(path, exc.problems)
+    problems, bad = schema.check(f)
+    checker = _FileChecker(FileOutcome(path, problems))
+    scope = _FileScope(f, bad)
+    checker.out.problems += list(checker.file_level(scope))
+    checker.out.problems += list(checker.file_targets(scope))
+    checker.out.problems += list(checker.file_rules(scope))
+    checker.out.problems += list(checker.file_tests(scope))
+    return checker.out
+
+
+def _text(spec: dict[str, Any], key: str, ms: int) -> str:
+    """A duration as the rule wrote it (or as vmrules would)."""
+    return spec[key] if isinstance(spec.get(key), str) else format_duration_ms(ms)
+
+
+def _items(spec: dict[str, Any], key: str, s: _FileScope, path: tuple[Any, ...]) -> list[tuple[int, Any]]:
+    """The well-formed items of a list-valued key."""
+    value = spec.get(key)
+    if not isinstance(value, list):
+        return []
+    return [(i, item) for i, item in enumerate(value) if isinstance(item, dict) and s.ok(path + (key, i))]
+
+
+@dataclass
+class _FileScope:
+    f: LoadedFile
+    bad: set[tuple[Any, ...]]
+    datasource: Datasource | None = None
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+    def ok(self, path: tuple[Any, ...]) -> bool:
+        """No schema problem at or below `path`."""
+        if not self.bad:
+            return True
+        n = len(path)
+        return not any(b[:n] == path for b in self.bad)
+
+
+class _FileChecker:
+    def __init__(self, out: FileOutcome):
+        self.out = out
+
+    # -- file level -------------------------------------------------------
+    def file_level(self, s: _FileScope) -> Iterator[Problem]:
+        data = s.f.data if isinstance(s.f.data, dict) else {}
+        if "datasource" in data and s.ok(("datasource",)):
+            ds = yield from self.datasource(s.f, ("datasource",), data["datasource"])
+            s.datasource = ds
+        if "defaults" in data and s.ok(("defaults",)):
+            s.defaults = dict(data["defaults"])
+
+    def datasource(self, f: LoadedFile, path: tuple[Any, ...], d: dict[str, Any]) -> Checks[Datasource]:
+        url = d["url"]
+        if "${" in url:
+            yield Problem(f.where(path + ("url",)), "${VAR} is expanded only in headers, bearer_token "
+                          "and basic_auth, not in the url")
+        elif not url.startswith(("http://", "https://", "file:")):
+            yield Problem(f.where(path + ("url",)),
+                          f"datasource url {url!r} must start with http://, https:// or file:")
+        timeout = yield from self.duration(f, path + ("timeout",), d.get("timeout"), DEFAULT_TIMEOUT_MS)
+        auth = d.get("basic_auth")
+        return Datasource(
+            url=url.rstrip("/") if not url.startswith("file:") else url,
+            headers=dict(d.get("headers") or {}), bearer_token=d.get("bearer_token"),
+            basic_auth=(auth["username"], auth.get("password", "")) if auth else None,
+            params=dict(d.get("params") or {}), timeout_ms=timeout,
+            ca_file=d.get("ca_file"), tls_insecure=bool(d.get("tls_insecure", False)),
+            max_points_per_series=d.get("max_points_per_series", DEFAULT_MAX_POINTS),
+            location=f.where(path))
+
+    def duration(self, f: LoadedFile, path: tuple[Any, ...], text: str | None, default: int) -> Checks[int]:
+        if text is None:
+            return default
+        ms = parse_duration_ms(text)
+        if ms <= 0:
+            yield Problem(f.where(path), f"{path[-1]} must be longer than 0")
+            return default
+        return ms
+
+    # -- targets ----------------------------------------------------------
+    def file_targets(self, s: _FileScope) -> Iterator[Problem]:
+        data = s.f.data if isinstance(s.f.data, dict) else {}
+        targets: dict[str, Any] = data["targets"] if isinstance(data.get("targets"), dict) else {}
+        for name, spec in targets.items():
+            path = ("targets", name)
+            if not s.ok(path):
+                self.out.targets.append((name, s.f.where_key(path), None))
+                continue
+            options = {k: v for k, v in spec.items() if k != "type"}
+            target = Target(name, spec["type"], options, s.f.where_key(path),
+                            {k: s.f.where(path + (k,)) for k in options})
+            yield from self.target_options(s.f, path, target)
+            self.out.targets.append((name, target.location, target))
+
+    def target_options(self, f: LoadedFile, path: tuple[Any, ...], t: Target) -> Iterator[Problem]:
+        opts = t.options
+        for key in ("path", "table", "metric", "body"):
+            if "{" in str(opts.get(key, "")):      # plain text cannot be wrong Jinja2
+                try:
+                    compile_template(opts[key])
+                except TemplateError as exc:
+                    yield Problem(f.where(path + (key,)), f"target {t.name!r}: {key}: {exc}")
+        for key, text in (opts.get("annotations") or {}).items():
+            try:
+                render(text, {"value": 1.0, "peak": 1.0, "labels": _AnyLabels(), "rule": {"name": "example"}})
+            except TemplateError as exc:
+                yield Problem(f.where(path + ("annotations", key)), f"target {t.name!r}: annotation {key}: {exc}")
+        if "timeout" in opts:
+            yield from self.duration(f, path + ("timeout",), opts["timeout"], DEFAULT_TIMEOUT_MS)
+        if t.shape == "episodes":
+            yield from self.episode_options(f, path, t)
+        elif t.type == "sqlite" and opts.get("mode") == "upsert" and "columns" in opts:
+            missing = [c for c in UPSERT_KEY if c not in opts["columns"]]
+            if missing:
+                yield Problem(f.where(path + ("columns",)), f"target {t.name!r}: upsert needs the key columns "
+                              f"rule, labels, timestamp; missing {', '.join(missing)}")
+        if t.type == "sqlite" and opts.get("mode") == "replace" and "rule" not in opts.get("columns", ["rule"]):
+            yield Problem(f.where(path + ("columns",)), f"target {t.name!r}: replace swaps a rule's rows for "
+                          "new ones, which needs the rule column: add rule to columns")
+
+    def episode_options(self, f: LoadedFile, path: tuple[Any, ...], t: Target) -> Iterator[Problem]:
+        """Episodes have no per-sample columns; in SQLite they are upserted by their key."""
+        cols = t.options.get("columns") or ()
+        for i, c in enumerate(cols):
+            if c in ("timestamp", "value", "alert"):
+                yield Problem(f.where(path + ("columns", i)), f"target {t.name!r}: {c} is a column of rows; an "
+                              "episode has start, end, peak, last_value and samples")
+        if t.type == "sqlite":
+            if t.options.get("mode", "upsert") != "upsert":
+                yield Problem(f.where(path + ("mode",)), f"target {t.name!r}: episodes are upserted as they go on "
+                              "and end; mode must be upsert (or left out)")
+            missing = [c for c in EPISODE_KEY if cols and c not in cols]
+            if missing:
+                yield Problem(f.where(path + ("columns",)), f"target {t.name!r}: episodes are keyed by rule, "
+                              f"labels, severity, start; missing {', '.join(missing)}")
+
+    # -- rules ------------------------------------------------------------
+    def file_rules(self, s: _FileScope) -> Iterator[Problem]:
+        data = s.f.data if isinstance(s.f.data, dict) else {}
+        rules: list[Any] = data["rules"] if isinstance(data.get("rules"), list) else []
+        for i, spec in enumerate(rules):
+            path = ("rules", i)
+            name = spec.get("name") if isinstance(spec, dict) else None
+            rule = None
+            if isinstance(spec, dict) and s.ok(("defaults",)):
+                rule = yield from self.rule(s, path, spec)
+            if isinstance(name, str):
+                self.out.rules.append((name, s.f.where(path + ("name",)), rule))
+
+    def rule(self, s: _FileScope, path: tuple[Any, ...], spec: dict[str, Any]) -> Checks[Rule | None]:
+        """Check every well-formed part of a rule; build it only when the whole rule is well-formed."""
+        f, d = s.f, s.defaults
+
+        def ok(*key: Any) -> bool:
+            return key[0] in spec and s.ok(path + key)
+
+        datasource = s.datasource
+        if ok("datasource"):
+            datasource = yield from self.datasource(f, path + ("datasource",), spec["datasource"])
+        range_ms = yield from self.duration(f, path + ("range",), spec.get("range", d.get("range")) if ok("range") or
+                                            "range" not in spec else None, DEFAULT_RANGE_MS)
+        step_ms = yield from self.duration(f, path + ("step",), spec.get("step", d.get("step")) if ok("step") or
+                                           "step" not in spec else None, DEFAULT_STEP_MS)
+        yield from self.request_count(f, path, spec, datasource, range_ms, step_ms, {**d, **spec})
+        valid: dict[str, Any] = spec["valid"] if ok("valid") else {}
+        if valid.get("min") is not None and valid.get("max") is not None and valid["min"] > valid["max"]:
+            yield Problem(f.where(path + ("valid",)), f"valid: min {valid['min']} is greater than max {valid['max']}")
+        where = (yield from self.expression(f, path + ("where",), spec["where"], before_thresholds=True)) \
+            if ok("where") else None
+        thresholds: list[Threshold] = []
+        for i, t in _items(spec, "thresholds", s, path):
+            th = yield from self.threshold(f, path + ("thresholds", i), t)
+            if th is not None:
+                thresholds.append(th)
+        routes = []
+        for i, r in _items(spec, "route", s, path):
+            rp = path + ("route", i)
+            when = yield from self.expression(f, rp + ("when",), r.get("when"))
+            to = (r["to"],) if isinstance(r["to"], str) else tuple(r["to"])
+            routes.append(Route(to, when, f.where(rp)))
+            for j, name in enumerate(to):
+                to_path = rp + ("to",) + (() if isinstance(r["to"], str) else (j,))
+                self.out.route_refs.append((spec.get("name", "?"), name, f.where(to_path)))
+        lookback = parse_duration_ms(spec["lookback"]) if ok("lookback") else None   # 0s: no lookback
+        if not s.ok(path):
+            return None
+        return Rule(
+            name=spec["name"], query=spec["query"], location=f.where(path), datasource=datasource,
+            range_ms=range_ms, step_ms=step_ms, instant=bool(spec.get("instant", False)),
+            labels={**d.get("labels", {}), **spec.get("labels", {})},
+            valid_min=valid.get("min"), valid_max=valid.get("max"), where=where,
+            thresholds=tuple(thresholds), routes=tuple(routes), description=spec.get("description", ""),
+            lookback_ms=lookback)
+
+    def request_count(self, f: LoadedFile, path: tuple[Any, ...], spec: dict[str, Any], ds: Datasource | None,
+                      range_ms: int, step_ms: int, written: dict[str, Any]) -> Iterator[Problem]:
+        """The rule's own window (its range) may not take more than MAX_REQUESTS_PER_RULE range requests
+        (apply checks the window it is given, too)."""
+        if ds is None or ds.is_file or spec.get("instant") or step_ms <= 0:
+            return
+        why = too_many_requests(range_ms // step_ms + 1, ds.max_points_per_series)
+        if why:
+            key = next((k for k in ("range", "step") if k in spec), None)
+            yield Problem(f.where(path + (key,)) if key else f.where(path),
+                          f"rule {spec.get('name', '?')!r}: its range of {_text(written, 'range', range_ms)} at step "
+                          f"{_text(written, 'step', step_ms)}: {why}: raise max_points_per_series or the step, "
+                          "or shorten the range")
+
+    # -- tests ------------------------------------------------------------
+    def file_tests(self, s: _FileScope) -> Iterator[Problem]:
+        data = s.f.data if isinstance(s.f.data, dict) else {}
+        for i, spec in _items(data, "tests", s, ()):
+            test = yield from self.rule_test(s.f, ("tests", i), spec)
+            if test is not None:
+                self.out.tests.append(test)
+
+    def rule_test(self, f: LoadedFile, path: tuple[Any, ...], spec: dict[str, Any]) -> Checks[RuleTest | None]:
+        from vmrules.config.notation import NotationError, parse_series, parse_values
+
+        inputs, ok = [], True
+        for j, item in enumerate(spec["input"]):
+            try:
+                where = path + ("input", j, "series")
+                labels = parse_series(item["series"])
+                where = path + ("input", j, "values")
+                values = tuple(parse_values(item["values"]))
+            except NotationError as exc:
+                yield Problem(f.where_in(where, exc.offset), f"{where[-1]}: {exc.message}")
+                ok = False
+                continue
+            inputs.append(InputSeries(labels, values))
+        interval = (yield from self.duration(f, path + ("interval",), spec["interval"], 0)) if "interval" in spec \
+            else None
+        expect: dict[str, Any] = {}
+        for target, want in spec["expect"].items():
+            if isinstance(want, dict):
+                expect[target] = want
+                continue
+            rows = []
+            for given in want:
+                row = dict(given)
+                for key in ("time", "start", "end"):            # offsets; start and end of episodes
+                    if row.get(key) is not None:
+                        row[key] = 0 if row[key] == 0 else parse_duration_ms(row[key])
+                rows.append(row)
+            expect[target] = rows
+        if not ok:
+            return None
+        return RuleTest(spec.get("name") or f"{spec['rule']} #{path[-1] + 1}", spec["rule"], interval, tuple(inputs),
+                        expect, f.where(path), {t: f.where_key(path + ("expect", t)) for t in expect},
+                        f.where(path + ("rule",)))
+
+    def threshold(self, f: LoadedFile, path: tuple[Any, ...], t: dict[str, Any]) -> Checks[Threshold | None]:
+        cond = yield from self.condition(f, path, t, "a threshold")
+        for_ms = yield from self.duration(f, path + ("for",), t.get("for"), 0)
+        keep_ms = yield from self.duration(f, path + ("keep_firing_for",), t.get("keep_firing_for"), 0)
+        clear = None
+        if isinstance(t.get("clear"), dict):
+            clear = yield from self.condition(f, path + ("clear",), t["clear"], "clear")
+            if clear is None:
+                return None
+        if cond is None:
+            return None
+        return Threshold(severity=t.get("severity", "alert"), op=cond.op, value=cond.value, when=cond.when,
+                         for_ms=for_ms, location=f.where(path), keep_firing_ms=keep_ms, clear=clear)
+
+    def condition(self, f: LoadedFile, path: tuple[Any, ...], t: dict[str, Any], what: str) -> Checks[Condition | None]:
+        """Exactly one of the comparison keys or `when`."""
+        given = [k for k in CONDITION_KEYS if k in t]
+        if len(given) != 1:
+            found = "none" if not given else ", ".join(given)
+            yield Problem(f.where(path), f"{what} needs exactly one of {', '.join(CONDITION_KEYS)} (found {found})")
+            return None
+        key = given[0]
+        if key == "when":
+            when = yield from self.expression(f, path + ("when",), t["when"], before_thresholds=True)
+            return None if when is None else Condition("when", None, when)
+        return Condition(COMPARISONS[key].op, float(t[key]), None)
+
+    def expression(self, f: LoadedFile, path: tuple[Any, ...], text: str | None,
+                   before_thresholds: bool = False) -> Checks[expr.Node | None]:
+        if text is None:
+            return None
+        try:
+            node = expr.parse(text)
+        except expr.ExprError as exc:
+            yield Problem(f.where_in(path, exc.offset), f"{path[-1]}: {exc.message}")
+            return None
+        late = expr.names(node) & {"severity", "alert"}
+        if before_thresholds and late:
+            yield Problem(f.where(path), f"{path[-1]}: {sorted(late)[0]} is not known yet here (thresholds run "
+                          "after where and their own conditions); use it in a route's when")
+            return None
+        return node

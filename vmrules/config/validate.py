@@ -1,0 +1,206 @@
+"""Validate rule files (schema + semantic checks) and build the typed model.
+
+Checks are generators of problems: `validate` collects them all, and a rule set
+is returned only when nothing was found.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import multiprocessing
+import os
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, replace
+from typing import Any
+
+from vmrules.config.checks import FileOutcome, check_files
+from vmrules.config.load import discover
+from vmrules.errors import ConfigError, Location, Problem
+from vmrules.model import Rule, RuleSet, RuleTest, Target, reserved_table
+from vmrules.templates import TemplateError, check_relative_path, check_table_name, render, variables
+
+SAMPLE_RUN = {"id": "20261101_000000_0000", "started_at": "2026-11-01T00:00:00Z",
+              "from": "2026-10-31T23:00:00Z", "to": "2026-11-01T00:00:00Z", "stamp": "20261101_000000"}
+SAMPLE_ROW = {"rule": "example", "metric": "up", "labels": "{}", "timestamp": "2026-11-01T00:00:00Z",
+              "value": 1.0, "severity": "warning", "alert": True}
+PARALLEL_MIN_FILES = 200      # below this, starting worker processes costs more than it saves
+TEMPLATE_KEYS = ("path", "table", "metric", "body")
+
+
+def _check_table(rendered: str) -> str:
+    """A SQLite table name that SQLite and vmrules both leave to the rule files."""
+    check_table_name(rendered)
+    if why := reserved_table(rendered):
+        raise TemplateError(why)
+    return rendered
+
+
+CHECKS = {"path": check_relative_path, "table": _check_table}
+
+
+@dataclass
+class Result:
+    """The outcome of validating a set of files."""
+
+    files: list[str]
+    problems: list[Problem]
+    ruleset: RuleSet | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+@contextlib.contextmanager
+def _no_gc() -> Iterator[None]:
+    """Building many small objects runs several times faster without the cyclic collector."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def validate_paths(paths: Iterable[str], jobs: int | None = None) -> Result:
+    """Validate every rule file under `paths`; FileNotFoundError for a missing path.
+
+    Files are checked in `jobs` processes (default: one per CPU) when there are many.
+    """
+    paths = list(paths)
+    files, refused = discover(paths)
+    with _no_gc():
+        outcomes = _check_all(files, jobs or os.cpu_count() or 1)
+        merger = _Merger()
+        problems = refused + list(merger.run(outcomes))
+    if not files and not refused:
+        problems.append(Problem(Location(", ".join(paths) or "."), "no rule files (*.yaml, *.yml) found"))
+    result = Result(files, sorted(set(problems)))
+    if result.ok:
+        result.ruleset = RuleSet(tuple(merger.rules), dict(merger.targets), tuple(files), tuple(merger.tests))
+    return result
+
+
+def _check_all(files: list[str], jobs: int) -> list[FileOutcome]:
+    """Per-file checks, in worker processes for large rule sets (order kept)."""
+    if jobs < 2 or len(files) < PARALLEL_MIN_FILES or "fork" not in multiprocessing.get_all_start_methods():
+        return check_files(files)
+    size = -(-len(files) // (jobs * 4))
+    chunks = [files[i:i + size] for i in range(0, len(files), size)]
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
+        return [out for part in pool.map(check_files, chunks) for out in part]
+
+
+def load_ruleset(paths: Iterable[str], jobs: int | None = None) -> RuleSet:
+    """Validated rule set of the files under `paths`; ConfigError with every problem otherwise."""
+    result = validate_paths(paths, jobs)
+    if not result.ok or result.ruleset is None:
+        raise ConfigError(result.problems)
+    return result.ruleset
+
+
+def rule_template_context(rule: Rule, run: dict[str, Any], target: Target) -> dict[str, Any]:
+    """What path, table and metric templates see."""
+    return {"rule": {"name": rule.name, "query": rule.query, "labels": dict(rule.labels),
+                     "description": rule.description, "file": rule.location.path if rule.location else "",
+                     "datasource": ""},           # apply puts the datasource in use here (without credentials)
+            "run": run, "target": {"name": target.name, "type": target.type}}
+
+
+class _Merger:
+    """Names across files: duplicates, routes to targets, and templates rendered for each rule."""
+
+    def __init__(self) -> None:
+        self.targets: dict[str, Target] = {}
+        self.rules: list[Rule] = []
+        self.tests: list[RuleTest] = []
+
+    def run(self, outcomes: list[FileOutcome]) -> Iterator[Problem]:
+        rule_names: dict[str, Location] = {}
+        refs = []
+        for out in outcomes:
+            yield from out.problems
+            for name, loc, target in out.targets:
+                if name in self.targets:
+                    first = self.targets[name].location
+                    yield Problem(loc, f"duplicate target name {name!r} (first defined at {first})")
+                elif target is not None:
+                    self.targets[name] = target
+            for name, loc, rule in out.rules:
+                if name in rule_names:
+                    yield Problem(loc, f"duplicate rule name {name!r} (first defined at {rule_names[name]})")
+                    continue
+                rule_names[name] = loc
+                if rule is not None:
+                    self.rules.append(rule)
+            refs += out.route_refs
+            self.tests += out.tests
+        yield from self.routes_and_templates(refs)
+        yield from self.test_references(set(rule_names))
+        self.rules = [replace(r, episodes=True) if any(self.targets[n].shape == "episodes" for route in r.routes
+                                                      for n in route.to if n in self.targets) else r
+                      for r in self.rules]
+
+    def test_references(self, rule_names: set[str]) -> Iterator[Problem]:
+        """Each test names a rule of the set and expects rows only of targets that rule routes to."""
+        by_name = {r.name: r for r in self.rules}
+        for test in self.tests:
+            if test.rule not in rule_names:
+                known = ", ".join(sorted(rule_names)) or "none defined"
+                yield Problem(test.rule_location or test.location,
+                              f"test {test.name!r}: no rule named {test.rule!r} (rules: {known})")
+                continue
+            rule = by_name.get(test.rule)
+            if rule is None:
+                continue
+            routed = {n for route in rule.routes for n in route.to}
+            for target, loc in test.expect_locations.items():
+                if target not in routed:
+                    yield Problem(loc, f"test {test.name!r}: rule {test.rule!r} does not route to {target!r} "
+                                  f"(it routes to: {', '.join(sorted(routed)) or 'nothing'})")
+
+    # -- across files -----------------------------------------------------
+    def routes_and_templates(self, route_refs: list[tuple[str, str, Location]]) -> Iterator[Problem]:
+        by_name = {r.name: r for r in self.rules}
+        used: dict[str, dict[str, Rule]] = {}
+        for rule_name, name, loc in route_refs:
+            if name not in self.targets:
+                known = ", ".join(sorted(self.targets)) or "none defined"
+                yield Problem(loc, f"rule {rule_name!r} routes to unknown target {name!r} (known: {known})")
+            elif rule_name in by_name:
+                used.setdefault(name, {})[rule_name] = by_name[rule_name]
+        example = Rule(name="example_rule", query="up", location=Location("<sample>"))
+        for name, target in self.targets.items():
+            rules = list(used[name].values()) if name in used else [example]
+            per_rule = [k for k in TEMPLATE_KEYS if k in target.options and "rule" in variables(target.options[k])]
+            once = [k for k in TEMPLATE_KEYS if k in target.options and k not in per_rule]
+            yield from self.render_target(target, example, once)
+            for rule in rules:
+                yield from self.render_target(target, rule, per_rule)
+
+    def render_target(self, t: Target, rule: Rule, keys: list[str]) -> Iterator[Problem]:
+        """Render the target's templates `keys` for one rule (the example rule when they do not read it)."""
+        if not keys:
+            return
+        ctx = rule_template_context(rule, SAMPLE_RUN, t)
+        for key in keys:
+            check = CHECKS.get(key)
+            if key == "body":
+                continue
+            try:
+                rendered = render(t.options[key], ctx)
+                if check:
+                    check(rendered)
+            except TemplateError as exc:
+                for_rule = f" (rendered for rule {rule.name!r})" if rule.name != "example_rule" else ""
+                yield Problem(t.locations.get(key, t.location), f"target {t.name!r}: {key}: {exc}{for_rule}")
+                return
+        if "body" in keys:
+            try:
+                render(t.options["body"], {**ctx, "rows": [dict(SAMPLE_ROW, rule=rule.name)], "count": 1,
+                                           "batch": 0, "batches": 1}, limit=10_000_000)   # all a run gives it
+            except TemplateError as exc:
+                yield Problem(t.locations.get("body", t.location), f"target {t.name!r}: body: {exc}")

@@ -1,0 +1,323 @@
+"""What a rule writes while it runs, and how its files reach their final paths.
+
+A rule streams batches into per-rule parts: a part file beside each final file,
+a spill file for each SQLite table and service (in the run's scratch folder,
+see scratch.py, which also lists the parts). Nothing reaches a final path
+or a database until the rule has finished without error (`finish`); a failed
+rule's parts are removed (`abort`). At the end of the run the parts of each
+file are renamed into place (one rule) or merged into it (several rules).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from vmrules.delivery import scratch
+from vmrules.delivery.atomic import FILE_MODE, fsync_dir, new_temp
+from vmrules.delivery.spill import Spill
+from vmrules.delivery.state import Rename, remove_files
+from vmrules.errors import RuleError
+from vmrules.evaluate.rows import Evaluation
+from vmrules.model import reserved_table
+from vmrules.net.http import HttpError
+from vmrules.targets import registry
+from vmrules.targets.service import Delivery
+from vmrules.targets.sqlite import Sink as SqliteSink
+from vmrules.targets.sqlite import describe
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class Part:
+    """One rule's finished rows for one file target, waiting beside the final path."""
+
+    rule: str
+    target: Any               # model.Target
+    final: str
+    path: str
+    rows: int
+    output_dir: str = "."
+    run_id: str = ""
+
+
+@dataclass
+class RuleOutputs:
+    """The outputs of one rule during its run."""
+
+    rule: str
+    destinations: list[Any]   # run.Destination
+    run_id: str
+    env: Mapping[str, str]
+    log: Log
+    step_ms: int
+    keep_tables: bool = False
+    watermark_ms: int | None = None   # incremental runs: recorded in each SQLite table with the rows
+    output_dir: str = "."             # holds the run's scratch folder
+    rows: dict[str, int] = field(default_factory=dict)
+    parts: list[Part] = field(default_factory=list)
+    tables: dict[str, list[pa.Table]] = field(default_factory=dict)
+    _open: dict[str, Any] = field(default_factory=dict)
+    _writer: _Background | None = None
+
+    def write(self, ev: Evaluation) -> None:
+        """Add one batch of evaluated rows; the writing runs in a thread of its own, beside the next fetch."""
+        if self._writer is None:
+            self._writer = _Background(self._write_now)
+        self._writer.put(ev)
+
+    def _write_now(self, ev: Evaluation) -> None:
+        for dest in self.destinations:
+            table = ev.routed.get(dest.target.name)
+            if table is None:
+                continue
+            out = self._open.get(dest.target.name) or self._start(dest)
+            out.write(table, ev.table)
+            self.rows[dest.target.name] = self.rows.get(dest.target.name, 0) + table.num_rows
+            if self.keep_tables:
+                self.tables.setdefault(dest.target.name, []).append(table)
+
+    def finish(self) -> None:
+        """Deliver to the services first, then commit the databases, then close the file parts: a service
+        that fails leaves no database row and no file of the rule behind (the run's end renames files)."""
+        if self._writer is not None:
+            writer, self._writer = self._writer, None      # no cycle left between the two
+            writer.close()
+        order = {_ServiceOut: 0, _DatabaseOut: 1, _FileOut: 2}
+        delivered: list[str] = []
+        for name, out in sorted(self._open.items(), key=lambda item: order[type(item[1])]):
+            try:
+                result = out.finish()
+            except RuleError as exc:
+                if delivered:      # services cannot take rows back: say which got them
+                    raise RuleError(self.rule, f"{exc.message} (already delivered: {', '.join(delivered)})") from None
+                raise
+            if isinstance(out, _FileOut):
+                self.parts.append(Part(self.rule, out.dest.target, out.dest.path, out.part, self.rows.get(name, 0),
+                                       self.output_dir, self.run_id))
+            elif result is not None:
+                self.rows[name] = result
+            if isinstance(out, _ServiceOut):
+                delivered.append(f"{name} ({self.rows.get(name, 0)})")
+            del self._open[name]
+
+    def abort(self) -> None:
+        """Remove everything this rule started; nothing of it remains."""
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            with contextlib.suppress(Exception):
+                writer.close()
+        for out in self._open.values():
+            with contextlib.suppress(Exception):
+                out.abort()
+        for part in self.parts:
+            with contextlib.suppress(OSError):
+                os.unlink(part.path)
+        self._open.clear()
+        self.parts.clear()
+
+    def _start(self, dest: Any) -> Any:
+        kind = registry.get(dest.target.type)
+        out: Any
+        if dest.kind == "file":
+            base = os.path.basename(dest.path)
+            _remove_stale(os.path.dirname(dest.path), base, ".part", self.run_id)
+            part = os.path.join(os.path.dirname(dest.path), f".{base}.{self.run_id}.{self.rule}.part")
+            scratch.record(self.output_dir, self.run_id, part)
+            out = _FileOut(dest, kind, part)
+        elif dest.kind == "database":     # spills beside the database are from versions before the scratch folder
+            _remove_stale(os.path.dirname(dest.path), os.path.basename(dest.path), ".spill", self.run_id)
+            out = _DatabaseOut(dest, self.rule, scratch.folder(self.output_dir, self.run_id), self.watermark_ms)
+        else:
+            out = _ServiceOut(dest, kind, self, scratch.folder(self.output_dir, self.run_id))
+        self._open[dest.target.name] = out
+        return out
+
+
+class _Background:
+    """One worker thread fed through a short queue; its first error comes out of put() or close()."""
+
+    def __init__(self, work: Callable[[Any], None], depth: int = 1):
+        self.work = work
+        self.queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="vmrules-writer", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while (item := self.queue.get()) is not _STOP:
+            if self.error is None:
+                try:
+                    self.work(item)
+                except BaseException as exc:  # noqa: BLE001 - handed to the rule's thread
+                    self.error = exc
+
+    def put(self, item: Any) -> None:
+        if self.error is not None:
+            raise self.error
+        self.queue.put(item)
+
+    def close(self) -> None:
+        self.queue.put(_STOP)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+
+_STOP = object()
+
+
+class _FileOut:
+    def __init__(self, dest: Any, kind: registry.TargetType, part: str):
+        self.dest, self.part = dest, part
+        os.makedirs(os.path.dirname(part), exist_ok=True)
+        self.sink = kind.sink(part, dest.target) if kind.sink else _IpcSink(part)
+
+    def write(self, table: pa.Table, full: pa.Table) -> None:
+        self.sink.write(table)
+
+    def finish(self) -> None:
+        self.sink.close()
+
+    def abort(self) -> None:
+        with contextlib.suppress(Exception):
+            self.sink.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self.part)
+
+
+class _IpcSink:
+    """A plugin's rows kept as an Arrow IPC stream (dictionaries may change per batch) until its
+    whole-table writer runs at the end."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.sink = pa.OSFile(path, "wb")
+        self.writer: Any = None
+
+    def write(self, table: pa.Table) -> None:
+        if self.writer is None:
+            self.writer = pa.ipc.new_stream(self.sink, table.schema)
+        self.writer.write_table(table)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.sink.close()
+
+
+class _DatabaseOut:
+    def __init__(self, dest: Any, rule: str, folder: str, watermark_ms: int | None):
+        if why := reserved_table(dest.table):
+            raise RuleError(rule, f"target {dest.target.name}: {why}")
+        self.dest, self.rule, self.watermark_ms = dest, rule, watermark_ms
+        self.spill = Spill(folder, f"{dest.target.name}.{dest.table}")
+
+    def write(self, table: pa.Table, full: pa.Table) -> None:
+        self.spill.write(table)
+
+    def finish(self) -> int:
+        """One transaction for the rule's rows; a SQLite failure (a full disk...) leaves the table as it was."""
+        try:
+            sink = SqliteSink(self.dest.path, self.dest.table, self.rule, self.dest.target, self.watermark_ms)
+            try:
+                for table in self.spill.batches():
+                    sink.write(table)
+            except BaseException:
+                sink.abort()
+                raise
+            return sink.close()
+        except sqlite3.Error as exc:
+            raise RuleError(self.rule, f"target {self.dest.target.name}: table {self.dest.table}: "
+                            f"{describe(exc, self.dest.path)}; nothing of this rule was written to it") from None
+        finally:
+            self.spill.discard()
+
+    def abort(self) -> None:
+        self.spill.discard()
+
+
+class _ServiceOut:
+    def __init__(self, dest: Any, kind: registry.TargetType, outputs: RuleOutputs, folder: str):
+        self.dest, self.kind, self.outputs = dest, kind, outputs
+        self.routed = Spill(folder, dest.target.name)
+
+    def write(self, table: pa.Table, full: pa.Table) -> None:
+        self.routed.write(table)
+
+    def finish(self) -> int:
+        try:
+            routed = self.routed.table()
+            if routed is None:
+                return 0
+            o = self.outputs
+            delivery = Delivery(self.dest.target, routed, routed, self.dest.context, o.step_ms, o.env, o.log)
+            try:
+                return int(self.kind.write(delivery))
+            except HttpError as exc:
+                raise RuleError(o.rule, f"target {self.dest.target.name}: {exc}") from None
+        finally:
+            self.abort()
+
+    def abort(self) -> None:
+        self.routed.discard()
+
+
+def _remove_stale(folder: str, base: str, suffix: str, run_id: str) -> None:
+    """Parts and spills left by a killed run (the run lock rules out a live one)."""
+    for path in glob.glob(os.path.join(glob.escape(folder), glob.escape(f".{base}.") + "*" + suffix)):
+        if f".{run_id}." not in os.path.basename(path):
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+
+
+def prepare(parts: list[Part], keep_existing: bool = False) -> tuple[Rename | None, int, list[str]]:
+    """One file ready beside its final path, from the parts of the rules that feed it.
+
+    With `keep_existing`, a file already at the final path keeps its rows and the new
+    ones follow them (incremental runs and later chunks of a backfill never lose a row
+    an earlier one delivered). Returns the rename still to do, the rows, and the
+    problems (then nothing is left behind).
+    """
+    target, final = parts[0].target, parts[0].final
+    kind = registry.get(target.type)
+    rows = sum(p.rows for p in parts)
+    ready = parts[0].path
+    earlier = [final] if keep_existing and os.path.exists(final) else []
+    try:
+        if earlier and kind.sink is None:
+            raise ValueError(f"it holds an earlier run's rows and a {target.type} file cannot be added to: "
+                             "give the target a path that is new for every run, e.g. with {{ run.from }}")
+        if earlier or len(parts) > 1 or kind.sink is None:
+            assert kind.merge is not None
+            ready = new_temp(final)
+            if parts[0].run_id:
+                scratch.record(parts[0].output_dir, parts[0].run_id, ready)
+            kind.merge(earlier + [p.path for p in parts], ready, target)
+        with open(ready, "rb+") as f:
+            os.fsync(f.fileno())
+        os.chmod(ready, FILE_MODE)
+        return Rename(ready, final, os.stat(ready).st_ino), rows, []
+    except Exception as exc:  # noqa: BLE001 - reported on every rule that fed the file
+        remove_files([ready])
+        return None, 0, [f"target {target.name}: cannot write {final}: {exc}"]
+    finally:
+        remove_files(p.path for p in parts if p.path != ready)
+
+
+def commit(renames: list[Rename], log: Log) -> None:
+    """Put prepared files in place (a run that is not incremental: no journal needed)."""
+    for r in renames:
+        os.replace(r.ready, r.final)
+        fsync_dir(os.path.dirname(r.final))
+        log(f"wrote {r.final}")

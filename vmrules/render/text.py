@@ -1,0 +1,110 @@
+"""Printing problems and run summaries for people and machines."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from vmrules.durations import format_duration_ms, format_time_ms
+from vmrules.errors import Problem
+
+if TYPE_CHECKING:
+    from vmrules.commands.apply import RunReport
+
+FORMATS = ("text", "json", "github")
+
+
+def format_problems(problems: Iterable[Problem], fmt: str = "text") -> str:
+    """Problems as `path:line:col: error: msg` lines, a JSON document, or GitHub annotations."""
+    problems = list(problems)
+    if fmt == "json":
+        return json.dumps({"valid": not problems, "problems": [
+            {"path": p.location.path, "line": p.location.line, "col": p.location.col, "message": p.message}
+            for p in problems]}, indent=2)
+    if fmt == "github":
+        return "\n".join(f"::error file={_gh(p.location.path)},line={p.location.line},col={p.location.col}"
+                         f"::{_gh(p.message)}" for p in problems)
+    return "\n".join(str(p) for p in problems)
+
+
+def _gh(text: str) -> str:
+    """Escape a value for a GitHub workflow command."""
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A").replace(":", "%3A").replace(",", "%2C")
+
+
+def format_summary(report: RunReport, output_dir: str) -> str:
+    """A table per rule (status, series, samples, invalid, alerts, rows per target, seconds) and the outputs."""
+    head = ("rule", "status", "series", "samples", "invalid", "filtered", "alerts", "seconds", "rows")
+    rows = [head]
+    for r in report.rules:
+        written = ", ".join(f"{k}={v}" for k, v in r.rows.items()) or "-"
+        c = r.counts
+        by = ", ".join(f"{k} {v}" for k, v in sorted(c.by_severity.items(), key=lambda kv: -kv[1]))
+        rows.append((r.name, r.status, str(c.series), str(c.samples), str(c.invalid), str(c.filtered),
+                     f"{c.alerts} ({by})" if by else str(c.alerts), f"{r.seconds:.2f}", written))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head) - 1)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1] for row in rows]
+    if report.outputs:
+        lines.append("")
+        lines.append(f"exports in {output_dir}:")
+        for o in report.outputs:
+            where = o.path if o.kind == "service" else os.path.relpath(o.path, os.path.realpath(output_dir))
+            table = f" table {o.table}" if o.table else ""
+            lines.append(f"  {where}{table}  ({o.type}, {o.rows} {o.unit}, target {o.target})")
+    return "\n".join(lines)
+
+
+def json_events(report: RunReport, output_dir: str) -> list[dict[str, object]]:
+    """The run as structured records for log pipelines: one per rule, one per output, one for the run."""
+    events: list[dict[str, object]] = []
+    for r in report.rules:
+        c = r.counts
+        events.append({"event": "rule", "rule": r.name, "status": r.status, "error": r.error or None,
+                       "from": format_time_ms(r.window.start_ms), "to": format_time_ms(r.window.end_ms),
+                       "series": c.series, "samples": c.samples, "invalid": c.invalid, "filtered": c.filtered,
+                       "alerts": c.alerts, "by_severity": c.by_severity, "rows": r.rows, "requests": r.requests,
+                       "bytes": r.bytes_read, "seconds": round(r.seconds, 3)})
+    for o in report.outputs:
+        events.append({"event": "output", "target": o.target, "type": o.type, "kind": o.kind, "path": o.path,
+                       "table": o.table, "rows": o.rows, "unit": o.unit})
+    events.append({"event": "run", "id": report.run["id"], "ok": report.ok, "rules": len(report.rules),
+                   "failed": [r.name for r in report.failed], "output_dir": output_dir})
+    return events
+
+
+def empty_notes(report: RunReport) -> list[str]:
+    """A hint for each rule whose query found no series at all (a typo in a metric or label is the usual cause)."""
+    out = []
+    for r in report.rules:
+        if r.status == "ok" and r.counts.series == 0 and r.window.points:
+            out.append(f"note: rule {r.name}: the query found no series from {format_time_ms(r.window.start_ms)} "
+                       f"to {format_time_ms(r.window.end_ms)}; check its metric and label names, e.g. with "
+                       f"vmrules query '{r.query}' --since 1h --datasource URL")
+    return out
+
+
+def format_plan(report: RunReport, output_dir: str) -> str:
+    """What a dry run would do: windows, queries, datasource and rendered destinations per rule."""
+    lines = [f"dry run {report.run['id']}: nothing fetched, nothing written"]
+    for r in report.rules:
+        w = r.window
+        span = (f"instant at {format_time_ms(w.end_ms)}" if w.instant else
+                f"{format_time_ms(w.start_ms)} .. {format_time_ms(w.end_ms)} step {format_duration_ms(w.step_ms)}, "
+                f"{w.points} points")
+        lines.append(f"rule {r.name}: {span}")
+        if r.carry_in is not None:
+            lines.append(f"  alert state: carried from {format_time_ms(r.carry_in.as_of_ms)} "
+                         f"({r.carry_in.size} states of series and episodes)")
+        elif w.lookback_ms and w.points:
+            lines.append(f"  lookback: {format_duration_ms(w.lookback_ms)} before the window, for the alert state "
+                         "(fetched, not exported)")
+        lines.append(f"  query: {r.query}")
+        lines.append(f"  datasource: {r.datasource}")
+        if r.error:
+            lines.append(f"  error: {r.error}")
+        for d in r.destinations:
+            rel = d.path if d.kind == "service" else os.path.relpath(d.path, os.path.realpath(output_dir))
+            lines.append(f"  -> {d.target.name} ({d.target.type}): {rel}" + (f" table {d.table}" if d.table else ""))
+    return "\n".join(lines)

@@ -1,0 +1,201 @@
+"""The `file:PATH` datasource: a VictoriaMetrics /api/v1/export JSON-lines file.
+
+It answers plain series selectors (`metric{label="x", other=~"re"}`) over a
+window: the value at each point is the last sample at or before it within the
+lookback (5m, as Prometheus), which is exactly the stored sample for data
+aligned to the step. NaN samples (staleness markers) are skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from vmrules.sources.result import FetchError, QueryResult, check_unique, series_labels
+from vmrules.window import Window
+
+LOOKBACK_MS = 300_000
+_SELECTOR = re.compile(r"^\s*(?P<name>[A-Za-z_:][A-Za-z0-9_:]*)?\s*(?:\{(?P<matchers>.*)\})?\s*$", re.S)
+_MATCHER = re.compile(r'\s*(?P<label>[A-Za-z_][A-Za-z0-9_]*)\s*(?P<op>=~|!~|!=|=)\s*'
+                      r'(?P<value>"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\')\s*(?:,|$)')
+_BARE_INF = re.compile(rb"(?<![\w\"])([+-]?)Inf(?![\w\"])")
+
+
+@dataclass(frozen=True)
+class Matcher:
+    label: str
+    op: str
+    value: str
+
+    def matches(self, labels: dict[str, str]) -> bool:
+        v = labels.get(self.label, "")
+        match self.op:
+            case "=":
+                return v == self.value
+            case "!=":
+                return v != self.value
+            case "=~":
+                return re.fullmatch(self.value, v) is not None
+        return re.fullmatch(self.value, v) is None
+
+
+def parse_selector(query: str) -> list[Matcher]:
+    """Matchers of a plain series selector; FetchError for anything else."""
+    m = _SELECTOR.match(query)
+    unsupported = FetchError(f"query {query!r} is not supported by the file datasource: it answers plain series "
+                             'selectors such as metric{label="x", other=~"re"}')
+    if not m or not (m.group("name") or m.group("matchers")):
+        raise unsupported
+    out = [Matcher("__name__", "=", m.group("name"))] if m.group("name") else []
+    rest = (m.group("matchers") or "").strip()
+    pos = 0
+    while pos < len(rest):
+        mm = _MATCHER.match(rest, pos)
+        if not mm:
+            raise unsupported
+        raw = mm.group("value")
+        value = json.loads(raw) if raw.startswith('"') else raw[1:-1].replace("\\'", "'")
+        if mm.group("op") in ("=~", "!~"):
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise FetchError(f"invalid regex {value!r} in selector: {exc}") from None
+        out.append(Matcher(mm.group("label"), mm.group("op"), value))
+        pos = mm.end()
+    if all(x.matches({}) for x in out):   # as Prometheus: some matcher must reject the empty label
+        raise FetchError(f"selector {query!r} matches every series: name a metric or a non-empty label")
+    return out
+
+
+class ExportFile:
+    """The series of one export file, read once and shared by every rule of a run."""
+
+    _cache: dict[tuple[str, int, int], ExportFile] = {}
+    _lock = threading.Lock()
+
+    def __init__(self, path: str):
+        self.path = path
+        self.labels: list[dict[str, str]] = []
+        self.ts: list[np.ndarray] = []
+        self.values: list[np.ndarray] = []
+        self._read()
+
+    @classmethod
+    def open(cls, path: str) -> ExportFile:
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            raise FetchError(f"cannot read {path}: {exc.strerror or exc}") from None
+        key = (os.path.realpath(path), st.st_mtime_ns, st.st_size)
+        with cls._lock:
+            if key not in cls._cache:
+                cls._cache.clear()
+                cls._cache[key] = cls(path)
+            return cls._cache[key]
+
+    def _read(self) -> None:
+        try:
+            with open(self.path, "rb") as f:
+                lines = f.readlines()
+        except OSError as exc:
+            raise FetchError(f"cannot read {self.path}: {exc.strerror or exc}") from None
+        for n, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            cut = line.find(b'"values"')
+            fixed = line[:cut] + _BARE_INF.sub(rb"\1Infinity", line[cut:]) if cut > 0 else line
+            try:
+                doc = json.loads(fixed)
+                ts = np.asarray(doc["timestamps"], np.int64)
+                vals = np.asarray(doc["values"], np.float64)
+                labels = series_labels(doc["metric"])
+            except (ValueError, KeyError, TypeError) as exc:
+                raise FetchError(f"{self.path}:{n}: not a VictoriaMetrics export line ({exc})") from None
+            except FetchError as exc:
+                raise FetchError(f"{self.path}:{n}: {exc}") from None
+            if len(ts) != len(vals):
+                raise FetchError(f"{self.path}:{n}: {len(ts)} timestamps but {len(vals)} values")
+            order = np.argsort(ts, kind="stable")
+            keep = ~np.isnan(vals[order])
+            self.labels.append(labels)
+            self.ts.append(ts[order][keep])
+            self.values.append(vals[order][keep])
+        _merge_duplicates(self)
+
+    def select(self, query: str, start_ms: int, end_ms: int, step_ms: int) -> QueryResult:
+        """The answer a server gives to query_range (or to query when start == end)."""
+        matchers = parse_selector(query)
+        grid = np.arange(start_ms, end_ms + 1, step_ms, dtype=np.int64)
+        labels: list[dict[str, str]] = []
+        ids: list[np.ndarray] = []
+        ts_out: list[np.ndarray] = []
+        vals_out: list[np.ndarray] = []
+        for lab, ts, vals in zip(self.labels, self.ts, self.values, strict=True):
+            if not all(m.matches(lab) for m in matchers) or not len(ts):
+                continue
+            idx = np.searchsorted(ts, grid, side="right") - 1
+            ok = idx >= 0
+            ok[ok] &= grid[ok] - ts[idx[ok]] <= LOOKBACK_MS
+            if not ok.any():
+                continue
+            ids.append(np.full(int(ok.sum()), len(labels), np.int32))
+            labels.append(lab)
+            ts_out.append(grid[ok])
+            vals_out.append(vals[idx[ok]])
+        if not labels:
+            return QueryResult.empty()
+        return QueryResult(labels, np.concatenate(ids), np.concatenate(ts_out), np.concatenate(vals_out))
+
+
+def _merge_duplicates(f: ExportFile) -> None:
+    """An export may hold one series on several lines: join them."""
+    try:
+        check_unique(f.labels)
+        return
+    except FetchError:
+        pass
+    merged: dict[tuple[tuple[str, str], ...], int] = {}
+    labels: list[dict[str, str]] = []
+    ts: list[np.ndarray] = []
+    vals: list[np.ndarray] = []
+    for lab, t, v in zip(f.labels, f.ts, f.values, strict=True):
+        key = tuple(sorted(lab.items()))
+        if key in merged:
+            i = merged[key]
+            t2, v2 = np.concatenate([ts[i], t]), np.concatenate([vals[i], v])
+            order = np.argsort(t2, kind="stable")
+            ts[i], vals[i] = t2[order], v2[order]
+        else:
+            merged[key] = len(labels)
+            labels.append(lab)
+            ts.append(t)
+            vals.append(v)
+    f.labels, f.ts, f.values = labels, ts, vals
+
+
+class FileSource:
+    """Datasource adapter with the same `fetch` as HttpSource."""
+
+    def __init__(self, url: str):
+        self.path = url[len("file:"):]
+
+    def fetch(self, query: str, window: Window) -> list[QueryResult]:
+        data = ExportFile.open(self.path)
+        start = window.end_ms if window.instant else window.start_ms
+        if window.points == 0:
+            return [QueryResult.empty()]
+        return [data.select(query, start, window.end_ms, window.step_ms)]
+
+    def batches(self, query: str, window: Window) -> Iterator[QueryResult]:
+        for result in self.fetch(query, window):
+            result.request_start = True
+            yield result
+
+    def close(self) -> None:
+        pass
