@@ -15,8 +15,8 @@ PKG = Path(__file__).parent.parent / "vmrules"
 LAYERS = [                         # low to high; a module may import its own layer and those below
     {"errors", "durations", "model", "expr", "thresholds", "window", "templates", "sandbox"},
     {"net"},
+    {"sources"},                   # below config: validate checks a datasource's scheme against the sources
     {"config"},
-    {"sources"},
     {"evaluate"},
     {"targets"},
     {"delivery"},

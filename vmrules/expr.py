@@ -22,14 +22,13 @@ from typing import TYPE_CHECKING, Any
 from vmrules.errors import VmrulesError
 
 if TYPE_CHECKING:  # pyarrow is imported when an expression is compiled (validate rarely needs it)
-    import pyarrow.compute as pc
+    pass
 
 # Column name -> type of the row table that expressions see.
 COLUMN_TYPES = {
     "rule": "string", "metric": "string", "labels": "string", "timestamp": "number",
     "value": "number", "severity": "string", "alert": "bool",
 }
-LABEL_PREFIX = "label:"
 
 _TOKEN = re.compile(r"""
     (?P<ws>\s+)
@@ -316,24 +315,8 @@ def label_names(node: Node) -> set[str]:
     return {n for n in names(node) if n not in COLUMN_TYPES}
 
 
-def column_name(name: str) -> str:
-    """The working-table column that holds a name: a row column or a label column."""
-    return name if name in COLUMN_TYPES else LABEL_PREFIX + name
-
-
 _ARROW_OPS = {"==": "equal", "!=": "not_equal", "<": "less", "<=": "less_equal", ">": "greater",
               ">=": "greater_equal"}
-
-
-def to_arrow(node: Node) -> pc.Expression:
-    """Compile a parsed expression to a pyarrow.compute.Expression over the working table.
-
-    The table has the row columns plus one string column per label read
-    (`label:NAME`, "" when missing); severity is compared as "" when null.
-    """
-    import pyarrow.compute as pc
-
-    return _build(node, lambda name: pc.field(column_name(name)), pc.scalar)
 
 
 def evaluate_columns(node: Node, column: Callable[[str], Any]) -> Any:

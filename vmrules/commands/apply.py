@@ -20,7 +20,7 @@ from vmrules.errors import RuleError, UsageError
 from vmrules.evaluate.counts import Counts
 from vmrules.model import Datasource, Rule, RuleSet, Target
 from vmrules.net.http import redact_url, rule_env, scrub
-from vmrules.sources.prometheus import HttpSource
+from vmrules.sources import normalize_url, open_source
 from vmrules.sources.result import FetchError, QueryResult
 from vmrules.targets.registry import PluginError, kind_of
 from vmrules.templates import TemplateError, check_table_name, confine, render
@@ -243,7 +243,7 @@ def shard_of(name: str, shards: int) -> int:
 def rule_datasource(rule: Rule, override: str | None) -> Datasource:
     if override:
         base = rule.datasource or Datasource(url=override)
-        return replace(base, url=override if override.startswith("file:") else override.rstrip("/"))
+        return replace(base, url=normalize_url(override))
     if rule.datasource is None:
         raise UsageError(f"rule {rule.name} has no datasource: add `datasource: {{url: ...}}` to its file "
                          "or pass --datasource URL")
@@ -436,11 +436,7 @@ def rule_batches(rule: Rule, ds: Datasource, window: Window, options: ApplyOptio
     if window.points == 0:
         yield QueryResult.empty()
         return
-    if ds.is_file:
-        from vmrules.sources.exportfile import FileSource
-        source: Any = FileSource(ds.url)
-    else:
-        source = HttpSource(ds, rule_env(options.env, options.allow_env), log)
+    source = open_source(ds, rule_env(options.env, options.allow_env), log)
     try:
         for part in window.fetches():
             yield from source.batches(rule.query, part)

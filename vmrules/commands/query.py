@@ -21,6 +21,7 @@ from vmrules.errors import Location, UsageError
 from vmrules.evaluate.rows import evaluate
 from vmrules.model import Datasource, Rule, Target, series_text
 from vmrules.net.http import Env, HttpError
+from vmrules.sources import normalize_url
 from vmrules.sources.result import FetchError
 from vmrules.window import rule_window
 
@@ -43,8 +44,7 @@ def query_tables(query: str, datasource: str | Datasource, *, start: Time = None
     step_ms = step if isinstance(step, int) else parse_duration_ms(step)
     if start_ms > end_ms:
         raise UsageError("the window's start is later than its end")
-    ds = Datasource(url=datasource.rstrip("/") if not datasource.startswith("file:") else datasource) \
-        if isinstance(datasource, str) else datasource
+    ds = Datasource(url=normalize_url(datasource)) if isinstance(datasource, str) else datasource
     rule = Rule(name=query, query=query, location=None, step_ms=step_ms, instant=instant)  # type: ignore[arg-type]
     window = rule_window(rule, start_ms, end_ms)
     options = ApplyOptions(env=Env(os.environ if env is None else env))   # the caller's own headers: trusted
@@ -74,7 +74,7 @@ def run_query(exprs: list[str], url: str, headers: Mapping[str, str], from_ms: i
 
     Rows are written batch by batch as they arrive, so memory does not grow with the answer.
     """
-    ds = Datasource(url=url if url.startswith("file:") else url.rstrip("/"), headers=dict(headers))
+    ds = Datasource(url=normalize_url(url), headers=dict(headers))
     batches = _batches(exprs, ds, from_ms, to_ms, step_ms, instant, log)
     if fmt == "table":
         if output is None:

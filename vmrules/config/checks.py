@@ -30,6 +30,7 @@ from vmrules.model import (
     Threshold,
     too_many_requests,
 )
+from vmrules.sources import SCHEMES, normalize_url
 from vmrules.templates import TemplateError, compile_template, render
 from vmrules.thresholds import COMPARISONS, CONDITION_KEYS
 
@@ -125,13 +126,13 @@ class _FileChecker:
         if "${" in url:
             yield Problem(f.where(path + ("url",)), "${VAR} is expanded only in headers, bearer_token "
                           "and basic_auth, not in the url")
-        elif not url.startswith(("http://", "https://", "file:")):
+        elif url.split(":", 1)[0].lower() not in SCHEMES or not url.startswith(("http://", "https://", "file:")):
             yield Problem(f.where(path + ("url",)),
                           f"datasource url {url!r} must start with http://, https:// or file:")
         timeout = yield from self.duration(f, path + ("timeout",), d.get("timeout"), DEFAULT_TIMEOUT_MS)
         auth = d.get("basic_auth")
         return Datasource(
-            url=url.rstrip("/") if not url.startswith("file:") else url,
+            url=normalize_url(url),
             headers=dict(d.get("headers") or {}), bearer_token=d.get("bearer_token"),
             basic_auth=(auth["username"], auth.get("password", "")) if auth else None,
             params=dict(d.get("params") or {}), timeout_ms=timeout,

@@ -147,17 +147,6 @@ def load_text(text: str, path: str = "<string>") -> LoadedFile:
     return out
 
 
-def load_all(paths: Iterable[str]) -> tuple[list[LoadedFile], list[Problem]]:
-    """Load every file; problems of files that could not be parsed are collected."""
-    files, problems = [], []
-    for path in paths:
-        try:
-            files.append(load_file(path))
-        except ConfigError as exc:
-            problems += exc.problems
-    return files, problems
-
-
 class _Walker:
     """Build plain Python values from composed nodes, recording positions."""
 

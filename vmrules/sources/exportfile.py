@@ -12,11 +12,12 @@ import json
 import os
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
+from vmrules.model import Datasource
 from vmrules.sources.result import FetchError, QueryResult, check_unique, series_labels
 from vmrules.window import Window
 
@@ -184,6 +185,10 @@ class FileSource:
 
     def __init__(self, url: str):
         self.path = url[len("file:"):]
+
+    @classmethod
+    def open(cls, ds: Datasource, env: Mapping[str, str], log: Callable[[str], None]) -> FileSource:
+        return cls(ds.url)
 
     def fetch(self, query: str, window: Window) -> list[QueryResult]:
         data = ExportFile.open(self.path)

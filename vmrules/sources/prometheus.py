@@ -53,6 +53,10 @@ class HttpSource:
         except (OSError, ssl.SSLError) as exc:         # an unreadable ca_file
             raise FetchError(f"TLS setup failed: {exc}") from None
 
+    @classmethod
+    def open(cls, ds: Datasource, env: Mapping[str, str], log: Callable[[str], None]) -> HttpSource:
+        return cls(ds, env, log)
+
     def fetch(self, query: str, window: Window) -> list[QueryResult]:
         """One result per request of the window (range) or one instant result, each read whole."""
         if window.instant:
