@@ -62,3 +62,17 @@ def test_built_in_type_names_agree() -> None:
     enum = schema.schema()["$defs"]["target"]["properties"]["type"]["enum"]
     assert list(BUILT_IN) == enum[:len(BUILT_IN)]
     assert all(get(name).name == name and get(name).kind == kind for name, (kind, _) in BUILT_IN.items())
+
+
+def test_the_schema_lists_the_threshold_kinds_of_the_table() -> None:
+    """A new comparison is one entry in vmrules/thresholds.py and its key in the schema: they agree."""
+    from vmrules.thresholds import COMPARISONS, CONDITION_KEYS
+
+    doc = json.loads(schema.schema_text())
+    threshold = doc["$defs"]["threshold"]["properties"]
+    clear = threshold["clear"]["properties"]
+    for key in CONDITION_KEYS:
+        assert key in threshold and key in clear, key
+    for key, c in COMPARISONS.items():
+        assert threshold[key]["description"] == c.text == clear[key]["description"], key
+    assert set(clear) == set(CONDITION_KEYS)

@@ -16,13 +16,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from vmrules.commands.apply import Output
-from vmrules.config.validate import rule_template_context
-from vmrules.durations import format_time_ms
+from vmrules.commands.apply import Output, destination, new_run
 from vmrules.evaluate.rows import Evaluation, evaluate, series_keys
 from vmrules.model import Rule, Target
 from vmrules.net.http import rule_env
 from vmrules.sources.result import QueryResult
+from vmrules.window import Window
 
 
 def evaluate_table(rule: Rule, table: pa.Table, targets: Mapping[str, Target]) -> Evaluation:
@@ -59,29 +58,25 @@ def write_table(table: pa.Table, target: Target, output_dir: str = ".", *, rule:
     Templates see `rule.name` = `rule` and a run of now; file paths stay inside `output_dir`.
     """
     from vmrules.delivery.atomic import atomic_path
-    from vmrules.targets.registry import get, kind_of
+    from vmrules.targets.registry import get
     from vmrules.targets.service import Delivery
-    from vmrules.templates import check_table_name, confine, render
 
     now = datetime.now(UTC)
     ms = int(now.timestamp() * 1000)
-    run = {"id": f"{now:%Y%m%d_%H%M%S}_python", "stamp": f"{now:%Y%m%d_%H%M%S}", "started_at": format_time_ms(ms),
-           "from": format_time_ms(ms), "to": format_time_ms(ms)}
-    ctx = rule_template_context(Rule(name=rule, query="", location=None), run, target)  # type: ignore[arg-type]
-    kind, writer = kind_of(target.type), get(target.type)
+    d = destination(Rule(name=rule, query="", location=None), target, new_run(now, "python"),  # type: ignore[arg-type]
+                    Window(ms, ms, 60_000), output_dir)
+    writer = get(target.type)
     rows = _columns(table, target.columns) if target.options.get("columns") else table
-    if kind == "service":
-        n = writer.write(Delivery(target, rows, table, ctx, 60_000, rule_env(env),
-                                  log or (lambda _m: None)))
+    if d.kind == "service":
+        n = writer.write(Delivery(target, rows, table, d.context, 60_000, rule_env(env), log or (lambda _m: None)))
         return Output(target.name, target.type, str(target.options.get("url", "")), None, int(n), "service")
-    path = confine(output_dir, render(target.options["path"], ctx))
-    if kind == "database":
-        name = check_table_name(render(target.options["table"], ctx))
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        return Output(target.name, target.type, path, name, writer.write(rows, path, name, rule, target), kind)
-    with atomic_path(path) as tmp:
+    if d.kind == "database":
+        os.makedirs(os.path.dirname(d.path), exist_ok=True)
+        return Output(target.name, target.type, d.path, d.table, writer.write(rows, d.path, d.table, rule, target),
+                      d.kind)
+    with atomic_path(d.path) as tmp:
         writer.write(rows, tmp, target)
-    return Output(target.name, target.type, path, None, rows.num_rows, "file")
+    return Output(target.name, target.type, d.path, None, rows.num_rows, "file")
 
 
 def _columns(table: pa.Table, names: tuple[str, ...]) -> pa.Table:

@@ -218,3 +218,9 @@ def series_text(metric: str, labels: Mapping[str, str]) -> str:
     name = labels.get("__name__", metric)
     pairs = ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in labels.items() if k != "__name__")
     return f"{name}{{{pairs}}}"
+
+
+def key_text(key: str) -> str:
+    """A series key (`metric + "\\x00" + labels JSON`, as evaluate.rows.series_keys makes it) as people write it."""
+    metric, _, labels = key.partition("\x00")
+    return series_text(metric, json.loads(labels) if labels else {})

@@ -136,8 +136,7 @@ def apply(ruleset: RuleSet, options: ApplyOptions) -> RunReport:
     sources = {r.name: rule_datasource(r, options.datasource) for r in rules}
     if options.progress is not None:
         options.progress.total = len(rules)
-    run = {"id": f"{now:%Y%m%d_%H%M%S}_{uuid.uuid4().hex[:6]}", "stamp": f"{now:%Y%m%d_%H%M%S}",
-           "started_at": format_time_ms(int(now.timestamp() * 1000))}
+    run = new_run(now)
 
     def planned(state: State | None) -> RunReport:
         reports = []
@@ -250,26 +249,36 @@ def rule_datasource(rule: Rule, override: str | None) -> Datasource:
     return rule.datasource
 
 
+def new_run(now: datetime, tag: str | None = None) -> dict[str, Any]:
+    """What templates see as `run` (its window's `from` and `to` are added per rule)."""
+    return {"id": f"{now:%Y%m%d_%H%M%S}_{tag or uuid.uuid4().hex[:6]}", "stamp": f"{now:%Y%m%d_%H%M%S}",
+            "started_at": format_time_ms(int(now.timestamp() * 1000))}
+
+
+def destination(rule: Rule, target: Target, run: dict[str, Any], window: Window, output_dir: str,
+                datasource: str = "") -> Destination:
+    """Where one target of one rule writes in a window: its templates rendered, its path confined."""
+    ctx = rule_template_context(rule, {**run, "from": format_time_ms(window.start_ms),
+                                       "to": format_time_ms(window.end_ms)}, target)
+    ctx["rule"]["datasource"] = datasource
+    kind = kind_of(target.type)
+    if kind == "service":
+        where = redact_url(str(target.options.get("url", "")))
+        if "metric" in target.options:
+            where += f" as {render(target.options['metric'], ctx)}"
+        return Destination(target, kind, where, context=ctx)
+    path = confine(output_dir, render(target.options["path"], ctx))
+    table = check_table_name(render(target.options["table"], ctx)) if kind == "database" else None
+    return Destination(target, kind, path, table, ctx)
+
+
 def _plan(rule: Rule, ruleset: RuleSet, ds: Datasource, window: Window, run: dict[str, Any],
           options: ApplyOptions) -> RuleReport:
     rep = RuleReport(rule.name, window, rule.query, ds.url if ds.is_file else redact_url(ds.url))
-    run_ctx = {**run, "from": format_time_ms(window.start_ms), "to": format_time_ms(window.end_ms)}
-    names = list(dict.fromkeys(n for route in rule.routes for n in route.to))
     try:
-        for name in names:
-            t = ruleset.targets[name]
-            ctx = rule_template_context(rule, run_ctx, t)
-            ctx["rule"]["datasource"] = rep.datasource
-            kind = kind_of(t.type)
-            if kind == "service":
-                where = redact_url(str(t.options.get("url", "")))
-                if "metric" in t.options:
-                    where += f" as {render(t.options['metric'], ctx)}"
-                rep.destinations.append(Destination(t, kind, where, context=ctx))
-                continue
-            path = confine(options.output_dir, render(t.options["path"], ctx))
-            table = check_table_name(render(t.options["table"], ctx)) if kind == "database" else None
-            rep.destinations.append(Destination(t, kind, path, table, ctx))
+        for name in dict.fromkeys(n for route in rule.routes for n in route.to):
+            rep.destinations.append(destination(rule, ruleset.targets[name], run, window, options.output_dir,
+                                                rep.datasource))
     except (TemplateError, KeyError, PluginError) as exc:
         rep.status, rep.error = "failed", f"target paths: {exc}"
     return rep

@@ -25,7 +25,7 @@ from vmrules.config.validate import load_ruleset
 from vmrules.durations import format_time_ms
 from vmrules.errors import ConfigError, UsageError
 from vmrules.evaluate.counts import Counts
-from vmrules.model import Rule, RuleSet, Target, series_text
+from vmrules.model import Rule, RuleSet, Target, key_text
 from vmrules.net.http import scrub
 from vmrules.window import Window, rule_window
 
@@ -90,9 +90,10 @@ def plan(ruleset: RuleSet, options: ApplyOptions) -> PlanReport:
 
 def _plan_rule(rule: Rule, window: Window, sources: dict[str, Any], targets: dict[str, Target],
                options: ApplyOptions, log: Callable[[str], None]) -> RulePlan:
+    import pyarrow as pa
     import pyarrow.compute as pc
 
-    from vmrules.evaluate.rows import EvalState, Evaluation, episode_targets, finish_episodes
+    from vmrules.evaluate.rows import EvalState, Evaluation, episode_targets, finish_episodes, series_keys
     from vmrules.sources.result import FetchError
 
     out = RulePlan(rule.name, window)
@@ -111,9 +112,7 @@ def _plan_rule(rule: Rule, window: Window, sources: dict[str, Any], targets: dic
             count(ev)
             alerts = ev.table.filter(ev.table.column("alert"))
             if alerts.num_rows:
-                keys = pc.binary_join_element_wise(alerts.column("metric").cast("string"),   # metric{"a":"x"}
-                                                   alerts.column("labels").cast("string"), "")
-                _add(out.alert_series, pc.value_counts(keys).to_pylist())
+                _add(out.alert_series, pc.value_counts(series_keys(alerts).cast(pa.string())).to_pylist())
         shaped = episode_targets(rule, targets)
         if state is not None and shaped:              # and the episodes still open at the window's end
             count(finish_episodes(rule, state, window.end_ms, window.first_ms if window.lookback_ms else None,
@@ -227,12 +226,6 @@ def _severities(by: dict[str, int]) -> str:
     return ", ".join(f"{k} {v}" for k, v in sorted(by.items(), key=lambda kv: -kv[1]))
 
 
-def _series_text(key: str) -> str:
-    """`metric{"a":"x"}` (how series are counted) as `metric{a="x"}`."""
-    metric, _, labels = key.partition("{")
-    return series_text(metric, json.loads("{" + labels) if labels else {})
-
-
 def format_text(report: PlanReport) -> str:
     lines = []
     for r in report.rules:
@@ -251,7 +244,7 @@ def format_text(report: PlanReport) -> str:
         top = Counter(r.alert_series).most_common(TOP_SERIES)
         if top:
             lines.append("  series with the most alert rows:")
-            lines += [f"    {n:>6}  {_series_text(k)}" for k, n in top]
+            lines += [f"    {n:>6}  {key_text(k)}" for k, n in top]
     lines.append("nothing written")
     return "\n".join(lines)
 

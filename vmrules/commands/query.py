@@ -18,7 +18,7 @@ from vmrules.commands.apply import ApplyOptions, rule_batches
 from vmrules.delivery.atomic import atomic_path
 from vmrules.durations import format_time_ms, parse_duration_ms, parse_time_ms
 from vmrules.errors import Location, UsageError
-from vmrules.evaluate.rows import evaluate
+from vmrules.evaluate.rows import evaluate, series_keys
 from vmrules.model import Datasource, Rule, Target, series_text
 from vmrules.net.http import Env, HttpError
 from vmrules.sources import normalize_url
@@ -138,8 +138,8 @@ def preview(tables: Iterable[pa.Table], limit: int = PREVIEW_ROWS) -> str:
     total, series = 0, set[str]()
     for t in tables:
         total += t.num_rows
-        keys = pc.binary_join_element_wise(*(t.column(c).cast(pa.string()) for c in ("rule", "metric", "labels")),
-                                           "\x00")
+        keys = pc.binary_join_element_wise(t.column("rule").cast(pa.string()), series_keys(t).cast(pa.string()),
+                                           "\x00")                  # a series per expression
         series.update(pc.unique(keys).to_pylist())
         for r in t.slice(0, max(0, limit - len(rows))).to_pylist():
             stamp = format_time_ms(int(r["timestamp"].timestamp() * 1000))

@@ -9,7 +9,6 @@ external asset: the file can be mailed or attached to a CI run.
 from __future__ import annotations
 
 import html
-import json
 import math
 import threading
 from collections.abc import Sequence
@@ -21,7 +20,7 @@ import pyarrow as pa
 
 from vmrules.durations import format_time_ms
 from vmrules.evaluate.rows import series_keys
-from vmrules.model import Rule, series_text
+from vmrules.model import Rule, key_text
 
 SERIES_PER_CHART = 6
 WIDTH, PLOT_H, PAD_L, PAD_R, PAD_T = 720, 170, 56, 12, 12
@@ -132,7 +131,7 @@ def _section(s: RuleSummary, series: dict[str, _Series]) -> str:
     if series:
         shown = f"{len(series)} of {total} series" if total > len(series) else f"all {len(series)} series"
         legend = "".join(f"<li><span class='swatch' style='background:{COLORS[i % len(COLORS)]}'></span>"
-                         f"{_e(_series_text(name))}{' (alerting)' if s_.alerting else ''}</li>"
+                         f"{_e(key_text(name))}{' (alerting)' if s_.alerting else ''}</li>"
                          for i, (name, s_) in enumerate(series.items()))
         parts.append(f"<p class='shown'>{shown} shown, alerting ones first</p><ul class='legend'>{legend}</ul>")
     parts.append("</section>")
@@ -239,11 +238,6 @@ def _pieces(ts: np.ndarray, vals: np.ndarray, step: int, max_points: int = 2 * W
         if fine.sum() >= 1:
             out.append((piece_ts[fine], piece_v[fine]))
     return out
-
-
-def _series_text(key: str) -> str:
-    metric, _, labels = key.partition("\x00")
-    return series_text(metric, json.loads(labels) if labels else {})
 
 
 def _pairs(d: dict[str, int]) -> str:
