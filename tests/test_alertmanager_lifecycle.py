@@ -174,3 +174,28 @@ def test_an_annotation_that_fails_names_the_target_and_the_annotation(rules: Pat
         assert rec.seen == []
     finally:
         rec.stop()
+
+
+def test_an_alert_that_ends_and_fires_again_within_a_run_is_resolved_first(tmp_path: Path) -> None:
+    """Minutes 105-107 below the threshold: a run to the end resolves the first episode, then fires the next."""
+    lines = [json.dumps({"metric": {"__name__": "temp", "instance": "dip"},
+                         "values": [50.0 if 105 <= i <= 107 else 95.0 for i in range(60, 121)],
+                         "timestamps": [(T0 + i * 60) * 1000 for i in range(60, 121)]})]
+    (tmp_path / "dip.jsonl").write_text("\n".join(lines) + "\n")
+    am = Alertmanager(str(tmp_path))
+    try:
+        folder = tmp_path / "rules"
+        folder.mkdir()
+        (folder / "r.yaml").write_text(
+            f"version: 1\ndatasource: {{url: 'file:{tmp_path / 'dip.jsonl'}'}}\n"
+            f"targets: {{am: {{type: alertmanager, url: '{am.url}', renew_within: 3h}}}}\n"
+            "rules: [{name: Hot, query: temp, thresholds: [{severity: critical, above: 90}], "
+            "route: [{when: alert, to: am}]}]\n")
+        for window in ((60, 103), (104, 120)):
+            res = CliRunner().invoke(main, ["apply", str(folder), "--output-dir", str(tmp_path / "o"),
+                                            "--from", str(T0 + window[0] * 60), "--to", str(T0 + window[1] * 60)])
+            assert res.exit_code == 0, res.output
+        want = {("dip", "critical", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(T0 + 108 * 60)))}
+        assert held(am, want) == want
+    finally:
+        am.stop()

@@ -195,3 +195,32 @@ def test_episode_end_is_the_first_step_without_the_severity() -> None:
     got = [(e[2].minute, e[3].minute if e[3] else None, e[4]) for e in episode_rows(rule, [vals], [])]
     # 95 95 50 50 | dip of 2m kept, ends at 4m; 95 at 6m, absent after: ends 2m after it stopped (7m + 2m)
     assert got == [(0, 4, 4), (6, 9, 1), (10, None, 2)]
+
+
+def episodes_of(rule: Rule, vals: list[float | None], cuts: list[int] | None = None) -> list[tuple]:
+    return [(e[1], e[2].minute if STEP == 60_000 else e[2], e[3] and e[3].minute, e[4], e[5])
+            for e in episode_rows(rule, [vals], cuts or [])]
+
+
+def test_thresholds_that_share_a_severity_make_one_episode() -> None:
+    ths = (Threshold("warning", ">", 80.0, None, 0, None), Threshold("warning", ">=", 70.0, None, 0, None))  # type: ignore[arg-type]
+    rule = Rule("r", "m", None, step_ms=STEP, thresholds=ths, routes=(Route(("e",), None, None),))  # type: ignore[arg-type]
+    assert episodes_of(rule, [75, 85, 75, 50]) == [("warning", 0, 3, 3, "75.0")]
+
+
+def test_an_end_falls_on_the_step_grid_and_a_nan_is_never_the_peak() -> None:
+    th = Threshold("page", ">", 90.0, None, 0, None, keep_firing_ms=7 * STEP // 5)  # type: ignore[arg-type]
+    rule = Rule("r", "m", None, step_ms=STEP, thresholds=(th,), routes=(Route(("e",), None, None),))  # type: ignore[arg-type]
+    (ep,) = episodes_of(rule, [95, 95, 50, 50, 50])       # kept 1.4 steps after the dip: ends at the next step
+    assert ep[:4] == ("page", 0, 4, 4)
+    nan_rule = Rule("r", "m", None, step_ms=STEP, routes=(Route(("e",), None, None),),  # type: ignore[arg-type]
+                    thresholds=(Threshold("s", "!=", 0.0, None, 0, None),))  # type: ignore[arg-type]
+    for cuts in ([], [1], [2]):
+        state, out = EvalState(), []
+        bounds = [0, *cuts, 3]
+        for lo, hi in zip(bounds, bounds[1:], strict=False):
+            ev = evaluate(nan_rule, answer([[5.0, math.nan, 7.0]], lo, hi - 1), EPISODE_TARGET, state)
+            out += ev.routed["e"].to_pylist() if "e" in ev.routed else []
+        tail = finish_episodes(nan_rule, state, 2 * STEP, None, EPISODE_TARGET, ["e"])
+        out += tail.routed["e"].to_pylist()
+        assert [e["peak"] for e in out] == [7.0], cuts

@@ -207,3 +207,42 @@ def test_a_damaged_alert_state_fails_its_rule_clearly(tmp_path: Path) -> None:
     (out / STATE_NAME).write_text(json.dumps(state).replace("Infinity", "1e400"))
     code, output = run(folder, out, "--incremental", "--lag", "0s", "--to", str(END_S - 3000))
     assert code == 2 and "not a vmrules state file" in output
+
+
+def test_a_csv_added_to_with_other_columns_is_refused(tmp_path: Path) -> None:
+    body = "targets: {f: {type: csv, path: latest.csv, columns: [timestamp, value]}}\n" \
+           "rules: [{name: cpu, query: cpu_usage, range: 30m, route: [{to: f}]}]\n"
+    folder = file_rules(tmp_path, body)
+    out = tmp_path / "out"
+    assert run(folder, out, "--incremental", "--lag", "0s", "--to", str(END_S - 3600))[0] == 0
+    before = (out / "latest.csv").read_text()
+    (folder / "r.yaml").write_text((folder / "r.yaml").read_text().replace("[timestamp, value]",
+                                                                            "[rule, timestamp, value]"))
+    code, output = run(folder, out, "--incremental", "--lag", "0s", "--to", str(END_S - 3000))
+    assert code == 1 and "latest.csv" in output and "differ from the new rows'" in output
+    assert (out / "latest.csv").read_text() == before
+
+
+def test_a_plain_run_ends_an_episode_that_ends_at_its_first_point(tmp_path: Path) -> None:
+    """The lookback reaches `for` and a step before the window: the state one step before it is known."""
+    first = END_S - 3 * 3600
+    ts = [(first + 60 * i) * 1000 for i in range(30)]
+    (tmp_path / "d.jsonl").write_text(json.dumps({"metric": {"__name__": "t", "i": "a"}, "timestamps": ts,
+                                                  "values": [95.0] * 10 + [10.0] * 20}) + "\n")
+    folder = tmp_path / "rules"
+    folder.mkdir()
+    (folder / "r.yaml").write_text(
+        f"version: 1\ndatasource: {{url: 'file:{tmp_path / 'd.jsonl'}'}}\n"
+        "targets: {e: {type: csv, path: e.csv, shape: episodes}}\n"
+        "rules: [{name: r, query: t, step: 1m, thresholds: [{above: 90, for: 5m}], route: [{when: alert, to: e}]}]\n")
+    code, output = run(folder, tmp_path / "out", "--from", str(first + 600), "--to", str(first + 1500))
+    assert code == 0, output
+    (episode,) = read_csv(tmp_path / "out" / "e.csv")
+    assert episode["end"].startswith(time.strftime("%Y-%m-%dT%H:%M", time.gmtime(first + 600)))
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    import csv
+
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))

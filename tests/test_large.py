@@ -184,7 +184,7 @@ def test_alertmanager_gets_one_alert_per_series_and_severity(big_vm: VictoriaMet
                        for s in hook.seen for a in json.loads(s.body))
         want = {(f"host-{s:03d}:9100", sev) for s in range(SERIES) for i in range(POINTS)
                 if (sev := severity(value(s, i))) is not None}
-        assert set(sent) == want and set(sent.values()) == {1}
+        assert set(sent) == want and set(sent.values()) <= {1, 2}   # its last ended episode, and an open one
         assert {s for _, s in want} == {"warning", "critical"}
         active = {(f"host-{s:03d}:9100", sev) for s in range(SERIES)
                   if (sev := severity(value(s, POINTS - 1))) is not None}   # alerting at the window's end

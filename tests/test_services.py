@@ -168,9 +168,10 @@ def test_alert_payload_starts_and_ends(tmp_path: Path, receiver: FaultServer) ->
     recent_export(tmp_path / "temp.jsonl", now)
     code, _, stderr = apply(tmp_path, am_rules(tmp_path / "temp.jsonl", receiver.url), "--to", str(now))
     assert code == 0, stderr
-    (seen,) = receiver.seen
-    assert seen.path == "/api/v2/alerts"
-    alerts = {a["labels"]["instance"]: a for a in json.loads(seen.body)}
+    resolved, firing = receiver.seen                    # the resolves in a request of their own, first
+    assert resolved.path == firing.path == "/api/v2/alerts"
+    assert [a["labels"]["instance"] for a in json.loads(resolved.body)] == ["cooled"]
+    alerts = {a["labels"]["instance"]: a for s in (resolved, firing) for a in json.loads(s.body)}
     assert set(alerts) == {"hot", "cooled"}
     start = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 29 * 60))
     assert alerts["hot"]["startsAt"] == alerts["cooled"]["startsAt"] == start

@@ -184,8 +184,8 @@ def test_dry_run_shows_the_lookback_or_the_carried_state(rules: Path, tmp_path: 
         return res.output
 
     text = dry("--to", str(END_S))
-    assert "lookback: 15m before the window, for the alert state" in text          # node_cpu: for 15m
-    assert "lookback: 10m before the window" in text                                 # node_memory, node_up
+    assert "lookback: 20m before the window, for the alert state" in text   # node_cpu: for 15m, and a step
+    assert "lookback: 15m before the window" in text                          # node_memory, node_up: for 10m
     apply(rules, tmp_path, "--incremental", "--lag", "0s", "--to", str(END_S - 3600))
     text = dry("--incremental", "--lag", "0s", "--to", str(END_S))
     assert text.count("alert state: carried from 2026-10-31T23:00:00") == 4 and "lookback:" not in text

@@ -150,8 +150,8 @@ class Rule:
         """How much data before a window the alert state at its start needs, on the step.
 
         The longest `for` + `keep_firing_for` of the thresholds; with a `clear`, at least
-        CLEAR_LOOKBACK_MS; with episodes, at least one step more than the longest
-        `keep_firing_for`, so an episode that ends inside the window is known to it.
+        CLEAR_LOOKBACK_MS; with episodes, one step more, so that an episode that ends
+        at the window's first point is known to it.
         `lookback:` overrides it.
         """
         if self.lookback_ms is not None:
@@ -160,8 +160,8 @@ class Rule:
             need = max((t.for_ms + t.keep_firing_ms for t in self.thresholds), default=0)
             if any(t.clear is not None for t in self.thresholds):
                 need = max(need, CLEAR_LOOKBACK_MS)
-            if self.episodes and self.thresholds:
-                need = max(need, self.step_ms + max(t.keep_firing_ms for t in self.thresholds))
+            if self.episodes and self.thresholds:    # the state one step before the window, to see an end at its start
+                need = self.step_ms + max(t.for_ms + t.keep_firing_ms for t in self.thresholds)
         return -(-need // self.step_ms) * self.step_ms
 
     def state_fingerprint(self) -> str:

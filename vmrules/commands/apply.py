@@ -389,6 +389,7 @@ def _carry_out(rule: Rule, window: Window, state: EvalState) -> Carry | None:
     """The alert states to hand to the window that continues this one (None: the rule keeps none)."""
     if not window.points or not (state.open or state.carried or any(t.stateful for t in rule.thresholds)):
         return None
+    state.forget_before(window.end_ms, rule.step_ms, [t.keep_firing_ms for t in rule.thresholds])
     return Carry(rule.state_fingerprint(), window.end_ms, state.to_doc())
 
 

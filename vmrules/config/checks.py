@@ -35,7 +35,7 @@ from vmrules.templates import TemplateError, compile_template, render
 from vmrules.thresholds import COMPARISONS, CONDITION_KEYS
 
 UPSERT_KEY = ("rule", "labels", "timestamp")
-EPISODE_KEY = ("rule", "labels", "severity", "start")
+EPISODE_KEY = ("rule", "metric", "labels", "severity", "start")
 T = TypeVar("T")
 Checks = Generator[Problem, None, T]   # yields problems, returns what it built
 
@@ -204,7 +204,7 @@ class _FileChecker:
             missing = [c for c in EPISODE_KEY if cols and c not in cols]
             if missing:
                 yield Problem(f.where(path + ("columns",)), f"target {t.name!r}: episodes are keyed by rule, "
-                              f"labels, severity, start; missing {', '.join(missing)}")
+                              f"metric, labels, severity, start; missing {', '.join(missing)}")
 
     # -- rules ------------------------------------------------------------
     def file_rules(self, s: _FileScope) -> Iterator[Problem]:

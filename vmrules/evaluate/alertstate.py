@@ -123,6 +123,8 @@ def run(cond: np.ndarray, clear: np.ndarray | None, ts: np.ndarray, head: np.nda
     has_prev = np.where(head, prior.has, True)
     prev_ts = _shift(ts, head, prior.ts)
     contiguous = has_prev & (ts - prev_ts == step_ms)
+    if clear is None and not keep_ms:
+        return _for_only(cond, ts, head, prior, step_ms, for_ms, contiguous)
 
     # runs of the condition (for `for`): a run goes on from the previous row when both held, one step apart
     prev_held = np.where(head, prior.run_start != NONE, _shift(cond, head, prior.run_start != NONE))
@@ -151,5 +153,22 @@ def run(cond: np.ndarray, clear: np.ndarray | None, ts: np.ndarray, head: np.nda
                                                                            np.where(head, pos, -1))))
     firing = last_trigger > last_reset
     continued = firing & _shift(firing, head, prior.firing) & ~ended_in_gap
-    ends_by = np.where(holding, ts + step_ms, stopped) + keep_ms
+    ends_by = _on_grid(np.where(holding, ts + step_ms, stopped) + keep_ms, step_ms)
     return Outcome(firing, run_start, holding, stopped, continued, ends_by)
+
+
+def _for_only(cond: np.ndarray, ts: np.ndarray, head: np.ndarray, prior: Prior, step_ms: int, for_ms: int,
+              contiguous: np.ndarray) -> Outcome:
+    """Without keep_firing_for or clear, firing is the condition held for `for`: no events to order."""
+    prev_held = np.where(head, prior.run_start != NONE, _shift(cond, head, prior.run_start != NONE))
+    goes_on = cond & contiguous & prev_held
+    start_val = np.where(head & goes_on, prior.run_start, ts)
+    run_start = np.where(cond, _fill(cond & (~goes_on | head), start_val), NONE)
+    firing = cond & (ts - run_start >= for_ms)
+    continued = firing & goes_on & _shift(firing, head, prior.firing)
+    return Outcome(firing, run_start, cond, np.where(cond, NONE, ts), continued, ts + step_ms)
+
+
+def _on_grid(ms: np.ndarray, step_ms: int) -> np.ndarray:
+    """Up to the next point on the step's grid (where the state is evaluated)."""
+    return -(-ms // step_ms) * step_ms

@@ -1,8 +1,8 @@
 """Alert episodes: one row per stretch of a series at one severity, for `shape: episodes` targets.
 
-An episode is a run of a series' rows with the same severity whose threshold
-stayed firing from one row to the next (one step apart, or bridged by
-`keep_firing_for`). It has `start` (its first row), `end` (the first step at
+An episode is a run of a series' rows with the same severity, one step apart
+or kept firing in between (`keep_firing_for`), whichever threshold of that
+severity gave it. It has `start` (its first row), `end` (the first step at
 which the series no longer had that severity; null while it goes on), `peak`
 (its most extreme value: the largest, or the least for `below` and `at_most`),
 `last_value` and `samples`. Episodes are tracked across batches, requests,
@@ -39,16 +39,17 @@ class Open:
     samples: int
     ends_by: int                        # when it ends if no later row holds it (ms)
     targets: set[str] = field(default_factory=set)
+    last_ts: int = 0                    # its last row
 
     def to_list(self) -> list[object]:
         return [self.severity, self.threshold, self.start, _num(self.peak), _num(self.last_value), self.samples,
-                self.ends_by, sorted(self.targets)]
+                self.ends_by, sorted(self.targets), self.last_ts]
 
     @classmethod
     def from_list(cls, v: Sequence[Any]) -> Open:
-        sev, thr, start, peak, last, samples, ends_by, targets = v
+        sev, thr, start, peak, last, samples, ends_by, targets, last_ts = v
         return cls(str(sev), int(thr), int(start), float(peak), float(last), int(samples), int(ends_by),
-                   {str(t) for t in targets})
+                   {str(t) for t in targets}, int(last_ts))
 
 
 def _num(v: float) -> float | str:
@@ -117,6 +118,7 @@ class Rows:
     ends_by: np.ndarray             # when that threshold stops firing if no later row holds it
     routed: Mapping[str, np.ndarray]   # per episode target: the rows routed to it
     low: np.ndarray                 # that threshold fires on low values (below, at_most): its peak is the least
+    step_ms: int = 60_000
 
 
 def track(rows: Rows, open_: dict[Key, Open], emit_from: int | None) -> Closed:
@@ -130,26 +132,27 @@ def track(rows: Rows, open_: dict[Key, Open], emit_from: int | None) -> Closed:
     head = np.ones(n, bool)
     head[1:] = sid[1:] != sid[:-1]
     alert = sev >= 0
-    same_prev = np.zeros(n, bool)
-    same_prev[1:] = ~head[1:] & alert[:-1] & (sev[1:] == sev[:-1]) & (rows.threshold[1:] == rows.threshold[:-1])
-    starts = alert & (head | ~(same_prev & rows.continued))
+    goes_on = np.zeros(n, bool)          # the same severity as the row before, one step on or kept firing since
+    goes_on[1:] = ~head[1:] & alert[:-1] & (sev[1:] == sev[:-1]) & \
+        ((np.diff(rows.ts) == rows.step_ms) | rows.continued[1:])
+    starts = alert & (head | ~goes_on)
     for h in np.flatnonzero(head):                   # an episode carried in: goes on at the head, or closes there
         key = rows.keys[sid[h]]
         ep = open_.get(key)
         if ep is None:
             continue
-        goes_on = alert[h] and rows.names[sev[h]] == ep.severity and rows.threshold[h] == ep.threshold \
-            and rows.continued[h]
-        if not goes_on:
+        same = alert[h] and rows.names[sev[h]] == ep.severity and \
+            (int(rows.ts[h]) - ep.last_ts == rows.step_ms or bool(rows.continued[h]))
+        if not same:
             _close(closed, key, open_.pop(key), min(int(rows.ts[h]), ep.ends_by), emit_from)
     first = np.flatnonzero(starts)
     if not len(first):
         return closed
     bounds = np.r_[first[1:], n] - 1
     last = np.array([_last_alert(alert, int(f), int(b)) for f, b in zip(first, bounds, strict=True)], np.int64)
-    signed = np.where(rows.low, -rows.val, rows.val)             # the peak is the most extreme value
-    peaks = np.maximum.reduceat(signed, first)                   # up to the next start: cut at the last row below
-    peaks = np.array([p if lst == b else np.max(signed[f:lst + 1])
+    signed = np.where(rows.low, -rows.val, rows.val)             # the peak is the most extreme value (not NaN)
+    peaks = np.fmax.reduceat(signed, first)                      # up to the next start: cut at the last row below
+    peaks = np.array([p if lst == b else np.fmax.reduce(signed[f:lst + 1])
                       for f, b, lst, p in zip(first, bounds, last, peaks, strict=True)])
     for j, (f, l_) in enumerate(zip(first, last, strict=True)):
         key = rows.keys[sid[f]]
@@ -158,10 +161,14 @@ def track(rows: Rows, open_: dict[Key, Open], emit_from: int | None) -> Closed:
             ep = Open(rows.names[sev[f]], int(rows.threshold[f]), int(rows.ts[f]), float("-inf"), 0.0, 0, 0)
         low = bool(rows.low[f])
         peak = -float(peaks[j]) if low else float(peaks[j])
-        ep.peak = peak if ep.samples == 0 else (min(ep.peak, peak) if low else max(ep.peak, peak))
+        if ep.samples == 0 or np.isnan(ep.peak):
+            ep.peak = peak
+        elif not np.isnan(peak):
+            ep.peak = min(ep.peak, peak) if low else max(ep.peak, peak)
         ep.last_value = float(rows.val[l_])
         ep.samples += int(l_ - f + 1)
         ep.ends_by = int(rows.ends_by[l_])
+        ep.last_ts = int(rows.ts[l_])
         ep.targets |= {name for name, m in rows.routed.items() if m[f:l_ + 1].any()}
         if l_ + 1 < n and not head[l_ + 1]:          # a later row of the series without it: closed
             _close(closed, key, ep, min(int(rows.ts[l_ + 1]), ep.ends_by), emit_from)

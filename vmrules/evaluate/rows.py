@@ -170,8 +170,8 @@ def _episodes(rule: Rule, series: _Series, rows: tuple[np.ndarray, ...], names: 
     routed = dict(masks)
     keys = [series.key(i) for i in range(len(series.labels))]
     low = np.array([t.op in ("<", "<=") for t in rule.thresholds] + [False])[winner[0]]    # -1: none
-    closed = episodes.track(episodes.Rows(keys, sid, ts, val, sev_idx, names, *winner, routed, low), state.open,
-                            emit_from)
+    closed = episodes.track(episodes.Rows(keys, sid, ts, val, sev_idx, names, *winner, routed, low, rule.step_ms),
+                            state.open, emit_from)
     _add_episodes(ev, rule, closed, list(masks), targets)
 
 
@@ -296,6 +296,14 @@ class EvalState:
                 self.carried[(key, i)] = c
             else:
                 self.carried.pop((key, i), None)
+
+    def forget_before(self, end_ms: int, step_ms: int, keep_ms: Sequence[int]) -> None:
+        """Drop the states the next window cannot continue: a series not seen at `end_ms` starts afresh
+        there, unless `keep_firing_for` still holds it firing (so the state file does not grow with churn)."""
+        for (key, i), c in list(self.carried.items()):
+            if c.ts < end_ms and not (c.firing and (c.stopped if c.stopped is not None else c.ts + step_ms)
+                                      + keep_ms[i] > end_ms):
+                del self.carried[(key, i)]
 
     def to_doc(self) -> dict[str, list[list[object]]]:
         """The alert states and open episodes as JSON-ready lists (for the incremental state file)."""

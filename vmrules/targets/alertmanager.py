@@ -59,7 +59,7 @@ def alerts(d: Delivery, now_ms: int | None = None) -> list[dict[str, Any]]:
         d.log(f"target {d.target.name}: the window ended more than {format_duration_ms(renew)} ago: history, "
               "not sent to Alertmanager")
         return []
-    latest: dict[str, tuple[dict[str, Any], dict[str, str], str]] = {}
+    latest: dict[tuple[str, bool], tuple[dict[str, Any], dict[str, str], str]] = {}   # (alert, open): episode
     owner: dict[str, tuple[str, str]] = {}
     for ep in d.table.to_pylist():
         labels, renamed = label_names(json.loads(ep["labels"]))
@@ -71,16 +71,12 @@ def alerts(d: Delivery, now_ms: int | None = None) -> list[dict[str, Any]]:
             raise RuleError(d.rule, f"target {d.target.name}: the series {first[0]}{first[1]} and "
                             f"{ep['metric']}{ep['labels']} have the same labels once __name__ is left out; "
                             "Alertmanager would keep only one of their alerts (tell them apart in the query)")
-        if key not in latest or _newer(ep, latest[key][0]):
-            latest[key] = (ep, alert_labels, renamed)
-    return [a for ep, labels, renamed in latest.values() if (a := _alert(d, ep, labels, renamed, now_ms, renew))]
-
-
-def _newer(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    """Episode a comes after b (of one alert): an open one is the latest."""
-    if (a["end"] is None) != (b["end"] is None):
-        return a["end"] is None
-    return bool(a["start"] > b["start"])
+        slot = (key, ep["end"] is None)
+        if slot not in latest or ep["start"] > latest[slot][0]["start"]:
+            latest[slot] = (ep, alert_labels, renamed)
+    # the ended ones first: an alert that ended and fired again is resolved before its new episode comes
+    ordered = sorted(latest.items(), key=lambda item: item[0][1])
+    return [a for _, (ep, labels, renamed) in ordered if (a := _alert(d, ep, labels, renamed, now_ms, renew))]
 
 
 def _alert(d: Delivery, ep: dict[str, Any], labels: dict[str, str], renamed: str, now_ms: int,
@@ -147,11 +143,15 @@ def send(d: Delivery) -> int:
                   "(Alertmanager refuses such names)")
     session, secrets = d.session()
     url = d.target.options["url"].rstrip("/") + "/api/v2/alerts"
-    try:
-        for i in range(0, len(items), BATCH):
-            body = json.dumps(items[i:i + BATCH], ensure_ascii=False).encode()
-            http.deliver(session, "POST", url, body, {"Content-Type": "application/json"}, d.timeout_s,
-                         secrets, d.log)
+    now = int(time.time() * 1000)
+    ended = [parse_time_ms(a["endsAt"], now) <= now for a in items]
+    try:        # resolves in requests of their own, before the firing ones (Alertmanager merges by labels)
+        for part in ([a for a, e in zip(items, ended, strict=True) if e],
+                     [a for a, e in zip(items, ended, strict=True) if not e]):
+            for i in range(0, len(part), BATCH):
+                body = json.dumps(part[i:i + BATCH], ensure_ascii=False).encode()
+                http.deliver(session, "POST", url, body, {"Content-Type": "application/json"}, d.timeout_s,
+                             secrets, d.log)
     finally:
         session.close()
     return len(items)

@@ -46,12 +46,21 @@ class Sink:
 
 
 def merge(parts: list[str], path: str, target: Target | None = None) -> None:
-    """One CSV from the parts of several rules (the header once)."""
+    """One CSV from the parts of several rules (the header once; a part with other columns is refused,
+    e.g. a file an earlier run wrote before `columns:` changed)."""
+    header = None
     with open(path, "wb") as out:
-        for i, part in enumerate(parts):
+        for part in parts:
             with open(part, "rb") as f:
-                if i:
-                    f.readline()
+                line = f.readline()
+                if not line:                  # a part without rows
+                    continue
+                if header is None:
+                    header = line
+                    out.write(line)
+                elif line != header:
+                    raise ValueError(f"its columns {header.decode().strip()} differ from the new rows' "
+                                     f"{line.decode().strip()}: give the target a new path (columns: changed)")
                 shutil.copyfileobj(f, out, 1 << 20)
 
 

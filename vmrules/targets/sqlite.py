@@ -2,7 +2,7 @@
 
 upsert keeps one row per (rule, labels, timestamp) through a unique index;
 replace swaps the rule's previous rows for the new ones. Episodes (`shape:
-episodes`) are always upserted by (rule, labels, severity, start). Timestamps are stored
+episodes`) are always upserted by (rule, metric, labels, severity, start). Timestamps are stored
 as RFC 3339 text (which SQLite's date functions read), alert as 0/1.
 """
 
@@ -23,7 +23,7 @@ from vmrules.targets.registry import TargetType
 from vmrules.targets.text import timestamps
 
 KEY = ("rule", "labels", "timestamp")
-EPISODE_KEY = ("rule", "labels", "severity", "start")   # shape: episodes; an open one is updated as it goes on
+EPISODE_KEY = ("rule", "metric", "labels", "severity", "start")   # shape: episodes; an open one is updated
 BUSY_TIMEOUT_MS = 60_000
 
 

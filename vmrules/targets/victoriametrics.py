@@ -40,7 +40,7 @@ def send(d: Delivery) -> int:
     extra = opts.get("labels") or {}
     series = []
     for metric_name, labels_json, rows in series_groups(d.table):
-        labels = {**json.loads(labels_json), **extra}
+        labels = {k: v for k, v in {**json.loads(labels_json), **extra}.items() if v != ""}   # as VM stores them
         series.append((_key(labels), metric_name, labels, rows))
     _refuse_collisions(d, name, series)
     if not series:
