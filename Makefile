@@ -1,5 +1,6 @@
 # make demo: virtualenv + vmrules + the example rules on the bundled data.
-# make test: everything the tests need (Python packages, Debian's victoria-metrics, prometheus, alertmanager), then the suite.
+# make test: everything the tests need (Python packages, Debian's victoria-metrics, prometheus, alertmanager,
+# postgresql), then the suite.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -30,10 +31,11 @@ demo: $(VENV)/.run
 
 system-deps:
 	@command -v victoria-metrics >/dev/null && command -v vmauth >/dev/null \
-		&& command -v prometheus-alertmanager >/dev/null && command -v promtool >/dev/null || { \
-		echo "installing Debian's victoria-metrics, prometheus (promtool) and prometheus-alertmanager"; \
+		&& command -v prometheus-alertmanager >/dev/null && command -v promtool >/dev/null \
+		&& { command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || { \
+		echo "installing Debian's victoria-metrics, prometheus (promtool), prometheus-alertmanager and postgresql"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
-			victoria-metrics prometheus prometheus-alertmanager >/dev/null; }
+			victoria-metrics prometheus prometheus-alertmanager postgresql >/dev/null; }
 
 lint: $(VENV)/.test
 	$(BIN)/ruff check vmrules tests bench examples

@@ -1,4 +1,4 @@
-"""Shared fixtures: a real VictoriaMetrics with deterministic data, and the fault server."""
+"""Shared fixtures: a real VictoriaMetrics with deterministic data, a PostgreSQL server, and the fault server."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.data import END_S, dataset, export_jsonl
-from tests.support.servers import FaultServer, VictoriaMetrics
+from tests.support.servers import FaultServer, Postgres, VictoriaMetrics
 from vmrules.net import http
 
 
@@ -20,6 +20,16 @@ def vm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VictoriaMetrics]:
         data = dataset()
         server.import_lines(data)
         server.wait_for('{__name__=~"cpu_usage|disk_free"}', len(data), END_S)
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """A PostgreSQL server of the suite's own; a missing server is a failure, not a skip."""
+    server = Postgres()
+    try:
         yield server
     finally:
         server.stop()

@@ -53,7 +53,7 @@ def rows_to_result(table: pa.Table) -> QueryResult:
 
 def write_table(table: pa.Table, target: Target, output_dir: str = ".", *, rule: str = "python",
                 env: Mapping[str, str] | None = None, log: Callable[[str], None] | None = None) -> Output:
-    """Write rows to one target the way `apply` does (file atomically, one SQLite transaction, or a delivery).
+    """Write rows to one target the way `apply` does (file atomically, one database transaction, or a delivery).
 
     Templates see `rule.name` = `rule` and a run of now; file paths stay inside `output_dir`.
     """
@@ -71,9 +71,10 @@ def write_table(table: pa.Table, target: Target, output_dir: str = ".", *, rule:
         n = writer.write(Delivery(target, rows, table, d.context, 60_000, rule_env(env), log or (lambda _m: None)))
         return Output(target.name, target.type, str(target.options.get("url", "")), None, int(n), "service")
     if d.kind == "database":
-        os.makedirs(os.path.dirname(d.path), exist_ok=True)
-        return Output(target.name, target.type, d.path, d.table, writer.write(rows, d.path, d.table, rule, target),
-                      d.kind)
+        if os.path.isabs(d.path):     # a database file (a server's DSN is not a path)
+            os.makedirs(os.path.dirname(d.path), exist_ok=True)
+        return Output(target.name, target.type, d.path, d.table,
+                      writer.write(rows, d.path, d.table, rule, target, env=rule_env(env)), d.kind)
     with atomic_path(d.path) as tmp:
         writer.write(rows, tmp, target)
     return Output(target.name, target.type, d.path, None, rows.num_rows, "file")

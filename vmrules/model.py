@@ -16,14 +16,15 @@ DEFAULT_TIMEOUT_MS = 30_000
 DEFAULT_MAX_POINTS = 11_000
 CLEAR_LOOKBACK_MS = 3_600_000     # default lookback of a rule with a `clear` threshold
 MAX_REQUESTS_PER_RULE = 1_000    # a window split into more requests than this is refused (e.g. 1 point per request)
-WATERMARK_TABLE = "vmrules_watermarks"   # SQLite: incremental runs keep each rule's watermark in this table
+WATERMARK_TABLE = "vmrules_watermarks"   # databases: incremental runs keep each rule's watermark in this table
 ROW_COLUMNS = ("rule", "metric", "labels", "timestamp", "value", "severity", "alert")
 EPISODE_COLUMNS = ("rule", "metric", "labels", "severity", "start", "end", "peak", "last_value", "samples")
 
 
 def reserved_table(name: str) -> str | None:
-    """Why a SQLite table may not have this name (None: it may); SQLite compares names case-blind."""
-    if name.lower() == WATERMARK_TABLE:
+    """Why a table may not have this name (None: it may); SQLite compares names case-blind. In PostgreSQL
+    the watermarks live beside the table, in its schema."""
+    if name.rpartition(".")[2].lower() == WATERMARK_TABLE:
         return f"table name {name!r} is reserved: vmrules keeps the watermarks of incremental runs in it"
     return None
 

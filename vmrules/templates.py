@@ -136,8 +136,17 @@ def confine(output_dir: str, rendered: str) -> str:
     return full
 
 
-def check_table_name(rendered: str) -> str:
-    """SQLite table names: [A-Za-z_][A-Za-z0-9_]*, not sqlite_*."""
+def check_table_name(rendered: str, qualified: bool = False) -> str:
+    """SQLite table names: [A-Za-z_][A-Za-z0-9_]*, not sqlite_*. `qualified` (PostgreSQL): `schema.table` too,
+    each part such a name, the schema not one of the server's own (pg_*, information_schema)."""
+    if qualified and "." in rendered:
+        schema, _, table = rendered.partition(".")
+        if not TABLE_NAME.match(schema) or len(schema) > 63 or not TABLE_NAME.match(table) or len(table) > 63:
+            raise TemplateError(f"table name {rendered!r} must be NAME or SCHEMA.NAME, each matching "
+                                "[A-Za-z_][A-Za-z0-9_]* (at most 63 characters)")
+        if schema.lower().startswith("pg_") or schema.lower() == "information_schema":
+            raise TemplateError(f"schema {schema!r} is the server's own")
+        return rendered
     if not TABLE_NAME.match(rendered) or len(rendered) > 63:
         raise TemplateError(f"table name {rendered!r} must match [A-Za-z_][A-Za-z0-9_]* (at most 63 characters)")
     if rendered.lower().startswith("sqlite_"):

@@ -290,3 +290,76 @@ class Alertmanager:
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(timeout=30)
+
+
+class Postgres:
+    """A throwaway PostgreSQL (Debian's package) on a free loopback port, in a folder of its own.
+
+    `initdb` refuses to run as root, so then the server runs as the `postgres` system user. Logins
+    need the password (scram-sha-256), so that a wrong one is refused as on a real server.
+    """
+
+    USER = "vmrules"
+
+    def __init__(self) -> None:
+        import glob
+        import tempfile
+
+        # Debian keeps the server's tools out of PATH, in /usr/lib/postgresql/VERSION/bin
+        found = shutil.which("initdb") or max(glob.glob("/usr/lib/postgresql/*/bin/initdb"), default=None)
+        if found is None:
+            raise RuntimeError("initdb is not installed: run `make test` (it installs Debian's postgresql)")
+        self.bin = os.path.dirname(os.path.realpath(found))
+
+        self.dir = tempfile.mkdtemp(prefix="vmrules-pg-")
+        self.password = "pg-" + os.urandom(8).hex()
+        self.port = free_port()
+        self._as: list[str] = []
+        if os.geteuid() == 0:
+            self._as = ["runuser", "-u", "postgres", "--"]
+            shutil.chown(self.dir, "postgres")
+        pwfile = os.path.join(self.dir, "pw")
+        with open(pwfile, "w") as f:
+            f.write(self.password + "\n")
+        if self._as:
+            shutil.chown(pwfile, "postgres")
+        self.data = os.path.join(self.dir, "data")
+        self.log = os.path.join(self.dir, "server.log")
+        self._run("initdb", "-D", self.data, "-A", "scram-sha-256", "-U", self.USER, f"--pwfile={pwfile}",
+                  "-E", "UTF8", "--locale=C.UTF-8")
+        self._run("pg_ctl", "-D", self.data, "-l", self.log, "-w", "-t", "60", "-o",
+                  f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
+        self.url = f"postgresql://{self.USER}:{self.password}@127.0.0.1:{self.port}"
+        self._n = 0
+
+    def _run(self, *args: str) -> None:
+        done = subprocess.run([*self._as, os.path.join(self.bin, args[0]), *args[1:]], capture_output=True, text=True,
+                              cwd=self.dir)
+        if done.returncode != 0:
+            log = open(self.log).read()[-2000:] if os.path.exists(self.log) else ""
+            raise RuntimeError(f"{args[0]} failed: {done.stdout}{done.stderr}{log}")
+
+    def dsn(self, database: str = "postgres") -> str:
+        return f"{self.url}/{database}"
+
+    def new_database(self) -> str:
+        """A fresh, empty database; returns its DSN."""
+        self._n += 1
+        name = f"t{self._n}"
+        self.execute(f"CREATE DATABASE {name}")
+        return self.dsn(name)
+
+    def execute(self, sql: str, dsn: str | None = None) -> list[tuple[Any, ...]]:
+        """Run one statement (autocommit); its rows, if it returns any."""
+        from adbc_driver_postgresql import dbapi
+
+        with dbapi.connect(dsn or self.dsn(), autocommit=True) as con, con.cursor() as cur:
+            cur.execute(sql)
+            try:
+                return [tuple(r) for r in cur.fetchall()]
+            except Exception:  # noqa: BLE001 - a statement without rows
+                return []
+
+    def stop(self) -> None:
+        self._run("pg_ctl", "-D", self.data, "-m", "immediate", "-w", "stop")
+        shutil.rmtree(self.dir, ignore_errors=True)

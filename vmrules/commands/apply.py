@@ -16,13 +16,14 @@ from vmrules.delivery import scratch
 from vmrules.delivery.lock import run_lock
 from vmrules.delivery.state import Carry, State, StateError
 from vmrules.durations import format_time_ms
-from vmrules.errors import RuleError, UsageError
+from vmrules.errors import RuleError, UsageError, VmrulesError
 from vmrules.evaluate.counts import Counts
 from vmrules.model import Datasource, Rule, RuleSet, Target
-from vmrules.net.http import redact_url, rule_env, scrub
+from vmrules.net.http import Env, redact_dsn, redact_url, rule_env, scrub
 from vmrules.sources import normalize_url, open_source
 from vmrules.sources.result import FetchError, QueryResult
 from vmrules.targets.registry import PluginError, kind_of
+from vmrules.targets.registry import get as get_target
 from vmrules.templates import TemplateError, check_table_name, confine, render
 from vmrules.window import Window, rule_window
 
@@ -267,6 +268,9 @@ def destination(rule: Rule, target: Target, run: dict[str, Any], window: Window,
         if "metric" in target.options:
             where += f" as {render(target.options['metric'], ctx)}"
         return Destination(target, kind, where, context=ctx)
+    if kind == "database" and "dsn" in target.options:     # a server: its DSN, shown without the password
+        server = check_table_name(render(target.options["table"], ctx), qualified=True)
+        return Destination(target, kind, redact_dsn(str(target.options["dsn"])), server, ctx)
     path = confine(output_dir, render(target.options["path"], ctx))
     table = check_table_name(render(target.options["table"], ctx)) if kind == "database" else None
     return Destination(target, kind, path, table, ctx)
@@ -334,7 +338,7 @@ def _run_rule(rule: Rule, rep: RuleReport, ds: Datasource, ruleset: RuleSet, rep
     started = time.monotonic()
     out = None
     try:
-        after = _table_watermarks(rule, rep) if options.incremental else {}
+        after = _table_watermarks(rule, rep, rule_env(options.env, options.allow_env)) if options.incremental else {}
         for batch, ev, state in evaluated(rule, ds, rep.window, ruleset.targets, options, log, after, rep.carry_in):
             if out is None:
                 from vmrules.delivery.outputs import RuleOutputs
@@ -398,14 +402,18 @@ def _watermark(window: Window) -> int | None:
     return window.end_ms if window.points else None
 
 
-def _table_watermarks(rule: Rule, rep: RuleReport) -> dict[str, int]:
-    """Per SQLite target, the last point its table already holds (committed by a run killed before its state)."""
-    from vmrules.targets.sqlite import table_watermark
-
+def _table_watermarks(rule: Rule, rep: RuleReport, env: Env) -> dict[str, int]:
+    """Per database target, the last point its table already holds (committed by a run killed before its state)."""
     marks = {}
     for d in rep.destinations:
         if d.kind == "database" and d.table is not None:
-            mark = table_watermark(d.path, d.table, rule.name)
+            read = get_target(d.target.type).watermark
+            if read is None:
+                continue
+            try:
+                mark = read(d.path, d.table, rule.name, d.target, env)
+            except VmrulesError as exc:
+                raise RuleError(rule.name, f"target {d.target.name}: table {d.table}: {exc}") from None
             if mark is not None:
                 marks[d.target.name] = mark
     return marks

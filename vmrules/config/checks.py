@@ -6,6 +6,8 @@ parallel processes; names across files are matched afterwards (validate.py).
 
 from __future__ import annotations
 
+import re
+import urllib.parse
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -30,12 +32,14 @@ from vmrules.model import (
     Threshold,
     too_many_requests,
 )
+from vmrules.net.http import DSN_SCHEMES
 from vmrules.sources import SCHEMES, normalize_url
 from vmrules.templates import TemplateError, compile_template, render
 from vmrules.thresholds import COMPARISONS, CONDITION_KEYS
 
 UPSERT_KEY = ("rule", "labels", "timestamp")
 EPISODE_KEY = ("rule", "metric", "labels", "severity", "start")
+TABLE_TYPES = ("sqlite", "postgres")      # database targets: modes append, upsert, replace; episodes upserted
 T = TypeVar("T")
 Checks = Generator[Problem, None, T]   # yields problems, returns what it built
 
@@ -179,25 +183,39 @@ class _FileChecker:
                 yield Problem(f.where(path + ("annotations", key)), f"target {t.name!r}: annotation {key}: {exc}")
         if "timeout" in opts:
             yield from self.duration(f, path + ("timeout",), opts["timeout"], DEFAULT_TIMEOUT_MS)
+        if t.type == "postgres" and isinstance(opts.get("dsn"), str):
+            yield from self.dsn(f, path + ("dsn",), t.name, opts["dsn"])
         if t.shape == "episodes":
             yield from self.episode_options(f, path, t)
-        elif t.type == "sqlite" and opts.get("mode") == "upsert" and "columns" in opts:
+        elif t.type in TABLE_TYPES and opts.get("mode") == "upsert" and "columns" in opts:
             missing = [c for c in UPSERT_KEY if c not in opts["columns"]]
             if missing:
                 yield Problem(f.where(path + ("columns",)), f"target {t.name!r}: upsert needs the key columns "
                               f"rule, labels, timestamp; missing {', '.join(missing)}")
-        if t.type == "sqlite" and opts.get("mode") == "replace" and "rule" not in opts.get("columns", ["rule"]):
+        if t.type in TABLE_TYPES and opts.get("mode") == "replace" and "rule" not in opts.get("columns", ["rule"]):
             yield Problem(f.where(path + ("columns",)), f"target {t.name!r}: replace swaps a rule's rows for "
                           "new ones, which needs the rule column: add rule to columns")
 
+    def dsn(self, f: LoadedFile, path: tuple[Any, ...], name: str, dsn: str) -> Iterator[Problem]:
+        """A PostgreSQL URI, or variables that hold it; a password is never written in the file itself."""
+        if re.fullmatch(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}", dsn):
+            return
+        p = urllib.parse.urlsplit(dsn)
+        if p.scheme not in DSN_SCHEMES:
+            yield Problem(f.where(path), f"target {name!r}: dsn must be a URI postgresql://USER@HOST:PORT/DATABASE "
+                          "or ${VAR} holding one")
+        elif p.password and not re.fullmatch(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}", urllib.parse.unquote(p.password)):
+            yield Problem(f.where(path), f"target {name!r}: dsn: write the password as ${{VAR}} (from the "
+                          "environment), not in the rule file")
+
     def episode_options(self, f: LoadedFile, path: tuple[Any, ...], t: Target) -> Iterator[Problem]:
-        """Episodes have no per-sample columns; in SQLite they are upserted by their key."""
+        """Episodes have no per-sample columns; in a database they are upserted by their key."""
         cols = t.options.get("columns") or ()
         for i, c in enumerate(cols):
             if c in ("timestamp", "value", "alert"):
                 yield Problem(f.where(path + ("columns", i)), f"target {t.name!r}: {c} is a column of rows; an "
                               "episode has start, end, peak, last_value and samples")
-        if t.type == "sqlite":
+        if t.type in TABLE_TYPES:
             if t.options.get("mode", "upsert") != "upsert":
                 yield Problem(f.where(path + ("mode",)), f"target {t.name!r}: episodes are upserted as they go on "
                               "and end; mode must be upsert (or left out)")

@@ -17,6 +17,7 @@ SECTIONS = [
     ("File", None), ("datasource", "datasource"), ("defaults", "defaults"), ("Rule", "rule"),
     ("Threshold", "threshold"), ("Route", "route"), ("Target `csv`", "target_csv"), ("Target `json`", "target_json"),
     ("Target `jsonl`", "target_jsonl"), ("Target `parquet`", "target_parquet"), ("Target `sqlite`", "target_sqlite"),
+    ("Target `postgres`", "target_postgres"),
     ("Target `webhook`", "target_webhook"), ("Target `alertmanager`", "target_alertmanager"),
     ("Target `victoriametrics`", "target_victoriametrics"), ("Test", "rule_test"), ("Expected row", "expected_row"),
     ("Expected counts", "expected_counts"),

@@ -37,7 +37,16 @@ def _check_table(rendered: str) -> str:
     return rendered
 
 
+def _check_qualified_table(rendered: str) -> str:
+    """A PostgreSQL table name: NAME or SCHEMA.NAME, not the watermarks' table."""
+    check_table_name(rendered, qualified=True)
+    if why := reserved_table(rendered):
+        raise TemplateError(why)
+    return rendered
+
+
 CHECKS = {"path": check_relative_path, "table": _check_table}
+CHECKS_BY_TYPE = {("postgres", "table"): _check_qualified_table}
 
 
 @dataclass
@@ -187,7 +196,7 @@ class _Merger:
             return
         ctx = rule_template_context(rule, SAMPLE_RUN, t)
         for key in keys:
-            check = CHECKS.get(key)
+            check = CHECKS_BY_TYPE.get((t.type, key)) or CHECKS.get(key)
             if key == "body":
                 continue
             try:

@@ -1,7 +1,7 @@
 """What a rule writes while it runs, and how its files reach their final paths.
 
 A rule streams batches into per-rule parts: a part file beside each final file,
-a spill file for each SQLite table and service (in the run's scratch folder,
+a spill file for each database table and service (in the run's scratch folder,
 see scratch.py, which also lists the parts). Nothing reaches a final path
 or a database until the rule has finished without error (`finish`); a failed
 rule's parts are removed (`abort`). At the end of the run the parts of each
@@ -26,13 +26,12 @@ from vmrules.delivery import scratch
 from vmrules.delivery.atomic import FILE_MODE, fsync_dir, new_temp
 from vmrules.delivery.spill import Spill
 from vmrules.delivery.state import Rename, remove_files
-from vmrules.errors import RuleError
+from vmrules.errors import RuleError, VmrulesError
 from vmrules.evaluate.rows import Evaluation
 from vmrules.model import reserved_table
 from vmrules.net.http import HttpError
 from vmrules.targets import registry
 from vmrules.targets.service import Delivery
-from vmrules.targets.sqlite import Sink as SqliteSink
 from vmrules.targets.sqlite import describe
 
 Log = Callable[[str], None]
@@ -62,7 +61,7 @@ class RuleOutputs:
     log: Log
     step_ms: int
     keep_tables: bool = False
-    watermark_ms: int | None = None   # incremental runs: recorded in each SQLite table with the rows
+    watermark_ms: int | None = None   # incremental runs: recorded in each database table with the rows
     output_dir: str = "."             # holds the run's scratch folder
     rows: dict[str, int] = field(default_factory=dict)
     parts: list[Part] = field(default_factory=list)
@@ -136,8 +135,10 @@ class RuleOutputs:
             scratch.record(self.output_dir, self.run_id, part)
             out = _FileOut(dest, kind, part)
         elif dest.kind == "database":     # spills beside the database are from versions before the scratch folder
-            _remove_stale(os.path.dirname(dest.path), os.path.basename(dest.path), ".spill", self.run_id)
-            out = _DatabaseOut(dest, self.rule, scratch.folder(self.output_dir, self.run_id), self.watermark_ms)
+            if os.path.isabs(dest.path):  # a database file (a server's DSN is not a path)
+                _remove_stale(os.path.dirname(dest.path), os.path.basename(dest.path), ".spill", self.run_id)
+            out = _DatabaseOut(dest, kind, self.rule, scratch.folder(self.output_dir, self.run_id), self.watermark_ms,
+                               self.env)
         else:
             out = _ServiceOut(dest, kind, self, scratch.folder(self.output_dir, self.run_id))
         self._open[dest.target.name] = out
@@ -217,19 +218,23 @@ class _IpcSink:
 
 
 class _DatabaseOut:
-    def __init__(self, dest: Any, rule: str, folder: str, watermark_ms: int | None):
+    def __init__(self, dest: Any, kind: registry.TargetType, rule: str, folder: str, watermark_ms: int | None,
+                 env: Mapping[str, str]):
         if why := reserved_table(dest.table):
             raise RuleError(rule, f"target {dest.target.name}: {why}")
-        self.dest, self.rule, self.watermark_ms = dest, rule, watermark_ms
+        self.dest, self.kind, self.rule, self.watermark_ms, self.env = dest, kind, rule, watermark_ms, env
         self.spill = Spill(folder, f"{dest.target.name}.{dest.table}")
 
     def write(self, table: pa.Table, full: pa.Table) -> None:
         self.spill.write(table)
 
     def finish(self) -> int:
-        """One transaction for the rule's rows; a SQLite failure (a full disk...) leaves the table as it was."""
+        """One transaction for the rule's rows; a database failure (a full disk, a refused login...) leaves the
+        table as it was."""
+        assert self.kind.sink is not None
         try:
-            sink = SqliteSink(self.dest.path, self.dest.table, self.rule, self.dest.target, self.watermark_ms)
+            sink = self.kind.sink(self.dest.path, self.dest.table, self.rule, self.dest.target, self.watermark_ms,
+                                  env=self.env)
             try:
                 for table in self.spill.batches():
                     sink.write(table)
@@ -240,6 +245,9 @@ class _DatabaseOut:
         except sqlite3.Error as exc:
             raise RuleError(self.rule, f"target {self.dest.target.name}: table {self.dest.table}: "
                             f"{describe(exc, self.dest.path)}; nothing of this rule was written to it") from None
+        except VmrulesError as exc:     # a database server's error, said plainly, its password never shown
+            raise RuleError(self.rule, f"target {self.dest.target.name}: table {self.dest.table}: {exc}; "
+                            "nothing of this rule was written to it") from None
         finally:
             self.spill.discard()
 

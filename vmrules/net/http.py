@@ -32,6 +32,7 @@ MAX_RETRY_AFTER_S = 10.0
 MAX_ERROR_BODY = 64 << 10           # bytes of a service's answer read (for its error message)
 ALLOW_ENV = "VMRULES_ALLOW_ENV"
 MIN_SCRUBBED = 8                    # credentials this long or longer are scrubbed from every message
+DSN_SCHEMES = ("postgresql", "postgres")   # database servers' URIs (target postgres)
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
@@ -54,8 +55,8 @@ def parse_allow_env(*texts: str) -> dict[str, tuple[str, ...]]:
         name, sep, url = item.partition("=")
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
             raise ValueError(f"{item!r}: expected NAME or NAME=URL_PREFIX")
-        if sep and urllib.parse.urlsplit(url).scheme not in ("http", "https"):
-            raise ValueError(f"{item!r}: the prefix must be an http:// or https:// URL")
+        if sep and urllib.parse.urlsplit(url).scheme not in ("http", "https", *DSN_SCHEMES):
+            raise ValueError(f"{item!r}: the prefix must be an http://, https:// or postgresql:// URL")
         anywhere = not sep or out.get(name) == ()
         out[name] = () if anywhere else (*out.get(name, ()), url)
     return out
@@ -73,7 +74,7 @@ def url_within(url: str, prefix: str) -> bool:
 
 def _port(p: urllib.parse.SplitResult) -> int | None:
     try:
-        return p.port or {"http": 80, "https": 443}.get(p.scheme.lower())
+        return p.port or {"http": 80, "https": 443, "postgresql": 5432, "postgres": 5432}.get(p.scheme.lower())
     except ValueError:
         return None
 
@@ -194,6 +195,15 @@ def redact_url(url: str) -> str:
     except ValueError:
         pass
     return urllib.parse.urlunsplit((p.scheme, host, p.path, "", ""))
+
+
+def redact_dsn(dsn: str) -> str:
+    """A database URI as it may be printed: no password, no query string (it may carry one too)."""
+    p = urllib.parse.urlsplit(dsn)
+    if p.scheme not in DSN_SCHEMES:
+        return dsn if _VAR.fullmatch(dsn) else "<dsn>"
+    host = p.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit((p.scheme, f"{p.username}@{host}" if p.username else host, p.path, "", ""))
 
 
 class Secrets:

@@ -50,10 +50,17 @@ def format_summary(report: RunReport, output_dir: str) -> str:
         lines.append("")
         lines.append(f"exports in {output_dir}:")
         for o in report.outputs:
-            where = o.path if o.kind == "service" else os.path.relpath(o.path, os.path.realpath(output_dir))
+            where = _where(o.kind, o.path, output_dir)
             table = f" table {o.table}" if o.table else ""
             lines.append(f"  {where}{table}  ({o.type}, {o.rows} {o.unit}, target {o.target})")
     return "\n".join(lines)
+
+
+def _where(kind: str, path: str, output_dir: str) -> str:
+    """A file or database file relative to the output directory; a service's URL or a server's DSN as is."""
+    if kind == "service" or not os.path.isabs(path):
+        return path
+    return os.path.relpath(path, os.path.realpath(output_dir))
 
 
 def json_events(report: RunReport, output_dir: str) -> list[dict[str, object]]:
@@ -105,6 +112,6 @@ def format_plan(report: RunReport, output_dir: str) -> str:
         if r.error:
             lines.append(f"  error: {r.error}")
         for d in r.destinations:
-            rel = d.path if d.kind == "service" else os.path.relpath(d.path, os.path.realpath(output_dir))
+            rel = _where(d.kind, d.path, output_dir)
             lines.append(f"  -> {d.target.name} ({d.target.type}): {rel}" + (f" table {d.table}" if d.table else ""))
     return "\n".join(lines)

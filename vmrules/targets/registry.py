@@ -26,6 +26,7 @@ BUILT_IN = {                      # the YAML type -> (its kind, where its Target
     "jsonl": ("file", "vmrules.targets.jsonfile:JSONL"),
     "parquet": ("file", "vmrules.targets.parquetfile:TYPE"),
     "sqlite": ("database", "vmrules.targets.sqlite:TYPE"),
+    "postgres": ("database", "vmrules.targets.postgres:TYPE"),
     "webhook": ("service", "vmrules.targets.webhook:TYPE"),
     "alertmanager": ("service", "vmrules.targets.alertmanager:TYPE"),
     "victoriametrics": ("service", "vmrules.targets.victoriametrics:TYPE"),
@@ -38,7 +39,8 @@ class TargetType:
 
     File types with a `sink` are written batch by batch into a part file per rule, and `merge`
     joins the parts of several rules; file types without one (plugins) get the whole table once,
-    at the end. A database type has a `sink` holding one transaction per rule and table. A service
+    at the end. A database type has a `sink` holding one transaction per rule and table, and
+    `watermark` reading back what an incremental run committed there. A service
     type's `write` takes a Delivery.
     """
 
@@ -49,6 +51,8 @@ class TargetType:
     description: str = ""
     sink: Callable[..., Any] | None = None
     merge: Callable[..., None] | None = None
+    watermark: Callable[..., int | None] | None = None   # database: (where, table, rule, target, env) -> the
+    #                                                       last point an incremental run committed with the rows
 
 
 class UnknownTarget(VmrulesError, KeyError):

@@ -14,6 +14,7 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Mapping
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -59,7 +60,8 @@ class Sink:
     commit, so other writers wait (busy_timeout) and never see half of a rule's rows.
     """
 
-    def __init__(self, db_path: str, table_name: str, rule: str, target: Target, watermark_ms: int | None = None):
+    def __init__(self, db_path: str, table_name: str, rule: str, target: Target, watermark_ms: int | None = None,
+                 env: Mapping[str, str] | None = None):
         if why := reserved_table(table_name):
             raise ValueError(why)
         self.db_path, self.table_name, self.rule = db_path, table_name, rule
@@ -125,7 +127,8 @@ class Sink:
             self._held = None
 
 
-def write(table: pa.Table, db_path: str, table_name: str, rule: str, target: Target) -> int:
+def write(table: pa.Table, db_path: str, table_name: str, rule: str, target: Target,
+          env: Mapping[str, str] | None = None) -> int:
     """Write the rows of one rule in one transaction; returns the number of rows written."""
     sink = Sink(db_path, table_name, rule, target)
     try:
@@ -214,4 +217,9 @@ def record_watermark(con: sqlite3.Connection, table: str, rule: str, watermark_m
                 (rule, table, watermark_ms))
 
 
-TYPE = TargetType("sqlite", "database", write, description="table in a SQLite database", sink=Sink)
+def _watermark(db_path: str, table: str, rule: str, target: Target, env: Mapping[str, str] | None = None) -> int | None:
+    return table_watermark(db_path, table, rule)
+
+
+TYPE = TargetType("sqlite", "database", write, description="table in a SQLite database", sink=Sink,
+                  watermark=_watermark)
