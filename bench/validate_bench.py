@@ -1,12 +1,16 @@
 """Validation speed: N rule files of R rules each (default 1,000 x 10), in-process and as a fresh CLI process.
 
-usage: python bench/validate_bench.py [FILES] [RULES_PER_FILE] [RUNS]
-Prints the median of RUNS timings for each; the target is under 2 s for 1,000 x 10.
+usage: python bench/validate_bench.py [FILES] [RULES_PER_FILE] [RUNS] [--against OTHER_CHECKOUT]
+Prints the median of RUNS timings for each; the target is under 2 s for 1,000 x 10. `--against DIR` also
+times the vmrules of another checkout (with its own .venv) on the same files, the two interleaved run by
+run; each in-process figure then comes from a fresh process (its first call, and a second one).
 """
 
 from __future__ import annotations
 
+import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -37,6 +41,19 @@ RULE = """  - name: {name}
       - to: history
 """
 
+CHILD = """
+import sys, time
+import vmrules
+from vmrules.config.validate import validate_paths
+times = []
+for _ in range(2):
+    t = time.perf_counter()
+    result = validate_paths([sys.argv[1]])
+    times.append(time.perf_counter() - t)
+    assert result.ok and result.ruleset is not None and len(result.ruleset.rules) == int(sys.argv[2])
+print(*times, vmrules.__file__)
+"""
+
 
 def make(root: str, files: int, rules: int) -> None:
     with open(os.path.join(root, "targets.yaml"), "w") as f:
@@ -48,26 +65,86 @@ def make(root: str, files: int, rules: int) -> None:
             f.write(text)
 
 
-def main() -> None:
-    files = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
-    rules = int(sys.argv[2]) if len(sys.argv) > 2 else 10
-    runs = int(sys.argv[3]) if len(sys.argv) > 3 else 5
+def compile_package(checkout: str) -> None:
+    """An installed package has its bytecode compiled by pip; an editable checkout under
+    PYTHONDONTWRITEBYTECODE would compile every module in every run instead."""
+    subprocess.run([sys.executable, "-m", "compileall", "-q", os.path.join(checkout, "vmrules")], check=True)
+
+
+def alone(root: str, files: int, rules: int, runs: int) -> None:
+    """In one process, repeated; then fresh CLI processes."""
     from vmrules.config.validate import validate_paths
-    with tempfile.TemporaryDirectory() as root:
-        make(root, files, rules)
-        inproc, cli = [], []
-        vmrules = os.path.join(os.path.dirname(sys.executable), "vmrules")
-        for _ in range(runs):
-            t = time.perf_counter()
-            result = validate_paths([root])
-            inproc.append(time.perf_counter() - t)
-            assert result.ok and result.ruleset is not None and len(result.ruleset.rules) == files * rules
-            t = time.perf_counter()
-            subprocess.run([vmrules, "validate", "-q", root], check=True)
-            cli.append(time.perf_counter() - t)
+    inproc, cli = [], []
+    vmrules = os.path.join(os.path.dirname(sys.executable), "vmrules")
+    for _ in range(runs):
+        t = time.perf_counter()
+        result = validate_paths([root])
+        inproc.append(time.perf_counter() - t)
+        assert result.ok and result.ruleset is not None and len(result.ruleset.rules) == files * rules
+        t = time.perf_counter()
+        subprocess.run([vmrules, "validate", "-q", root], check=True)
+        cli.append(time.perf_counter() - t)
     print(f"validate {files} files x {rules} rules ({files * rules} rules), {runs} runs")
     print(f"  in-process: median {statistics.median(inproc):.2f} s (min {min(inproc):.2f})")
     print(f"  vmrules validate (fresh process): median {statistics.median(cli):.2f} s (min {min(cli):.2f})")
+
+
+def side_by_side(root: str, files: int, rules: int, runs: int, other: str) -> None:
+    """This checkout and `other`, interleaved (the order alternates), each figure from a fresh process.
+
+    Besides wall times, the CPU time of the CLI process and its workers: on a shared machine it moves
+    far less than the wall time with what else runs."""
+    bins = {"this": os.path.dirname(sys.executable), "other": os.path.join(other, ".venv", "bin")}
+    keys = ("first", "second", "cli", "cpu")
+    times: dict[str, dict[str, list[float]]] = {k: {key: [] for key in keys} for k in bins}
+
+    def one(side: str, warm_up: bool = False) -> tuple[float, ...]:
+        out = subprocess.run([os.path.join(bins[side], "python"), "-c", CHILD, root, str(files * rules)],
+                             check=True, capture_output=True, text=True, cwd=root).stdout.split()
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t = time.perf_counter()
+        subprocess.run([os.path.join(bins[side], "vmrules"), "validate", "-q", root], check=True, cwd=root)
+        wall = time.perf_counter() - t
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+        if warm_up:
+            print(f"{side}: {os.path.dirname(os.path.dirname(out[2]))}", flush=True)
+        return float(out[0]), float(out[1]), wall, cpu
+
+    for side in bins:                                   # warm-up: caches, page cache; also checks both work
+        one(side, warm_up=True)
+    for run in range(runs):
+        for side in (("this", "other") if run % 2 == 0 else ("other", "this")):
+            for key, value in zip(keys, one(side), strict=True):
+                times[side][key].append(value)
+        print(f"run {run + 1}: " + ", ".join(f"{s} " + "/".join(f"{times[s][k][-1]:.2f}" for k in keys) + " s"
+                                             for s in bins), flush=True)
+    print(f"validate {files} files x {rules} rules ({files * rules} rules), {runs} interleaved runs, medians (min)")
+    print("| | in-process, first call | in-process, second call | `vmrules validate` fresh process | its CPU time |")
+    print("|---|---|---|---|---|")
+    for side in bins:
+        cells = [f"{statistics.median(v):.2f} s ({min(v):.2f})" for v in times[side].values()]
+        print(f"| {side} | " + " | ".join(cells) + " |")
+    ratios = [statistics.median([a / b for a, b in zip(times["this"][k], times["other"][k], strict=True)])
+              for k in keys]
+    print("| this / other, median of paired ratios | " + " | ".join(f"{r:.3f}" for r in ratios) + " |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("files", nargs="?", type=int, default=1000)
+    ap.add_argument("rules", nargs="?", type=int, default=10)
+    ap.add_argument("runs", nargs="?", type=int, default=5)
+    ap.add_argument("--against", default="", metavar="DIR", help="another checkout with its own .venv")
+    a = ap.parse_args()
+    with tempfile.TemporaryDirectory() as root:
+        make(root, a.files, a.rules)
+        if a.against:
+            compile_package(os.path.join(os.path.dirname(__file__), ".."))
+            compile_package(a.against)
+            side_by_side(root, a.files, a.rules, a.runs, a.against)
+        else:
+            alone(root, a.files, a.rules, a.runs)
 
 
 if __name__ == "__main__":

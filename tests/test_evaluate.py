@@ -1,22 +1,69 @@
-"""Evaluation of rules on given samples: YAML cases, routes, columns."""
+"""Evaluation of rules: rule files with tests (tests/cases/rules/) run by the product's test runner; counts,
+routes and columns on answers given in the same notation."""
 
 from __future__ import annotations
 
 import math
+import shutil
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 import yaml
+from click.testing import CliRunner
 
-from vmrules import load_ruleset
+from vmrules import load_ruleset, run_tests
+from vmrules.cli import main
+from vmrules.commands.test import TestResult as Outcome  # (a Test* name would be collected)
+from vmrules.commands.test import format_results, query_result
+from vmrules.config.notation import parse_series, parse_values
+from vmrules.errors import Location
 from vmrules.evaluate.rows import evaluate
-from vmrules.model import RuleSet
+from vmrules.model import InputSeries, RuleSet, RuleTest
 from vmrules.sources.result import QueryResult
 
-CASES = yaml.safe_load((Path(__file__).parent / "cases" / "evaluate.yaml").read_text())
+CASES = Path(__file__).parent / "cases" / "rules"
+RULE_FILES = sorted(p for p in CASES.glob("*.yaml") if p.name != "targets.yaml")
 STEP_MS = 60_000
+
+
+def declared(path: Path) -> list[str]:
+    return [t["name"] for t in yaml.safe_load(path.read_text())["tests"]]
+
+
+@pytest.fixture(scope="module")
+def results() -> list[Outcome]:
+    return run_tests(load_ruleset([str(CASES)]))[0]
+
+
+@pytest.mark.parametrize("path", RULE_FILES, ids=[p.stem for p in RULE_FILES])
+def test_rule_file(results: list[Outcome], path: Path) -> None:
+    """Every test the file holds ran, and passed."""
+    mine = [r for r in results if Path(r.test.location.path).resolve() == path.resolve()]
+    assert [r.test.name for r in mine] == declared(path)
+    assert all(r.ok for r in mine), format_results(mine)
+
+
+def test_vmrules_test_runs_them_all() -> None:
+    assert RULE_FILES
+    res = CliRunner().invoke(main, ["test", str(CASES)])
+    assert res.exit_code == 0, res.output
+    assert res.output.splitlines()[-1] == f"{sum(len(declared(p)) for p in RULE_FILES)} test(s), 0 failed"
+
+
+def test_a_broken_expectation_fails(tmp_path: Path) -> None:
+    """The rule-file tests can fail: one expected severity changed, and the runner reports that row."""
+    shutil.copytree(CASES, tmp_path / "rules")
+    broken = tmp_path / "rules" / "for.yaml"
+    right = "        - {time: 2m, instance: a, severity: critical, alert: true}\n"
+    broken.write_text(broken.read_text().replace(right, right.replace("critical", "warning"), 1))
+    res = CliRunner().invoke(main, ["test", str(tmp_path / "rules")])
+    assert res.exit_code == 1
+    failed = [line for line in res.output.splitlines() if line.startswith("FAIL")]
+    assert len(failed) == 1 and failed[0].startswith("FAIL  for_waits_until_held_long_enough  ")
+    assert "- expected, not received: {time=2m, instance=a, severity=warning, alert=True}" in res.output
+    assert "+ received, not expected: {time=2m, instance=a, severity=critical, alert=True}" in res.output
+    assert res.output.splitlines()[-1].endswith(" test(s), 1 failed")
 
 
 def ruleset(tmp_path: Path, rule: dict[str, Any], targets: dict[str, Any] | None = None) -> RuleSet:
@@ -26,38 +73,10 @@ def ruleset(tmp_path: Path, rule: dict[str, Any], targets: dict[str, Any] | None
     return load_ruleset([str(tmp_path)])
 
 
-def result(series: list[dict[str, Any]]) -> QueryResult:
-    labels, ids, ts, vals = [], [], [], []
-    for i, s in enumerate(series):
-        labels.append({"__name__": "m", **s["labels"]})
-        for j, text in enumerate(s["values"].split()):
-            if text == "_":
-                continue
-            ids.append(i)
-            ts.append(j * STEP_MS)
-            vals.append(float(text.replace("Inf", "inf")))
-    return QueryResult(labels, np.asarray(ids, np.int32), np.asarray(ts, np.int64), np.asarray(vals, np.float64))
-
-
-@pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
-def test_case(tmp_path: Path, case: dict[str, Any]) -> None:
-    rs = ruleset(tmp_path, case["rule"])
-    ev = evaluate(rs.rules[0], result(case["series"]), rs.targets)
-    rows = ev.routed["t"].to_pylist()
-    for s in case["series"]:
-        mine = f'"instance":"{s["labels"]["instance"]}"'
-        got = {r["timestamp"].timestamp() * 1000: r for r in rows if mine in r["labels"]}
-        outcome = []
-        for j, text in enumerate(s["values"].split()):
-            if text == "_":
-                outcome.append("_")
-            elif j * STEP_MS not in got:
-                outcome.append("drop")
-            else:
-                row = got[j * STEP_MS]
-                assert (row["severity"] is not None) == row["alert"]
-                outcome.append(row["severity"] or "-")
-        assert " ".join(outcome) == s["expect"]
+def answer(*series: tuple[str, str]) -> QueryResult:
+    """A query's answer as a rule test gives it: (series, values), value i at i minutes."""
+    inputs = tuple(InputSeries(parse_series(s), tuple(parse_values(v))) for s, v in series)
+    return query_result(RuleTest("", "", STEP_MS, inputs, {}, Location("<test>")), STEP_MS)
 
 
 def test_counts_and_routes(tmp_path: Path) -> None:
@@ -67,8 +86,7 @@ def test_counts_and_routes(tmp_path: Path) -> None:
         "route": [{"when": 'severity == "critical"', "to": ["crit", "both"]},
                   {"when": "alert", "to": "both"}, {"to": "all"}]},
         targets={n: {"type": "csv", "path": f"{n}.csv"} for n in ("crit", "both", "all")})
-    res = result([{"labels": {"instance": "a", "env": "prod"}, "values": "10 60 95 200 NaN"},
-                  {"labels": {"instance": "b", "env": "dev"}, "values": "95 95"}])
+    res = answer(('m{instance="a", env="prod"}', "10 60 95 200 NaN"), ('m{instance="b", env="dev"}', "95 95"))
     ev = evaluate(rs.rules[0], res, rs.targets)
     c = ev.counts
     assert (c.series, c.samples, c.invalid, c.filtered, c.alerts) == (2, 7, 2, 2, 2)
@@ -82,7 +100,7 @@ def test_columns_select_and_expand_labels(tmp_path: Path) -> None:
     rs = ruleset(tmp_path, {"labels": {"team": "db"}, "route": [{"to": "t"}]},
                  targets={"t": {"type": "csv", "path": "t.csv", "columns": ["value", "instance", "team", "zone",
                                                                            "metric"]}})
-    ev = evaluate(rs.rules[0], result([{"labels": {"instance": "a"}, "values": "1.5"}]), rs.targets)
+    ev = evaluate(rs.rules[0], answer(('m{instance="a"}', "1.5")), rs.targets)
     assert ev.routed["t"].column_names == ["value", "instance", "team", "zone", "metric"]
     assert ev.routed["t"].to_pylist() == [{"value": 1.5, "instance": "a", "team": "db", "zone": "", "metric": "m"}]
 
@@ -95,7 +113,7 @@ def test_empty_result(tmp_path: Path) -> None:
 
 def test_labels_json_sorted_without_name(tmp_path: Path) -> None:
     rs = ruleset(tmp_path, {"labels": {"b": "2"}})
-    ev = evaluate(rs.rules[0], result([{"labels": {"instance": "x", "a": 'q"uote'}, "values": "1"}]), rs.targets)
+    ev = evaluate(rs.rules[0], answer(('m{instance="x", a="q\\"uote"}', "1")), rs.targets)
     assert ev.table.column("labels").to_pylist() == ['{"a":"q\\"uote","b":"2","instance":"x"}']
     assert ev.table.column("metric").to_pylist() == ["m"]
     assert not math.isnan(ev.table.column("value").to_pylist()[0])

@@ -5,8 +5,8 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from collections.abc import Callable
-from functools import lru_cache
+from collections.abc import Callable, Iterator
+from functools import cache, lru_cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
@@ -45,10 +45,24 @@ def schema(plugins: bool = True) -> dict[str, Any]:
 
 @lru_cache(maxsize=2)
 def validator(plugins: bool = True) -> jsonschema.Draft202012Validator:
-    """A compiled validator, built once per process."""
-    import jsonschema
+    """jsonschema's validator of the schema, built once per process; it explains what is wrong."""
+    from jsonschema import Draft202012Validator, validators
 
-    return jsonschema.Draft202012Validator(schema(plugins))
+    return validators.extend(Draft202012Validator, {"pattern": _pattern})(schema(plugins))
+
+
+def _pattern(validator: Any, pattern: str, instance: Any, _schema: Any) -> Iterator[ValidationError]:
+    """`pattern` as JSON Schema reads it (ECMA-262, as editors do): `$` is the end of the text, where
+    Python's `$` also matches before a final newline and would let `5m\\n` pass as a duration."""
+    from jsonschema.exceptions import ValidationError
+
+    if isinstance(instance, str) and not _ecma(pattern).search(instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+@cache
+def _ecma(pattern: str) -> re.Pattern[str]:
+    return re.compile(re.sub(r"(?<!\\)\$", r"\\Z", pattern))
 
 
 def needs_plugins(doc: Any) -> bool:
@@ -163,12 +177,13 @@ def is_valid(doc: Any, plugins: bool = True) -> bool:
 
     A schema using keywords the fast check does not know (a plugin's) always goes to jsonschema.
     """
-    root = _root(plugins)
-    return root is not None and root(doc)
+    check = fast_check(plugins)
+    return check is not None and check(doc)
 
 
 @lru_cache(maxsize=2)
-def _root(plugins: bool) -> Check | None:
+def fast_check(plugins: bool = True) -> Check | None:
+    """The schema compiled to closures; None when it uses a keyword they do not know (left to jsonschema)."""
     try:
         return _Compiler(schema(plugins)).compile(schema(plugins))
     except ValueError:
@@ -206,6 +221,8 @@ class _Compiler:
         self.refs: dict[str, Check] = {}
 
     def ref(self, ref: str) -> Check:
+        if not ref.startswith("#/$defs/") or ref.removeprefix("#/$defs/") not in self.root.get("$defs", {}):
+            raise ValueError(f"the fast schema check follows only references into $defs, not {ref!r}")
         if ref not in self.refs:
             target = self.root["$defs"][ref.removeprefix("#/$defs/")]
             self.refs[ref] = lambda v: compiled(v)
@@ -243,7 +260,7 @@ class _Compiler:
         return lambda v: any(_same(v, o) for o in options)
 
     def k_pattern(self, pattern: str, _node: dict[str, Any]) -> Check:
-        rx = re.compile(pattern)
+        rx = _ecma(pattern)
         return lambda v: not isinstance(v, str) or rx.search(v) is not None
 
     def k_minLength(self, n: int, _node: dict[str, Any]) -> Check:
