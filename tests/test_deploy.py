@@ -56,7 +56,7 @@ def test_cronjob_manifest(tmp_path: Path) -> None:
     env = {e["name"]: e for e in container["env"]}
     assert env["VM_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "vmrules"
     args = container["args"]
-    assert "--incremental" in args
+    assert "--incremental" in args and "--push-metrics" in args
     args = [str(RULES) if a == "/rules" else str(tmp_path / "data") if a == "/data" else a for a in args]
     dry_run(args, tmp_path)
 
@@ -70,7 +70,7 @@ def test_crontab_lines(tmp_path: Path) -> None:
         assert all(re.fullmatch(r"[\d*/,-]+", f) for f in fields[:5]), line
         command = shlex.split(fields[5].split(">>")[0])
         args = command[command.index("$VMRULES") + 1:]
-        args = [str(RULES) if a == "$RULES" else str(tmp_path / "out") if a.startswith("/var/lib") else a
-                for a in args]
+        args = [str(RULES) if a == "$RULES" else str(tmp_path / "vmrules.prom") if a.endswith(".prom")
+                else str(tmp_path / "out") if a.startswith("/var/lib") else a for a in args]
         dry_run(args, tmp_path)
-    assert "--incremental" in lines[0]
+    assert "--incremental" in lines[0] and "--metrics-file" in lines[0]

@@ -120,8 +120,8 @@ def test_static_labels_that_merge_series_fail_the_rule(tmp_path: Path) -> None:
 # -- every target type, answers of many batches, runs killed at random moments -------------------
 def test_every_target_exactly_or_at_least_once_through_killed_runs(vm: VictoriaMetrics, tmp_path: Path) -> None:
     """Each run's answer comes in several requests (max_points_per_series: 4), so every sink gets many
-    batches whose dictionaries differ; about half the runs are SIGKILLed. Files and tables then hold each
-    sample once; the webhook and the write-back got each at least once."""
+    batches whose dictionaries differ; about half the runs are SIGKILLed. Files, a partitioned dataset and
+    tables then hold each sample once; the webhook and the write-back got each at least once."""
     hook = FaultServer(lambda seen: Reply(200, b"ok"))
     back = VictoriaMetrics(str(tmp_path))
     try:
@@ -134,6 +134,7 @@ targets:
   j: {{type: json, path: 'j/{{{{ run.from }}}}.json'}}
   l: {{type: jsonl, path: 'l/{{{{ run.from }}}}.jsonl'}}
   p: {{type: parquet, path: 'p/{{{{ run.from }}}}.parquet'}}
+  d: {{type: parquet, path: d, partition_by: [date, instance, severity]}}
   a: {{type: sqlite, path: s.db, table: appended}}
   u: {{type: sqlite, path: s.db, table: upserted, mode: upsert}}
   h: {{type: webhook, url: '{hook.url}/h', batch_size: 50}}
@@ -144,7 +145,7 @@ rules:
     range: 20m
     step: 1m
     thresholds: [{{severity: hot, above: 70, for: 3m}}, {{severity: warm, above: 50}}]
-    route: [{{to: [c, j, l, p, a, u, h, v]}}]
+    route: [{{to: [c, j, l, p, d, a, u, h, v]}}]
 """)
         out = tmp_path / "out"
         rnd = random.Random(11)
@@ -174,6 +175,7 @@ rules:
             got = sorted((r["labels"], r["timestamp"]) for f in sorted((out / kind).iterdir())
                          for r in read.rows(str(f)))
             assert got == want, kind
+        assert read.dataset_points(out / "d") == want
         for table in ("appended", "upserted"):
             assert sorted((r["labels"], r["timestamp"]) for r in read.rows(str(out / "s.db"), table)) == want
         delivered = {(r["labels"], int(read._norm(r)["timestamp"])) for s in hook.seen

@@ -99,9 +99,15 @@ def test_every_mode_and_its_reruns_match_sqlite(postgres: Postgres, tmp_path: Pa
     assert len(want) == 2920
     for mode in ("append", "upsert", "replace"):
         assert as_points(pg_rows(postgres, dsn, f"vm.{mode}_t")) == want, mode
+    postgres.execute("UPDATE vm.upsert_t SET value = -1 WHERE labels->>'instance' = 'node-00:9100'", dsn)
+    versions = "SELECT xmin::text, count(*) FROM vm.upsert_t GROUP BY 1 ORDER BY 2"
+    before = postgres.execute(versions, dsn)
+    assert [n for _, n in before] == [73, 2920 - 73]
     code, text = apply(folder, out, env_for(dsn), "--datasource", NODE, *WINDOW, "-q")
     assert code == 0, text
     assert as_points(pg_rows(postgres, dsn, "vm.upsert_t")) == want
+    after = postgres.execute(versions, dsn)       # the changed rows were set back; the others left alone
+    assert after[1] == before[1] and after[0][1] == 73 and after[0][0] != before[0][0]
     assert as_points(pg_rows(postgres, dsn, "vm.replace_t")) == want
     assert as_points(pg_rows(postgres, dsn, "vm.append_t")) == sorted(want + want)
     types = dict(postgres.execute("SELECT column_name, data_type FROM information_schema.columns "
@@ -302,3 +308,32 @@ def test_an_existing_table_with_its_columns_in_another_order_gets_each_value_in_
     code, text = apply(folder, tmp_path / "out", env_for(dsn), "--datasource", NODE, *WINDOW, "-q")
     assert code == 0, text
     assert as_points(pg_rows(postgres, dsn, "t")) == as_points(read.rows(str(tmp_path / "out" / "s.db"), "t"))
+
+
+def test_a_key_held_twice_keeps_its_last_row_in_a_new_table_and_an_existing_one(postgres: Postgres,
+                                                                                tmp_path: Path) -> None:
+    """Series that differ only in __name__ give rows with one key: the upsert keeps the last, as SQLite
+    does, whether the table is made by the run (rows COPYed in, the index built at the end) or exists."""
+    dsn = postgres.new_database()
+    data = tmp_path / "twins.jsonl"
+    ts = [(END_S - 60 * i) * 1000 for i in range(5)][::-1]
+    data.write_text("".join(json.dumps({"metric": {"__name__": name, "instance": f"h{i}"},
+                                        "values": [float(i * 10 + k + (100 if name == "b" else 0)) for k in range(5)],
+                                        "timestamps": ts}) + "\n" for i in range(3) for name in ("a", "b")))
+    folder = tmp_path / "rules"
+    folder.mkdir()
+    LITE = "  lite: {type: sqlite, path: s.db, table: t, mode: upsert}"  # noqa: N806
+    (folder / "r.yaml").write_text(f"""version: 1
+datasource: {{url: 'file:{data}'}}
+targets:
+{PG.format(name="pg", table="twins", extra=", mode: upsert")}{LITE}
+rules:
+  - {{name: r, query: '{{__name__=~"a|b"}}', step: 1m, range: 10m, route: [{{to: [pg, lite]}}]}}
+""")
+    out = tmp_path / "out"
+    for _ in range(2):
+        code, text = apply(folder, out, env_for(dsn), "--to", str(END_S), "-q")
+        assert code == 0, text
+        want = as_points(read.rows(str(out / "s.db"), "t"))
+        assert len(want) == 3 * 5 and as_points(pg_rows(postgres, dsn, "twins")) == want
+    assert postgres.execute("SELECT count(*) FROM pg_indexes WHERE tablename = 'twins'", dsn) == [(1,)]

@@ -15,7 +15,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
@@ -65,10 +64,8 @@ def outputs(out: Path) -> dict[str, Counter[Row]]:
 
     got = {"alerts_csv": Counter(key(r) for f in sorted((out / "alerts").glob("*.csv"))
                                  for r in read.rows(str(f)))}
-    history: Counter[Row] = Counter()
-    for f in sorted((out / "history").rglob("*.parquet")):
-        history.update(key(_norm_parquet(r)) for r in pq.read_table(f).to_pylist())
-    got["history"] = history
+    got["history"] = Counter(key(dict(r, **json.loads(r["labels"]))) for r in read.dataset(
+        out / "history", "rule, labels, CAST(epoch(timestamp) AS BIGINT) AS timestamp, value, severity"))
     con = sqlite3.connect(out / "node.db")
     try:
         tables = [t for (t,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'") if t in RULES]
@@ -98,12 +95,6 @@ def episode(r: dict) -> Episode:
 def without_open(got: dict[str, Counter]) -> dict[str, Counter]:
     """Incremental runs send a file an episode when it ends; a whole run also sends the open ones at its end."""
     return {**got, "episodes_csv": Counter({e: n for e, n in got["episodes_csv"].items() if e[4] is not None})}
-
-
-def _norm_parquet(r: dict) -> dict:
-    r = dict(r, **json.loads(r["labels"]))
-    r["timestamp"] = int(r["timestamp"].timestamp())
-    return r
 
 
 @pytest.fixture(scope="module")

@@ -103,6 +103,8 @@ def make_target(type_: str, name: str = "target", **options: Any) -> Target:
         from jsonschema.exceptions import best_match
 
         error = best_match(validator().iter_errors(doc))
+        if error is None:           # the fast check cannot judge this schema; jsonschema found nothing wrong
+            return Target(name, type_, options, Location("<python>"))
         where = ".".join(str(p) for p in error.absolute_path)
         raise ValueError(f"{where}: {error.message}")
     return Target(name, type_, options, Location("<python>"))

@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import time
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
@@ -25,7 +26,7 @@ from vmrules.delivery.lock import writable_folder
 from vmrules.durations import format_time_ms, parse_duration_ms, parse_time_ms
 from vmrules.errors import ConfigError, UsageError
 from vmrules.model import RuleSet
-from vmrules.net.http import ALLOW_ENV, parse_allow_env, scrub
+from vmrules.net.http import ALLOW_ENV, parse_allow_env, redact_url, scrub
 from vmrules.render.text import FORMATS, format_problems
 
 DEFAULT_PATHS = ("rules/",)
@@ -104,11 +105,15 @@ def test_cmd(paths: tuple[str, ...], junit: str | None, coverage: bool, quiet: b
 @click.option("--instant", is_flag=True, help="One instant query at --to instead of a range.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "jsonl", "parquet"]), default="table",
               show_default=True, help="table: a readable preview; the others: every row, as the targets write them.")
-@click.option("-o", "--output", metavar="FILE", type=click.Path(dir_okay=False),
+@click.option("-o", "--output", metavar="FILE", type=click.Path(),
               help="Write to FILE (atomically) instead of standard output; needed for parquet.")
+@click.option("--partition-by", "partition_by", multiple=True, metavar="KEY",
+              help="With --format parquet: -o names a dataset's folder, and the rows are added to it in "
+                   "KEY=VALUE/ folders (repeatable: date, hour, rule, metric, severity, alert or a label).")
 @click.option("-v", "--verbose", is_flag=True, help="Log each request (never a credential).")
 def query_cmd(exprs: tuple[str, ...], datasource: str, headers: tuple[str, ...], from_: str | None, to: str | None,
-              since: str | None, step: str, instant: bool, fmt: str, output: str | None, verbose: bool) -> None:
+              since: str | None, step: str, instant: bool, fmt: str, output: str | None,
+              partition_by: tuple[str, ...], verbose: bool) -> None:
     """Fetch queries without rule files, through the same fast path, as rows of the usual table.
 
     Exit 0 on success, 1 when a query fails, 2 on a wrong command line.
@@ -117,7 +122,11 @@ def query_cmd(exprs: tuple[str, ...], datasource: str, headers: tuple[str, ...],
     from vmrules.sources.result import FetchError
 
     if fmt == "parquet" and not output:
-        raise click.UsageError("--format parquet needs -o FILE")
+        raise click.UsageError("--format parquet needs -o FILE" + (" (the dataset's folder)" if partition_by else ""))
+    if partition_by and fmt != "parquet":
+        raise click.UsageError("--partition-by writes a Parquet dataset: add --format parquet")
+    if output and os.path.isdir(output) and not partition_by:
+        raise click.UsageError(f"-o {output} is a folder; a folder takes a dataset: add --partition-by")
     if output:
         _writable("-o", output)
     from_ms, to_ms = _window_options(from_, to, since or (None if from_ else "1h"))
@@ -132,7 +141,7 @@ def query_cmd(exprs: tuple[str, ...], datasource: str, headers: tuple[str, ...],
 
     try:
         text = run_query(list(exprs), datasource, header_map, from_ms, to_ms, _duration("--step", step), instant,
-                         fmt, output, log if verbose else None, sys.stdout.buffer)
+                         fmt, output, log if verbose else None, sys.stdout.buffer, partition_by)
     except UsageError as exc:
         raise click.UsageError(str(exc)) from None
     except FetchError as exc:
@@ -187,6 +196,12 @@ def targets_cmd() -> None:
 @click.option("--shard", metavar="I/N", help="Only the rules of shard I of N (0 <= I < N), by a hash of the rule name.")
 @click.option("--report", "report_path", metavar="FILE.html", type=click.Path(dir_okay=False),
               help="Also write one self-contained HTML page: per rule a chart against its thresholds, and the numbers.")
+@click.option("--metrics-file", metavar="FILE.prom", type=click.Path(dir_okay=False),
+              help="Write the run's metrics (per rule: success, last success, duration, rows, alerts) there, "
+                   "atomically, in the Prometheus text format, for node_exporter's textfile collector.")
+@click.option("--push-metrics", "push_url", metavar="URL",
+              help="Also POST those metrics to URL: VictoriaMetrics' /api/v1/import/prometheus or a "
+                   "Pushgateway's /metrics/job/NAME.")
 @_ALLOW_ENV_OPTION
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="json: every message and the summary as JSON lines on stderr, for log pipelines.")
@@ -194,8 +209,8 @@ def targets_cmd() -> None:
 @click.option("-q", "--quiet", is_flag=True, help="No summary and no progress bar; errors only.")
 def apply_cmd(paths: tuple[str, ...], datasource: str | None, from_: str | None, to: str | None, since: str | None,
               output_dir: str, rules: tuple[str, ...], dry_run: bool, concurrency: int, incremental: bool, lag: str,
-              chunk: str | None, shard: str | None, report_path: str | None, allow_env: tuple[str, ...],
-              log_format: str, verbose: bool, quiet: bool) -> None:
+              chunk: str | None, shard: str | None, report_path: str | None, metrics_file: str | None,
+              push_url: str | None, allow_env: tuple[str, ...], log_format: str, verbose: bool, quiet: bool) -> None:
     """Run rules (default: rules/): fetch, filter, assign severities, route and export.
 
     Exit 0 when every rule ran, 1 when some rule failed (the others still ran),
@@ -212,9 +227,14 @@ def apply_cmd(paths: tuple[str, ...], datasource: str | None, from_: str | None,
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
 
+    started = time.monotonic()
     from_ms, to_ms = _window_options(from_, to, since)
     if report_path:
         _writable("--report", report_path)
+    if metrics_file:
+        _writable("--metrics-file", metrics_file)
+    if push_url and urllib.parse.urlsplit(push_url).scheme not in ("http", "https"):
+        raise click.UsageError(f"--push-metrics {push_url}: expected an http:// or https:// URL")
     ruleset = _load(paths)
     as_json = log_format == "json"
 
@@ -251,6 +271,8 @@ def apply_cmd(paths: tuple[str, ...], datasource: str | None, from_: str | None,
             write_report(report_path, f"vmrules apply {report.run['id']}", f"{len(report.rules)} rule(s), "
                          f"{'all ran' if report.ok else f'{len(report.failed)} failed'}; exports in {output_dir}",
                          report.rules, ruleset, options.charts)
+    monitored = _self_metrics(report, metrics_file, push_url, time.monotonic() - started,
+                              options.notice or (lambda _m: None))
     if as_json:
         for event in json_events(report, output_dir):
             _json_line(event)
@@ -258,14 +280,49 @@ def apply_cmd(paths: tuple[str, ...], datasource: str | None, from_: str | None,
             _json_line({"event": "log", "level": "error", "rule": r.name, "message": r.error})
         for note in empty_notes(report):
             _json_line({"event": "log", "level": "warning", "message": note.removeprefix("note: ")})
-        sys.exit(0 if report.ok else 1)
+        for problem in monitored:
+            _json_line({"event": "log", "level": "error", "message": problem})
+        sys.exit(0 if report.ok and not monitored else 1)
     if not quiet:
         click.echo(format_summary(report, output_dir))
         for note in empty_notes(report):
             click.echo(note, err=True)
     for r in report.failed:
         click.echo(f"error: rule {r.name}: {r.error}", err=True)
-    sys.exit(0 if report.ok else 1)
+    for problem in monitored:
+        click.echo(f"error: {problem}", err=True)
+    sys.exit(0 if report.ok and not monitored else 1)
+
+
+def _self_metrics(report: Any, path: str | None, url: str | None, seconds: float, say: Any) -> list[str]:
+    """The run's metrics to a file and/or a URL; what could not be done (the run then exits 1)."""
+    if not (path or url):
+        return []
+    from vmrules.delivery.atomic import atomic_path
+    from vmrules.net.http import HttpError
+    from vmrules.render.metrics import last_successes, prometheus_text, push
+
+    previous: dict[str, float] = {}
+    if path:
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            with open(path, encoding="utf-8") as f:
+                previous = last_successes(f.read(1 << 20))
+    text = prometheus_text(report, time.time(), seconds, previous)
+    problems = []
+    if path:
+        try:
+            with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+                f.write(text)
+            say(f"wrote the run's metrics to {path}")
+        except OSError as exc:
+            problems.append(f"--metrics-file {path}: cannot write it: {exc.strerror or exc}")
+    if url:
+        try:
+            push(url, text)
+            say(f"pushed the run's metrics to {redact_url(url)}")
+        except HttpError as exc:
+            problems.append(f"--push-metrics: not delivered: {exc}")
+    return problems
 
 
 @main.command("plan")

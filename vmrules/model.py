@@ -19,6 +19,9 @@ MAX_REQUESTS_PER_RULE = 1_000    # a window split into more requests than this i
 WATERMARK_TABLE = "vmrules_watermarks"   # databases: incremental runs keep each rule's watermark in this table
 ROW_COLUMNS = ("rule", "metric", "labels", "timestamp", "value", "severity", "alert")
 EPISODE_COLUMNS = ("rule", "metric", "labels", "severity", "start", "end", "peak", "last_value", "samples")
+PARTITION_TIMES = {"date": "%Y-%m-%d", "hour": "%-H"}    # partition keys taken from a row's time (UTC)
+PARTITION_COLUMNS = ("rule", "metric", "severity", "alert")   # the row columns a dataset may be partitioned by
+MAX_PARTITIONS = 1024             # partitions one run may write into a dataset
 
 
 def reserved_table(name: str) -> str | None:
@@ -77,6 +80,35 @@ class Target:
     def columns(self) -> tuple[str, ...]:
         default = EPISODE_COLUMNS if self.shape == "episodes" else ROW_COLUMNS
         return tuple(self.options.get("columns") or default)
+
+    @property
+    def partition_by(self) -> tuple[str, ...]:
+        """The keys of a partitioned dataset (`path` is its root folder); empty for a single file."""
+        return tuple(self.options.get("partition_by") or ())
+
+    @property
+    def time_column(self) -> str:
+        """The column that `date` and `hour` partitions are taken from."""
+        return "start" if self.shape == "episodes" else "timestamp"
+
+
+def partition_problems(keys: tuple[str, ...], columns: tuple[str, ...], time_column: str) -> list[tuple[int, str]]:
+    """Why each key (by its index) cannot partition rows that have these columns: a key is `date` or `hour`
+    of the time column, one of PARTITION_COLUMNS, or a label (from `labels` or its own column)."""
+    out = []
+    for i, key in enumerate(keys):
+        if key in PARTITION_TIMES:
+            if time_column not in columns:
+                out.append((i, f"{key} is taken from the {time_column} column: add it to columns"))
+        elif key in ROW_COLUMNS + EPISODE_COLUMNS:
+            if key not in PARTITION_COLUMNS:
+                out.append((i, f"{key} cannot name a folder: partition by date, hour, "
+                               f"{', '.join(PARTITION_COLUMNS)} or a label"))
+            elif key not in columns:
+                out.append((i, f"{key} is not a column of this target: add it to columns"))
+        elif key not in columns and "labels" not in columns:
+            out.append((i, f"label {key} is taken from the labels column or a column of its own: add one to columns"))
+    return out
 
 
 @dataclass(frozen=True)

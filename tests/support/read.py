@@ -46,3 +46,21 @@ def rows(path: str, table: str | None = None) -> list[dict[str, Any]]:
         return [_norm(dict(r)) for r in con.execute(f'SELECT * FROM "{table}"')]
     finally:
         con.close()
+
+
+def dataset(root: Any, select: str = "*", then: str = "") -> list[dict[str, Any]]:
+    """A partitioned dataset read as one table by DuckDB (hive partitioning), as a user would; `then`
+    follows the FROM clause (GROUP BY ...)."""
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        rel = con.sql(f"SELECT {select} FROM read_parquet('{root}/**/*.parquet', hive_partitioning = true) {then}")
+        return [dict(zip(rel.columns, row, strict=True)) for row in rel.fetchall()]
+    finally:
+        con.close()
+
+
+def dataset_points(root: Any) -> list[tuple[str, int]]:
+    """(labels, unix seconds) of every row of a dataset, sorted; a row twice is there twice."""
+    return sorted((r["labels"], r["t"]) for r in dataset(root, "labels, CAST(epoch(timestamp) AS BIGINT) AS t"))

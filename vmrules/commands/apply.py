@@ -108,6 +108,7 @@ class Output:
     rows: int
     kind: str = "file"
     unit: str = "rows"        # what `rows` counts: rows, episodes, alerts (alertmanager) or samples (write-back)
+    files: int | None = None  # a partitioned dataset (path is its root): the files this run added
 
 
 @dataclass
@@ -320,7 +321,7 @@ def _check_other_shards(ruleset: RuleSet, rules: list[Rule], reports: list[RuleR
             continue
         rep = _plan(rule, ruleset, Datasource(url=""), rule_window(rule, options.from_ms, to_ms), run, options)
         for d in rep.destinations:
-            if d.kind == "file" and d.path in mine:
+            if d.kind == "file" and d.path in mine and not d.target.partition_by:   # a dataset only gains files
                 raise UsageError(f"target {d.target.name} renders {d.path} for rule {mine[d.path]} of this shard and "
                                  f"for rule {rule.name} of shard {shard_of(rule.name, shards)}/{shards}: one shard's "
                                  "run would replace the rows the other wrote; put {{ rule.name }} in the path, or "
@@ -485,11 +486,12 @@ def _finish_files(report: RunReport, outputs: list[RuleOutputs], log: Log, state
         for p in parts:
             if problems:
                 reps[p.rule].status, reps[p.rule].error = "failed", problems[0]
-        if ready is not None:
+        if not problems:
             t = parts[0].target
-            renames.append(ready)
-            files.append(Output(t.name, t.type, final, None, rows, "file", unit_of(t)))
-    if state is not None and len(renames) < len(by_final):
+            renames += ready
+            files.append(Output(t.name, t.type, final, None, rows, "file", unit_of(t),
+                                len(ready) if t.partition_by else None))
+    if state is not None and len(files) < len(by_final):
         remove_files(r.ready for r in renames)
         renames, files = [], []
         for p in (p for parts in by_final.values() for p in parts):

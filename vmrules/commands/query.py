@@ -7,8 +7,8 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from datetime import datetime
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import IO, Any
 
 import pyarrow as pa
@@ -19,7 +19,7 @@ from vmrules.delivery.atomic import atomic_path
 from vmrules.durations import format_time_ms, parse_duration_ms, parse_time_ms
 from vmrules.errors import Location, UsageError
 from vmrules.evaluate.rows import evaluate, series_keys
-from vmrules.model import Datasource, Rule, Target, series_text
+from vmrules.model import ROW_COLUMNS, Datasource, Rule, Target, partition_problems, series_text
 from vmrules.net.http import Env, HttpError
 from vmrules.sources import normalize_url
 from vmrules.sources.result import FetchError
@@ -69,13 +69,24 @@ def _ms(t: Time, now: int) -> int:
 
 def run_query(exprs: list[str], url: str, headers: Mapping[str, str], from_ms: int | None, to_ms: int | None,
               step_ms: int, instant: bool, fmt: str, output: str | None, log: Callable[[str], None] | None,
-              stdout: IO[bytes]) -> str:
-    """Fetch each expression; write every row (csv, jsonl, parquet) or return a preview (table).
+              stdout: IO[bytes], partition_by: Sequence[str] = ()) -> str:
+    """Fetch each expression; write every row (csv, jsonl, parquet) or return a preview (table). With
+    `partition_by`, the rows are added to the Parquet dataset whose folder `output` names.
 
     Rows are written batch by batch as they arrive, so memory does not grow with the answer.
     """
     ds = Datasource(url=normalize_url(url), headers=dict(headers))
+    if partition_by:
+        assert output is not None and fmt == "parquet"
+        if problems := partition_problems(tuple(partition_by), ROW_COLUMNS, "timestamp"):
+            raise UsageError(f"--partition-by {partition_by[problems[0][0]]}: {problems[0][1]}")
+        if os.path.lexists(output) and not os.path.isdir(output):
+            raise UsageError(f"-o {output} is a file; --partition-by adds a dataset's files to a folder")
     batches = _batches(exprs, ds, from_ms, to_ms, step_ms, instant, log)
+    if partition_by:
+        assert output is not None
+        _write_dataset(batches, output, tuple(partition_by), log or (lambda _m: None))
+        return ""
     if fmt == "table":
         if output is None:
             return preview(batches)
@@ -92,6 +103,32 @@ def run_query(exprs: list[str], url: str, headers: Mapping[str, str], from_ms: i
             shutil.copyfileobj(f, stdout)
         stdout.flush()
     return ""
+
+
+def _write_dataset(batches: Iterable[pa.Table], root: str, keys: tuple[str, ...], log: Callable[[str], None]) -> None:
+    """The rows into a dataset's folder, through a hidden folder beside it; each file renamed into place."""
+    from vmrules.delivery.outputs import commit, place_dataset
+    from vmrules.delivery.state import Rename, remove_files
+    from vmrules.targets.parquetfile import dataset
+
+    parent = os.path.dirname(os.path.abspath(root))
+    os.makedirs(parent, exist_ok=True)
+    work = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(root))}.", suffix=".query", dir=parent)
+    renames: list[Rename] = []
+    try:
+        part = os.path.join(work, "rows.parquet")
+        _write(batches, _sink("parquet", part))
+        made = os.path.join(work, "dataset")
+        target = Target("query", "parquet", {"partition_by": list(keys)}, Location("<query>"))
+        files = dataset([part] if os.path.exists(part) else [], made, target)
+        stamp = datetime.now(UTC).strftime("%Y%m%d_%H%M%S")
+        place_dataset(made, files, root, f"part-{stamp}_query", renames, lambda _ready: None)
+        commit(renames, log)
+    except BaseException:
+        remove_files(r.ready for r in renames)
+        raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def _sink(fmt: str, path: str) -> Any:

@@ -30,6 +30,7 @@ from vmrules.model import (
     RuleTest,
     Target,
     Threshold,
+    partition_problems,
     too_many_requests,
 )
 from vmrules.net.http import DSN_SCHEMES
@@ -185,6 +186,8 @@ class _FileChecker:
             yield from self.duration(f, path + ("timeout",), opts["timeout"], DEFAULT_TIMEOUT_MS)
         if t.type == "postgres" and isinstance(opts.get("dsn"), str):
             yield from self.dsn(f, path + ("dsn",), t.name, opts["dsn"])
+        for i, why in partition_problems(t.partition_by, t.columns, t.time_column):
+            yield Problem(f.where(path + ("partition_by", i)), f"target {t.name!r}: partition_by: {why}")
         if t.shape == "episodes":
             yield from self.episode_options(f, path, t)
         elif t.type in TABLE_TYPES and opts.get("mode") == "upsert" and "columns" in opts:

@@ -272,6 +272,9 @@ class _Compiler:
     def k_minItems(self, n: int, _node: dict[str, Any]) -> Check:
         return lambda v: not isinstance(v, list) or len(v) >= n
 
+    def k_maxItems(self, n: int, _node: dict[str, Any]) -> Check:
+        return lambda v: not isinstance(v, list) or len(v) <= n
+
     def k_minProperties(self, n: int, _node: dict[str, Any]) -> Check:
         return lambda v: not isinstance(v, dict) or len(v) >= n
 

@@ -14,7 +14,9 @@ import contextlib
 import glob
 import os
 import queue
+import shutil
 import sqlite3
+import tempfile
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -81,7 +83,12 @@ class RuleOutputs:
             if table is None:
                 continue
             out = self._open.get(dest.target.name) or self._start(dest)
-            out.write(table, ev.table)
+            try:
+                out.write(table, ev.table)
+            except RuleError:
+                raise
+            except VmrulesError as exc:     # rows the target cannot take, said for the rule
+                raise RuleError(self.rule, f"target {dest.target.name}: {exc}") from None
             self.rows[dest.target.name] = self.rows.get(dest.target.name, 0) + table.num_rows
             if self.keep_tables:
                 self.tables.setdefault(dest.target.name, []).append(table)
@@ -289,17 +296,20 @@ def _remove_stale(folder: str, base: str, suffix: str, run_id: str) -> None:
                 os.unlink(path)
 
 
-def prepare(parts: list[Part], keep_existing: bool = False) -> tuple[Rename | None, int, list[str]]:
-    """One file ready beside its final path, from the parts of the rules that feed it.
+def prepare(parts: list[Part], keep_existing: bool = False) -> tuple[list[Rename], int, list[str]]:
+    """One file ready beside its final path, from the parts of the rules that feed it (or the files of a
+    partitioned dataset, each beside its final path under the dataset's root).
 
     With `keep_existing`, a file already at the final path keeps its rows and the new
     ones follow them (incremental runs and later chunks of a backfill never lose a row
-    an earlier one delivered). Returns the rename still to do, the rows, and the
+    an earlier one delivered). Returns the renames still to do, the rows, and the
     problems (then nothing is left behind).
     """
     target, final = parts[0].target, parts[0].final
     kind = registry.get(target.type)
     rows = sum(p.rows for p in parts)
+    if target.partition_by:
+        return _prepare_dataset(parts, kind, rows)
     ready = parts[0].path
     earlier = [final] if keep_existing and os.path.exists(final) else []
     try:
@@ -315,12 +325,67 @@ def prepare(parts: list[Part], keep_existing: bool = False) -> tuple[Rename | No
         with open(ready, "rb+") as f:
             os.fsync(f.fileno())
         os.chmod(ready, FILE_MODE)
-        return Rename(ready, final, os.stat(ready).st_ino), rows, []
+        return [Rename(ready, final, os.stat(ready).st_ino)], rows, []
     except Exception as exc:  # noqa: BLE001 - reported on every rule that fed the file
         remove_files([ready])
-        return None, 0, [f"target {target.name}: cannot write {final}: {exc}"]
+        return [], 0, [f"target {target.name}: cannot write {final}: {exc}"]
     finally:
         remove_files(p.path for p in parts if p.path != ready)
+
+
+def _prepare_dataset(parts: list[Part], kind: registry.TargetType, rows: int) -> tuple[list[Rename], int, list[str]]:
+    """The run's files of a partitioned dataset, each ready beside its final path ROOT/KEY=VALUE/.../
+    part-RUN_ID.parquet: written in the run's scratch folder, then moved beside their final paths (made
+    unique, so that no file of another run, or of an earlier chunk of this one, is ever replaced)."""
+    target, root, run_id = parts[0].target, parts[0].final, parts[0].run_id
+    renames: list[Rename] = []
+    made = tempfile.mkdtemp(prefix="dataset-", dir=scratch.folder(parts[0].output_dir, run_id))
+    try:
+        if os.path.lexists(root) and not os.path.isdir(root):
+            raise ValueError("it is a file; a target with partition_by writes a folder of files there")
+        assert kind.dataset is not None
+        files = kind.dataset([p.path for p in parts], made, target)
+        place_dataset(made, files, root, f"part-{run_id}", renames,
+                      lambda ready: scratch.record(parts[0].output_dir, run_id, ready))
+        return renames, rows, []
+    except Exception as exc:  # noqa: BLE001 - reported on every rule that fed the dataset
+        remove_files(r.ready for r in renames)
+        return [], 0, [f"target {target.name}: cannot write the dataset {root}: {exc}"]
+    finally:
+        shutil.rmtree(made, ignore_errors=True)
+        remove_files(p.path for p in parts)
+
+
+def place_dataset(made: str, files: list[str], root: str, stem: str, renames: list[Rename],
+                  record: Callable[[str], None]) -> None:
+    """Move the files of a dataset written in `made` beside their final paths under `root`, each as
+    ROOT/KEY=VALUE/.../STEM.parquet (or STEM-2.parquet, ...: never a path a file already has); the
+    renames still to do are added to `renames` as they are made, for the caller to undo."""
+    taken: set[str] = set()
+    for rel in files:
+        folder = os.path.join(root, os.path.dirname(rel))
+        os.makedirs(folder, exist_ok=True)
+        inside = os.path.realpath(root)
+        if os.path.commonpath([inside, os.path.realpath(folder)]) != inside:
+            raise ValueError(f"{folder} leads out of the dataset's folder (a symbolic link): refused")
+        final = _unused(folder, stem, ".parquet", taken)
+        ready = new_temp(final)
+        record(ready)
+        shutil.move(os.path.join(made, rel), ready)
+        with open(ready, "rb+") as f:
+            os.fsync(f.fileno())
+        os.chmod(ready, FILE_MODE)
+        renames.append(Rename(ready, final, os.stat(ready).st_ino))
+
+
+def _unused(folder: str, stem: str, suffix: str, taken: set[str]) -> str:
+    """FOLDER/STEM.SUFFIX, or STEM-2.SUFFIX, ... : a path no file has and this run has not chosen."""
+    for n in range(1, 1_000_000):
+        path = os.path.join(folder, f"{stem}{suffix}" if n == 1 else f"{stem}-{n}{suffix}")
+        if path not in taken and not os.path.lexists(path):
+            taken.add(path)
+            return path
+    raise ValueError(f"no free file name in {folder}")
 
 
 def commit(renames: list[Rename], log: Log) -> None:

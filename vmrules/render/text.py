@@ -52,7 +52,12 @@ def format_summary(report: RunReport, output_dir: str) -> str:
         for o in report.outputs:
             where = _where(o.kind, o.path, output_dir)
             table = f" table {o.table}" if o.table else ""
-            lines.append(f"  {where}{table}  ({o.type}, {o.rows} {o.unit}, target {o.target})")
+            if o.files is not None:
+                where, table = where + "/", " dataset"
+                unit = f"{o.unit} in {o.files} new file{'s' if o.files != 1 else ''}"
+            else:
+                unit = o.unit
+            lines.append(f"  {where}{table}  ({o.type}, {o.rows} {unit}, target {o.target})")
     return "\n".join(lines)
 
 
@@ -75,7 +80,8 @@ def json_events(report: RunReport, output_dir: str) -> list[dict[str, object]]:
                        "bytes": r.bytes_read, "seconds": round(r.seconds, 3)})
     for o in report.outputs:
         events.append({"event": "output", "target": o.target, "type": o.type, "kind": o.kind, "path": o.path,
-                       "table": o.table, "rows": o.rows, "unit": o.unit})
+                       "table": o.table, "rows": o.rows, "unit": o.unit,
+                       **({"dataset_files": o.files} if o.files is not None else {})})
     events.append({"event": "run", "id": report.run["id"], "ok": report.ok, "rules": len(report.rules),
                    "failed": [r.name for r in report.failed], "output_dir": output_dir})
     return events

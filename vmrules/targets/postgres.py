@@ -5,7 +5,9 @@ incremental watermark in it, in `vmrules_watermarks` beside the table), append /
 (rule, labels, timestamp) / replace of the rule's rows; episodes are upserted by (rule, metric,
 labels, severity, start). Columns are typed: timestamptz, double precision, boolean, bigint, text, and
 `labels` as jsonb. append COPYs straight into the table; upsert COPYs into a temporary table and
-moves the rows with one INSERT ... ON CONFLICT per batch. The driver loads at the first write.
+moves the rows with one INSERT ... ON CONFLICT per batch, except into a table the transaction made:
+there the rows are COPYed straight in and the unique index is built once, at the end (a key held
+twice keeps its last row). The driver loads at the first write.
 """
 
 from __future__ import annotations
@@ -120,6 +122,9 @@ class Sink:
         self.rows = 0
         self._secrets: Secrets | None = None
         self._conflict = ""
+        self._index = ""          # upsert into a table this transaction made: its unique index, built at the end
+        self._key = ""
+        self._twins = _Twins()
 
     def write(self, table: pa.Table) -> None:
         with self._errors():
@@ -134,6 +139,8 @@ class Sink:
         try:
             with self._errors():
                 if self.con is not None:
+                    if self._index:
+                        self._build_index()
                     if self.watermark_ms is not None:
                         self._record_watermark()
                     self.con.commit()
@@ -162,15 +169,18 @@ class Sink:
             self.schema = str(self._one("SELECT current_schema()"))
         self._one("SELECT pg_advisory_xact_lock(hashtext($1))", (f"vmrules:{self.schema}.{self.table_name}",))
         self._prepare(schema)
-        if self.mode == "upsert":
+        if self.mode == "upsert" and not self._index:
             cols = ", ".join(f"{_q(f.name)} {pg_type(f.name, f.type)}" for f in schema)
             self.cur.execute(f"CREATE TEMPORARY TABLE {STAGE} ({cols}) ON COMMIT DROP")
             names = [f.name for f in schema]
-            updates = [f"{_q(n)} = excluded.{_q(n)}" for n in names if n not in self.key]
-            self._conflict = (f"INSERT INTO {self._target} ({', '.join(map(_q, names))}) "
+            rest = [_q(n) for n in names if n not in self.key]
+            updates = ", ".join(f"{n} = excluded.{n}" for n in rest)
+            # a row that is already as given is left alone: a rerun of a window writes (and bloats) nothing
+            changed = f"(old.{', old.'.join(rest)}) IS DISTINCT FROM (excluded.{', excluded.'.join(rest)})"
+            self._conflict = (f"INSERT INTO {self._target} AS old ({', '.join(map(_q, names))}) "
                               f"SELECT {', '.join(map(_q, names))} FROM {STAGE} "
                               f"ON CONFLICT ({_key_parts(schema, self.key)}) DO "
-                              + (f"UPDATE SET {', '.join(updates)}" if updates else "NOTHING"))
+                              + (f"UPDATE SET {updates} WHERE {changed}" if rest else "NOTHING"))
         if self.mode == "replace":
             if "rule" not in schema.names:
                 raise ValueError("mode replace swaps a rule's rows for new ones, which needs the rule column")
@@ -200,8 +210,13 @@ class Sink:
                 raise PostgresError(f"the existing table does not fit the rows: {'; '.join(problems)}; "
                                     "change the target's columns or table, or alter the table")
         if self.mode == "upsert":
-            self.cur.execute(f"CREATE UNIQUE INDEX IF NOT EXISTS {_q((self.table_name + '_key')[:63])} "
-                             f"ON {self._target} ({_key_parts(schema, self.key)})")
+            index = (f"CREATE UNIQUE INDEX IF NOT EXISTS {_q((self.table_name + '_key')[:63])} "
+                     f"ON {self._target} ({_key_parts(schema, self.key)})")
+            if have:
+                self.cur.execute(index)
+            else:       # a new table, seen by no one until the commit: rows COPYed straight in, indexed once
+                self._index = index
+                self._key = _key_parts(schema, self.key)
 
     def _columns(self) -> dict[str, str]:
         self.cur.execute("SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
@@ -209,24 +224,28 @@ class Sink:
                          (self._target,))
         return {str(name): str(kind) for name, kind in self.cur.fetchall()}
 
+    def _build_index(self) -> None:
+        """The unique index of a table made in this transaction; a key the rows hold twice (series that
+        differ only in __name__) keeps its last row first, as the upsert of an existing table does."""
+        if self._twins.anywhere:
+            self.cur.execute(f"DELETE FROM {self._target} WHERE ctid IN (SELECT ctid FROM (SELECT ctid, "
+                             f"row_number() OVER (PARTITION BY {self._key} ORDER BY ctid DESC) AS n "
+                             f"FROM {self._target}) AS numbered WHERE n > 1)")
+        self.cur.execute(self._index)
+
     def _insert(self, table: pa.Table) -> None:
         if self.mode != "upsert":
             self.cur.adbc_ingest(self.table_name, table, mode="append", db_schema_name=self.schema)
             return
+        twins = self._twins.seen(table) if "metric" not in self.key else False
+        if self._index:             # a new table: a key held twice is settled when the index is built
+            self.cur.adbc_ingest(self.table_name, table, mode="append", db_schema_name=self.schema)
+            return
+        if twins:                   # INSERT ... ON CONFLICT refuses to touch a row twice: the last row wins
+            table = last_per_key(table, self.key)
         self.cur.execute(f"TRUNCATE {STAGE}")
         self.cur.adbc_ingest(STAGE, table, mode="append", temporary=True)
-        self.cur.execute("SAVEPOINT vmrules_batch")
-        try:
-            self.cur.execute(self._conflict)
-        except Exception as exc:  # noqa: BLE001 - only "cannot affect row a second time" is handled here
-            if "21000" not in str(exc) and "second time" not in str(exc):
-                raise
-            # one batch holds a key twice (series that differ only in __name__): the last row wins, as in SQLite
-            self.cur.execute("ROLLBACK TO SAVEPOINT vmrules_batch")
-            self.cur.execute(f"TRUNCATE {STAGE}")
-            self.cur.adbc_ingest(STAGE, last_per_key(table, self.key), mode="append", temporary=True)
-            self.cur.execute(self._conflict)
-        self.cur.execute("RELEASE SAVEPOINT vmrules_batch")
+        self.cur.execute(self._conflict)
 
     def _record_watermark(self) -> None:
         """Inside the rows' transaction: the table now holds the rule's points up to the watermark."""
@@ -260,11 +279,34 @@ class Sink:
         self.cur = self.con = None
 
 
+class _Twins:
+    """Series whose rows share the key (rule, labels, timestamp): their labels are the same and only
+    __name__ differs. `seen` says whether a batch holds such series; `anywhere`, whether the run did, in
+    one batch or across batches."""
+
+    def __init__(self) -> None:
+        self.metric_of: dict[Any, Any] = {}
+        self.anywhere = False
+
+    def seen(self, table: pa.Table) -> bool:
+        if "metric" not in table.column_names:      # series cannot be told apart: assume they may share keys
+            self.anywhere = True
+            return True
+        pairs = table.select(["metric", "labels"]).group_by(["metric", "labels"], use_threads=False).aggregate([])
+        labels = pairs.column("labels").to_pylist()
+        within = len(set(labels)) < len(labels)
+        for metric, text in zip(pairs.column("metric").to_pylist(), labels, strict=True):
+            if self.metric_of.setdefault(text, metric) != metric:
+                self.anywhere = True
+        return within
+
+
 def last_per_key(table: pa.Table, key: tuple[str, ...]) -> pa.Table:
     """The last row of each key (the order rows came in)."""
     keyed = table.append_column("__row", pa.array(range(table.num_rows), pa.int64()))
     last = keyed.group_by(list(key), use_threads=False).aggregate([("__row", "max")])
-    return table.take(pc.sort_indices(last["__row_max"]))
+    rows = last.column("__row_max")
+    return table.take(rows.take(pc.sort_indices(rows)))
 
 
 class _Translate:

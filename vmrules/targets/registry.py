@@ -53,6 +53,8 @@ class TargetType:
     merge: Callable[..., None] | None = None
     watermark: Callable[..., int | None] | None = None   # database: (where, table, rule, target, env) -> the
     #                                                       last point an incremental run committed with the rows
+    dataset: Callable[..., list[str]] | None = None      # file: (parts, folder, target) -> the files of a
+    #                                                       partitioned dataset, written into a new folder
 
 
 class UnknownTarget(VmrulesError, KeyError):
