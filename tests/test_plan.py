@@ -60,7 +60,7 @@ def test_plan_counts_what_apply_writes(vm: VictoriaMetrics, tmp_path: Path) -> N
     text = CliRunner().invoke(main, ["plan", str(folder), *window])
     assert "series with the most alert rows:" in text.stdout
     assert 'cpu_usage{env="staging", instance="host-03"' in text.stdout
-    assert text.stdout.rstrip().endswith("nothing written")
+    assert text.stdout.rstrip().endswith("no target written")
 
 
 def test_plan_against_a_git_ref(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

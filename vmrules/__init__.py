@@ -16,10 +16,10 @@ from vmrules.model import Datasource, Route, Rule, RuleSet, Target, Threshold
 
 if TYPE_CHECKING:
     from vmrules.api import evaluate_table, make_target, write_table
-    from vmrules.commands.apply import ApplyOptions, RunReport, apply
+    from vmrules.commands.apply import ApplyOptions, Output, RuleReport, RunReport, apply
     from vmrules.commands.plan import PlanReport, plan
     from vmrules.commands.query import fetch_table, query_tables
-    from vmrules.commands.test import run_tests
+    from vmrules.commands.test import TestResult, run_tests
     from vmrules.evaluate.rows import Evaluation
     from vmrules.sources.result import FetchError
 
@@ -28,12 +28,14 @@ _LAZY = {
     "fetch_table": "vmrules.commands.query", "query_tables": "vmrules.commands.query", "evaluate_table": "vmrules.api",
     "write_table": "vmrules.api", "make_target": "vmrules.api", "Evaluation": "vmrules.evaluate.rows",
     "FetchError": "vmrules.sources.result", "plan": "vmrules.commands.plan", "PlanReport": "vmrules.commands.plan",
-    "run_tests": "vmrules.commands.test",
+    "run_tests": "vmrules.commands.test", "TestResult": "vmrules.commands.test", "RuleReport": "vmrules.commands.apply",
+    "Output": "vmrules.commands.apply",
 }
 
 __all__ = [
-    "ApplyOptions", "ConfigError", "Datasource", "Evaluation", "FetchError", "Location", "PlanReport", "Problem",
-    "Route", "Rule", "RuleError", "RuleSet", "RunReport", "Target", "Threshold", "VmrulesError", "__version__",
+    "ApplyOptions", "ConfigError", "Datasource", "Evaluation", "FetchError", "Location", "Output", "PlanReport",
+    "Problem", "Route", "Rule", "RuleError", "RuleReport", "RuleSet", "RunReport", "Target", "TestResult", "Threshold",
+    "VmrulesError", "__version__",
     "apply", "evaluate_table", "fetch_table", "load_ruleset", "make_target", "plan", "query_tables", "run_tests",
     "validate_paths", "write_table",
 ]

@@ -271,6 +271,8 @@ def apply_cmd(paths: tuple[str, ...], datasource: str | None, from_: str | None,
             write_report(report_path, f"vmrules apply {report.run['id']}", f"{len(report.rules)} rule(s), "
                          f"{'all ran' if report.ok else f'{len(report.failed)} failed'}; exports in {output_dir}",
                          report.rules, ruleset, options.charts)
+        if options.notice:
+            options.notice(f"wrote the report {report_path}")
     monitored = _self_metrics(report, metrics_file, push_url, time.monotonic() - started,
                               options.notice or (lambda _m: None))
     if as_json:
@@ -376,8 +378,9 @@ def plan_cmd(paths: tuple[str, ...], datasource: str | None, from_: str | None, 
         from vmrules.render.html import write_report
         with _writing(report_path):
             write_report(report_path, "vmrules plan",
-                         f"{len(head.rules)} rule(s) fetched and evaluated; nothing written",
+                         f"{len(head.rules)} rule(s) fetched and evaluated; no target written",
                          head.rules, ruleset, options.charts)
+        click.echo(f"vmrules: wrote the report {report_path}", err=True)
     if fmt == "json":
         click.echo(as_json(head, diffs))
     elif diffs is not None:

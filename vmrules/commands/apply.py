@@ -109,6 +109,7 @@ class Output:
     kind: str = "file"
     unit: str = "rows"        # what `rows` counts: rows, episodes, alerts (alertmanager) or samples (write-back)
     files: int | None = None  # a partitioned dataset (path is its root): the files this run added
+    skipped: bool = False     # a file left unwritten: no rows this run (skip_empty)
 
 
 @dataclass
@@ -479,8 +480,13 @@ def _finish_files(report: RunReport, outputs: list[RuleOutputs], log: Log, state
         for part in out.parts:
             by_final.setdefault(part.final, []).append(part)
     reps = {r.name: r for r in report.rules}
-    renames, files = [], []
+    renames, files, skipped = [], [], []
     for final, parts in sorted(by_final.items()):
+        t = parts[0].target
+        if not any(p.rows for p in parts) and t.options.get("skip_empty", state is not None):
+            remove_files(p.path for p in parts)
+            skipped.append(Output(t.name, t.type, final, None, 0, "file", unit_of(t), skipped=True))
+            continue
         keep = state is not None or (written is not None and final in written)
         ready, rows, problems = prepare(parts, keep_existing=keep)
         for p in parts:
@@ -491,9 +497,9 @@ def _finish_files(report: RunReport, outputs: list[RuleOutputs], log: Log, state
             renames += ready
             files.append(Output(t.name, t.type, final, None, rows, "file", unit_of(t),
                                 len(ready) if t.partition_by else None))
-    if state is not None and len(files) < len(by_final):
+    if state is not None and len(files) + len(skipped) < len(by_final):
         remove_files(r.ready for r in renames)
-        renames, files = [], []
+        renames, files, skipped = [], [], []
         for p in (p for parts in by_final.values() for p in parts):
             if reps[p.rule].status == "ok":
                 reps[p.rule].status, reps[p.rule].error = "failed", "files not written: another file failed"
@@ -508,7 +514,7 @@ def _finish_files(report: RunReport, outputs: list[RuleOutputs], log: Log, state
         for p in (p for parts in by_final.values() for p in parts):
             reps[p.rule].status, reps[p.rule].error = "failed", f"files not put in place: {exc}"
         files = []
-    report.outputs += files
+    report.outputs += files + skipped
     if written is not None:
         written.update(f.path for f in files)
     if carries is not None:

@@ -222,8 +222,9 @@ def _numbers(r: RulePlan) -> tuple[Any, ...]:
 
 
 # -- output ----------------------------------------------------------------------------------------
-def _severities(by: dict[str, int]) -> str:
-    return ", ".join(f"{k} {v}" for k, v in sorted(by.items(), key=lambda kv: -kv[1]))
+def _severities(by: dict[str, int], counts: Counts) -> str:
+    """Most severe first, as the rule's thresholds list them."""
+    return ", ".join(f"{k} {v}" for k, v in counts.in_order(by).items())
 
 
 def format_text(report: PlanReport) -> str:
@@ -236,16 +237,16 @@ def format_text(report: PlanReport) -> str:
             continue
         c = r.counts
         lines.append(f"  {c.series} series, {c.samples} samples, {c.invalid} invalid, {c.filtered} filtered")
-        sev = f" ({_severities(c.by_severity)})" if c.by_severity else ""
+        sev = f" ({_severities(c.by_severity, c)})" if c.by_severity else ""
         lines.append(f"  alerts: {c.alerts} rows in {r.alerting_series} series{sev}")
         for name, t in r.targets.items():
-            by = f" ({_severities(t.by_severity)})" if t.by_severity else ""
+            by = f" ({_severities(t.by_severity, c)})" if t.by_severity else ""
             lines.append(f"  -> {name}: {t.rows} rows{by}")
         top = Counter(r.alert_series).most_common(TOP_SERIES)
         if top:
             lines.append("  series with the most alert rows:")
             lines += [f"    {n:>6}  {key_text(k)}" for k, n in top]
-    lines.append("nothing written")
+    lines.append("no target written")
     return "\n".join(lines)
 
 

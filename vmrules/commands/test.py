@@ -51,6 +51,11 @@ class TestResult:
     def ok(self) -> bool:
         return not self.error and all(d.ok for d in self.diffs)
 
+    @property
+    def name(self) -> str:
+        """The test's name (its `name:`, or the rule's name and the test's number)."""
+        return self.test.name
+
 
 @dataclass
 class Coverage:

@@ -243,8 +243,12 @@ class _DatabaseOut:
             sink = self.kind.sink(self.dest.path, self.dest.table, self.rule, self.dest.target, self.watermark_ms,
                                   env=self.env)
             try:
+                wrote = False
                 for table in self.spill.batches():
                     sink.write(table)
+                    wrote = True
+                if not wrote and self.spill.schema is not None:   # no rows: the table (and index) all the same,
+                    sink.write(self.spill.schema.empty_table())    # so that queries of it do not fail
             except BaseException:
                 sink.abort()
                 raise

@@ -31,9 +31,11 @@ class Spill:
         os.close(fd)
         self.writer: ipc.RecordBatchStreamWriter | None = None
         self.rows = 0
+        self.schema: pa.Schema | None = None      # of the first table written, rows or none
 
     def write(self, table: pa.Table) -> None:
         if self.writer is None:
+            self.schema = table.schema
             self.writer = ipc.new_stream(self.sink, table.schema)
         self.writer.write_table(table)
         self.rows += table.num_rows

@@ -14,7 +14,8 @@ class Counts:
     invalid: int = 0         # dropped by `valid`
     filtered: int = 0        # dropped by `where`
     alerts: int = 0
-    by_severity: dict[str, int] = field(default_factory=dict)
+    by_severity: dict[str, int] = field(default_factory=dict)    # in the order of the rule's thresholds
+    severities: tuple[str, ...] = ()     # the rule's severities, most severe (its first threshold's) first
 
     def add(self, other: Counts) -> None:
         """Add the counts of another batch of the same rule."""
@@ -23,5 +24,12 @@ class Counts:
         self.invalid += other.invalid
         self.filtered += other.filtered
         self.alerts += other.alerts
+        self.severities = self.severities or other.severities
         for k, v in other.by_severity.items():
             self.by_severity[k] = self.by_severity.get(k, 0) + v
+        self.by_severity = self.in_order(self.by_severity)
+
+    def in_order(self, by: dict[str, int]) -> dict[str, int]:
+        """Counts per severity listed as the rule's thresholds list them (others after, by name)."""
+        rank = {name: i for i, name in enumerate(self.severities)}
+        return {k: by[k] for k in sorted(by, key=lambda k: (rank.get(k, len(rank)), k))}

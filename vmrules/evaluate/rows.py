@@ -130,6 +130,7 @@ def evaluate(rule: Rule, result: QueryResult, targets: Mapping[str, Target],
             table.filter(pa.array(inside))
     ev.table = table
     ev.counts.alerts = int(alert.sum())
+    ev.counts.severities = tuple(dict.fromkeys(names))
     if names:
         counts = np.bincount(sev_idx[alert], minlength=len(names))
         ev.counts.by_severity = {n: int(c) for n, c in zip(names, counts, strict=True) if c}

@@ -41,7 +41,7 @@ def format_summary(report: RunReport, output_dir: str) -> str:
     for r in report.rules:
         written = ", ".join(f"{k}={v}" for k, v in r.rows.items()) or "-"
         c = r.counts
-        by = ", ".join(f"{k} {v}" for k, v in sorted(c.by_severity.items(), key=lambda kv: -kv[1]))
+        by = ", ".join(f"{k} {v}" for k, v in c.in_order(c.by_severity).items())
         rows.append((r.name, r.status, str(c.series), str(c.samples), str(c.invalid), str(c.filtered),
                      f"{c.alerts} ({by})" if by else str(c.alerts), f"{r.seconds:.2f}", written))
     widths = [max(len(row[i]) for row in rows) for i in range(len(head) - 1)]
@@ -52,6 +52,9 @@ def format_summary(report: RunReport, output_dir: str) -> str:
         for o in report.outputs:
             where = _where(o.kind, o.path, output_dir)
             table = f" table {o.table}" if o.table else ""
+            if o.skipped:
+                lines.append(f"  {where}  ({o.type}, skipped: no {o.unit}, target {o.target})")
+                continue
             if o.files is not None:
                 where, table = where + "/", " dataset"
                 unit = f"{o.unit} in {o.files} new file{'s' if o.files != 1 else ''}"
@@ -81,7 +84,8 @@ def json_events(report: RunReport, output_dir: str) -> list[dict[str, object]]:
     for o in report.outputs:
         events.append({"event": "output", "target": o.target, "type": o.type, "kind": o.kind, "path": o.path,
                        "table": o.table, "rows": o.rows, "unit": o.unit,
-                       **({"dataset_files": o.files} if o.files is not None else {})})
+                       **({"dataset_files": o.files} if o.files is not None else {}),
+                       **({"skipped": True} if o.skipped else {})})
     events.append({"event": "run", "id": report.run["id"], "ok": report.ok, "rules": len(report.rules),
                    "failed": [r.name for r in report.failed], "output_dir": output_dir})
     return events
