@@ -277,3 +277,78 @@ def test_the_readme_duckdb_query_reads_the_demo_history(tmp_path: Path, monkeypa
     assert [(r[0], r[1].isoformat()) for r in got] == [("node_cpu", "2026-10-31"), ("node_cpu", "2026-11-01"),
                                                          ("node_memory", "2026-10-31"), ("node_memory", "2026-11-01")]
     assert sum(r[2] for r in got) == 2 * 40 * 73 and all(r[3] <= r[2] for r in got) and sum(r[3] for r in got) > 0
+
+
+@pytest.mark.parametrize("inside", ["d/x.parquet", "d/rule=cpu/x.csv", "d/sub"])
+def test_a_file_inside_a_datasets_folder_is_refused(tmp_path: Path, inside: str) -> None:
+    kind = "csv" if inside.endswith(".csv") else "parquet"
+    extra = ", partition_by: [date]" if inside.endswith("sub") else ""
+    folder = file_rules(tmp_path, f"""targets:
+  d: {{type: parquet, path: d, partition_by: [rule]}}
+  e: {{type: {kind}, path: '{inside}'{extra}}}
+""" + RULE.replace("to: [d, f]", "to: [d, e]"))
+    out = tmp_path / "out"
+    res = CliRunner().invoke(main, ["apply", str(folder), "--output-dir", str(out), "--to", str(END_S)])
+    assert res.exit_code == 2, res.output
+    assert f"target e writes {out / inside}, inside the folder of target d's dataset ({out / 'd'})" in res.output
+    assert not (out / "d").exists()
+
+
+def test_a_time_key_may_not_hide_a_label_column_of_that_name(tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text("version: 1\ntargets:\n  d: {type: parquet, path: d, partition_by: [date],"
+                                     " columns: [timestamp, value, date]}\n")
+    res = CliRunner().invoke(main, ["validate", str(tmp_path)])
+    assert res.exit_code == 1 and "partition_by: date is the date of the timestamp column, and its folder name " \
+                                  "would hide the label column date" in res.output
+
+
+@pytest.mark.parametrize(("key", "problem"), [("../esc", "'../esc' is not a valid name"),
+                                              ("a/b", "'a/b' is not a valid name"),
+                                              ("date --partition-by date", "date is listed twice")])
+def test_query_partition_keys_are_checked_before_anything_is_fetched(tmp_path: Path, key: str, problem: str) -> None:
+    args = ["query", "cpu_usage", "--datasource", "file:/no/such/file", "--format", "parquet", "-o",
+            str(tmp_path / "ds")]
+    for k in key.split(" --partition-by "):
+        args += ["--partition-by", k]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 2 and problem in res.output, res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_a_query_with_too_many_partitions_fails_cleanly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("vmrules.targets.parquetfile.MAX_PARTITIONS", 3)
+    data = tmp_path / "data.jsonl"
+    data.write_text(export_jsonl())
+    res = CliRunner().invoke(main, ["query", "cpu_usage", "--datasource", f"file:{data}", "--to", str(END_S),
+                                    "--format", "parquet", "-o", str(tmp_path / "ds"), "--partition-by", "instance"])
+    assert res.exit_code == 1 and "more than 3 partitions of instance" in res.output and "nothing written" in res.output
+    assert not (tmp_path / "ds").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_queries_at_once_into_one_dataset_keep_every_row(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    data = tmp_path / "data.jsonl"
+    data.write_text(export_jsonl())
+    cmd = [sys.executable, "-m", "vmrules", "query", "cpu_usage", "--datasource", f"file:{data}", "--to", str(END_S),
+           "--since", "10m", "--format", "parquet", "-o", str(tmp_path / "ds"), "--partition-by", "env"]
+    for _ in range(2):                                   # bounded: two rounds of three at once
+        procs = [subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True) for _ in range(3)]
+        for p in procs:
+            _, err = p.communicate(timeout=120)
+            assert p.returncode == 0, err
+    assert len(read.dataset(tmp_path / "ds", "value")) == 6 * 12 * 11
+
+
+def test_a_symlinked_partition_folder_is_refused_and_nothing_is_made_through_it(tmp_path: Path) -> None:
+    folder = file_rules(tmp_path, TARGETS.replace("partition_by: [date, instance]", "partition_by: [instance, date]")
+                        + RULE)
+    out = tmp_path / "out"
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (out / "d").mkdir(parents=True)
+    (out / "d" / "instance=host-00").symlink_to(outside)
+    res = CliRunner().invoke(main, ["apply", str(folder), "--output-dir", str(out), "--to", str(END_S)])
+    assert res.exit_code == 1 and "is a symbolic link: a dataset's folders are its own; refused" in res.output
+    assert list(outside.iterdir()) == []

@@ -337,3 +337,32 @@ rules:
         want = as_points(read.rows(str(out / "s.db"), "t"))
         assert len(want) == 3 * 5 and as_points(pg_rows(postgres, dsn, "twins")) == want
     assert postgres.execute("SELECT count(*) FROM pg_indexes WHERE tablename = 'twins'", dsn) == [(1,)]
+
+
+@pytest.mark.parametrize("taken", ["long", "other_relation"])
+def test_the_unique_index_is_made_when_its_usual_name_is_taken(postgres: Postgres, tmp_path: Path,
+                                                                taken: str) -> None:
+    """TABLE_key may be the table itself (a 63-character name) or another relation: the index gets
+    another name instead of being skipped, and later upserts work."""
+    dsn = postgres.new_database()
+    table = "t" * 63 if taken == "long" else "foo"
+    if taken == "other_relation":
+        postgres.execute("CREATE TABLE foo_key (x int)", dsn)
+    folder = rules(tmp_path, PG.format(name="pg", table=table, extra=", mode: upsert"), "pg")
+    for _ in range(2):
+        code, text = apply(folder, tmp_path / "out", env_for(dsn), "--datasource", NODE, *WINDOW, "-q")
+        assert code == 0, text
+    assert postgres.execute(f"SELECT count(*) FROM pg_indexes WHERE tablename = '{table}' "
+                            "AND indexdef LIKE 'CREATE UNIQUE INDEX%'", dsn) == [(1,)]
+    assert postgres.execute(f'SELECT count(*) FROM "{table}"', dsn) == [(2920,)]
+
+
+def test_rules_making_tables_in_a_new_schema_at_once_do_not_trip_over_it(postgres: Postgres, tmp_path: Path) -> None:
+    dsn = postgres.new_database()
+    folder = rules(tmp_path, PG.format(name="pg", table="fresh.{{ rule.name }}", extra=", mode: upsert"), "pg",
+                   rules_extra="".join(f"  - {{name: r{i}, query: 'instance:node_cpu_utilisation:rate5m', "
+                                       f"route: [{{to: pg}}]}}\n" for i in range(7)))
+    code, text = apply(folder, tmp_path / "out", env_for(dsn), "--datasource", NODE, *WINDOW, "-q",
+                       "--concurrency", "8")
+    assert code == 0, text
+    assert postgres.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'fresh'", dsn) == [(8,)]

@@ -89,6 +89,12 @@ def test_the_metrics_file_keeps_the_last_success_of_a_rule_that_fails(tmp_path: 
     assert got["vmrules_run_success"] == 0 and got['vmrules_rule_success{rule="disk"}'] == 0
     assert got['vmrules_rule_last_success_timestamp_seconds{rule="disk"}'] == first            # kept
     assert got['vmrules_rule_last_success_timestamp_seconds{rule="cpu"}'] > first
+    res = CliRunner().invoke(main, ["apply", str(folder), "--output-dir", str(out), "--to", str(END_S),
+                                    "--metrics-file", str(prom), "-q", "--rule", "cpu"])
+    assert res.exit_code == 0, res.output
+    got = samples(prom.read_text())                # a run of some rules keeps the others' last successes
+    assert got['vmrules_rule_last_success_timestamp_seconds{rule="disk"}'] == first
+    assert 'vmrules_rule_success{rule="disk"}' not in got
 
 
 def test_pushed_metrics_reach_victoriametrics_and_the_example_alerts_fire_when_runs_stop(tmp_path: Path) -> None:
@@ -147,7 +153,17 @@ tests:
         values: '0 300 600 600 600 600 600 600 600 600 600'
       - series: 'vmrules_run_timestamp_seconds'
         values: '0 300 600 900 1200 1500 1800 2100 2400 2700 3000'
+      - series: 'vmrules_rule_success{{rule="new"}}'          # failed in every run, never a success
+        values: '0 0 0 0 0 0 0 0 0 0 0'
     alert_rule_test:
+      - eval_time: 25m
+        alertname: VmrulesRuleFailing
+        exp_alerts: []
+      - eval_time: 31m
+        alertname: VmrulesRuleFailing
+        exp_alerts:
+          - exp_labels: {{severity: warning, rule: new}}
+            exp_annotations: {{summary: "vmrules rule new has failed in every run for 30 minutes"}}
       - eval_time: 30m
         alertname: VmrulesRuleNotSucceeding
         exp_alerts: []

@@ -24,7 +24,7 @@ from vmrules.config.schema import schema_text
 from vmrules.config.validate import load_ruleset, validate_paths
 from vmrules.delivery.lock import writable_folder
 from vmrules.durations import format_time_ms, parse_duration_ms, parse_time_ms
-from vmrules.errors import ConfigError, UsageError
+from vmrules.errors import ConfigError, UsageError, VmrulesError
 from vmrules.model import RuleSet
 from vmrules.net.http import ALLOW_ENV, parse_allow_env, redact_url, scrub
 from vmrules.render.text import FORMATS, format_problems
@@ -149,6 +149,9 @@ def query_cmd(exprs: tuple[str, ...], datasource: str, headers: tuple[str, ...],
         sys.exit(1)
     except OSError as exc:
         raise click.ClickException(f"cannot write {output}: {exc.strerror or exc}") from None
+    except (VmrulesError, ValueError) as exc:       # rows a dataset cannot take: nothing of them written
+        click.echo(scrub(f"error: {output}: {exc}; nothing written"), err=True)
+        sys.exit(1)
     if text:
         click.echo(text)
 

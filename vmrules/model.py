@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -97,9 +98,16 @@ def partition_problems(keys: tuple[str, ...], columns: tuple[str, ...], time_col
     of the time column, one of PARTITION_COLUMNS, or a label (from `labels` or its own column)."""
     out = []
     for i, key in enumerate(keys):
-        if key in PARTITION_TIMES:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            out.append((i, f"{key!r} is not a valid name: use letters, digits and _, not starting with a digit"))
+        elif key in keys[:i]:
+            out.append((i, f"{key} is listed twice"))
+        elif key in PARTITION_TIMES:
             if time_column not in columns:
                 out.append((i, f"{key} is taken from the {time_column} column: add it to columns"))
+            elif key in columns:
+                out.append((i, f"{key} is the {key} of the {time_column} column, and its folder name would hide "
+                               f"the label column {key}: leave one of them out"))
         elif key in ROW_COLUMNS + EPISODE_COLUMNS:
             if key not in PARTITION_COLUMNS:
                 out.append((i, f"{key} cannot name a folder: partition by date, hour, "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 import zlib
@@ -306,6 +307,13 @@ def _check_shared_paths(reports: list[RuleReport]) -> None:
             first = owner.setdefault(d.path, d.target.name)
             if first != d.target.name:
                 raise UsageError(f"targets {first} and {d.target.name} both write {d.path}")
+    roots = {path: name for rep in reports for d in rep.destinations if d.kind == "file" and d.target.partition_by
+             for path, name in [(d.path, d.target.name)]}
+    for path, name in owner.items():           # a dataset's folder is its own: readers take every file in it
+        for root, dataset in roots.items():
+            if path != root and os.path.commonpath([root, path]) == root:
+                raise UsageError(f"target {name} writes {path}, inside the folder of target {dataset}'s dataset "
+                                 f"({root}), whose readers would take it for a part of it: give it another path")
 
 
 def _check_other_shards(ruleset: RuleSet, rules: list[Rule], reports: list[RuleReport], run: dict[str, Any],

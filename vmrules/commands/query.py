@@ -7,6 +7,7 @@ import os
 import shutil
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import IO, Any
@@ -109,7 +110,7 @@ def _write_dataset(batches: Iterable[pa.Table], root: str, keys: tuple[str, ...]
     """The rows into a dataset's folder, through a hidden folder beside it; each file renamed into place."""
     from vmrules.delivery.outputs import commit, place_dataset
     from vmrules.delivery.state import Rename, remove_files
-    from vmrules.targets.parquetfile import dataset
+    from vmrules.targets.parquetfile import DatasetSink, dataset
 
     parent = os.path.dirname(os.path.abspath(root))
     os.makedirs(parent, exist_ok=True)
@@ -117,11 +118,11 @@ def _write_dataset(batches: Iterable[pa.Table], root: str, keys: tuple[str, ...]
     renames: list[Rename] = []
     try:
         part = os.path.join(work, "rows.parquet")
-        _write(batches, _sink("parquet", part))
-        made = os.path.join(work, "dataset")
         target = Target("query", "parquet", {"partition_by": list(keys)}, Location("<query>"))
+        _write(batches, DatasetSink(part, target))         # more than 1,024 partitions refused as it goes
+        made = os.path.join(work, "dataset")
         files = dataset([part] if os.path.exists(part) else [], made, target)
-        stamp = datetime.now(UTC).strftime("%Y%m%d_%H%M%S")
+        stamp = f"{datetime.now(UTC):%Y%m%d_%H%M%S}_{uuid.uuid4().hex[:6]}"     # queries at once never meet
         place_dataset(made, files, root, f"part-{stamp}_query", renames, lambda _ready: None)
         commit(renames, log)
     except BaseException:

@@ -367,11 +367,12 @@ def place_dataset(made: str, files: list[str], root: str, stem: str, renames: li
     renames still to do are added to `renames` as they are made, for the caller to undo."""
     taken: set[str] = set()
     for rel in files:
-        folder = os.path.join(root, os.path.dirname(rel))
-        os.makedirs(folder, exist_ok=True)
-        inside = os.path.realpath(root)
-        if os.path.commonpath([inside, os.path.realpath(folder)]) != inside:
-            raise ValueError(f"{folder} leads out of the dataset's folder (a symbolic link): refused")
+        folder = root
+        for part in ["", *os.path.dirname(rel).split(os.sep)]:    # made one by one, never through a link
+            folder = os.path.join(folder, part) if part else folder
+            if os.path.islink(folder):
+                raise ValueError(f"{folder} is a symbolic link: a dataset's folders are its own; refused")
+            os.makedirs(folder, exist_ok=True)
         final = _unused(folder, stem, ".parquet", taken)
         ready = new_temp(final)
         record(ready)

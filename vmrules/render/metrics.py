@@ -51,6 +51,10 @@ def prometheus_text(report: Any, ended_s: float, duration_s: float, previous: Ma
             add("vmrules_rule_alert_rows", n, rule=r.name, severity=str(severity))
         for target, n in sorted(r.rows.items()):
             add("vmrules_rule_rows", n, rule=r.name, target=target)
+    ran = {r.name for r in report.rules}
+    for name, at in sorted(previous.items()):      # rules this run left out (--rule, --shard) keep theirs
+        if name not in ran:
+            add(LAST_SUCCESS, at, rule=name)
     return "".join(_family(name, samples[name]) for name in HELP if samples[name])
 
 

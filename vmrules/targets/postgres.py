@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import urllib.parse
+import zlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -194,8 +195,13 @@ class Sink:
     def _prepare(self, schema: pa.Schema) -> None:
         """The table (and its schema) when missing, else its columns checked; the unique index for upsert."""
         assert self.schema is not None
-        if self._one("SELECT count(*) FROM pg_namespace WHERE nspname = $1", (self.schema,)) == 0:
-            self.cur.execute(f"CREATE SCHEMA IF NOT EXISTS {_q(self.schema)}")
+        exists = "SELECT count(*) FROM pg_namespace WHERE nspname = $1"
+        if self._one(exists, (self.schema,)) == 0:
+            # IF NOT EXISTS does not hold against another transaction making it at the same moment (other
+            # rules of the run, writing other tables of the schema): they take turns, and look again
+            self._one("SELECT pg_advisory_xact_lock(hashtext($1))", (f"vmrules-schema:{self.schema}",))
+            if self._one(exists, (self.schema,)) == 0:
+                self.cur.execute(f"CREATE SCHEMA IF NOT EXISTS {_q(self.schema)}")
         have = self._columns()
         if not have:
             not_null = set(self.key)
@@ -210,13 +216,27 @@ class Sink:
                 raise PostgresError(f"the existing table does not fit the rows: {'; '.join(problems)}; "
                                     "change the target's columns or table, or alter the table")
         if self.mode == "upsert":
-            index = (f"CREATE UNIQUE INDEX IF NOT EXISTS {_q((self.table_name + '_key')[:63])} "
+            index = (f"CREATE UNIQUE INDEX IF NOT EXISTS {_q(self._index_name())} "
                      f"ON {self._target} ({_key_parts(schema, self.key)})")
             if have:
                 self.cur.execute(index)
             else:       # a new table, seen by no one until the commit: rows COPYed straight in, indexed once
                 self._index = index
                 self._key = _key_parts(schema, self.key)
+
+    def _index_name(self) -> str:
+        """TABLE_key, or a name made unique with a hash of the table's when another relation of the schema
+        has that name (the table itself, when its name is 63 characters long): IF NOT EXISTS would
+        otherwise skip the index and every later upsert fail."""
+        short = f"{self.table_name[:40]}_{zlib.crc32(self.table_name.encode()):08x}_key"
+        for name in ((self.table_name + "_key")[:63], short):
+            owner = self._one("SELECT coalesce(i.indrelid = to_regclass($3), false) FROM pg_class c "
+                              "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                              "LEFT JOIN pg_index i ON i.indexrelid = c.oid "
+                              "WHERE n.nspname = $1 AND c.relname = $2", (self.schema, name, self._target))
+            if owner is None or owner is True:        # free, or this table's index already
+                return name
+        raise PostgresError(f"cannot name the unique index of {self.full_name}: {short} is taken as well")
 
     def _columns(self) -> dict[str, str]:
         self.cur.execute("SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
