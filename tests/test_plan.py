@@ -85,11 +85,46 @@ def test_plan_against_a_git_ref(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert cpu[1] == "changed"
     before, after = (int(x) for x in cpu[2].split(" (")[0].split(" -> "))
     assert after > before
-    assert "| fresh | new | 0 -> 960 (+960) | 0 -> 4 (+4) | alerts 0 -> 960 (+960) |" in lines
-    assert any(x.startswith("| gone | removed | 960 -> 0 (-960) |") for x in lines)
+    fresh = next(x for x in lines if x.startswith("| fresh | new |"))
+    assert fresh.startswith("| fresh | new | 0 -> 960 (+960) (alert 0 -> 960 (+960)) | 0 -> 4 (+4) (started "
+                            "alerting: disk_free{instance=\"host-00\", job=\"node\", mount=\"/\"}")
+    assert fresh.endswith("| alerts 0 -> 960 (+960) |")
+    assert any(x.startswith("| gone | removed | 960 -> 0 (-960) (alert 960 -> 0 (-960)) | 4 -> 0 (-4) (stopped: ")
+               for x in lines)
     same = CliRunner().invoke(main, ["plan", "rules", "--datasource", f"file:{data}", "--to", str(END_S),
                                      "--base", "HEAD", "--rule", "fresh"])
     assert "rule fresh: new" in same.stdout
     bad = CliRunner().invoke(main, [*args[:-1], "no-such-ref"])
     assert bad.exit_code == 2 and "'no-such-ref' is not a commit" in bad.output
     assert sorted(p.name for p in repo.iterdir()) == [".git", "rules"]        # nothing written
+
+
+def test_a_threshold_moved_between_severities_shows_each_severity(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The totals stay the same while rows move from warning to critical: the diff shows both, the series that
+    started or stopped alerting, and --format json gives base and head numbers."""
+    repo = tmp_path / "repo"
+    (repo / "rules").mkdir(parents=True)
+    data = tmp_path / "data.jsonl"
+    data.write_text(export_jsonl())
+    rules = repo / "rules" / "r.yaml"
+    rules.write_text(RULES.replace("THRESHOLD", "60"))
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "base")
+    rules.write_text(RULES.replace("THRESHOLD", "60").replace("above: 95, for: 10m", "above: 70"))
+    monkeypatch.chdir(repo)
+    args = ["plan", "rules", "--datasource", f"file:{data}", "--to", str(END_S), "--base", "main"]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    line = next(x for x in res.stdout.splitlines() if x.startswith("  rule cpu: changed;"))
+    crit_before, crit_after = (int(x) for x in line.split("critical ")[1].split(" (")[0].split(" -> "))
+    warn_before, warn_after = (int(x) for x in line.split("warning ")[1].split(" (")[0].split(" -> "))
+    assert crit_after > crit_before and warn_after < warn_before
+    assert crit_after - crit_before == warn_before - warn_after          # the same rows, another severity
+    assert line.index("critical") < line.index("warning")
+    doc = json.loads(CliRunner().invoke(main, [*args, "--format", "json"]).stdout)
+    cpu = next(d for d in doc["diff"] if d["rule"] == "cpu")
+    assert cpu["change"] == "changed" and cpu["base"]["alert_rows"] == cpu["head"]["alert_rows"]
+    assert cpu["alert_rows_by_severity"] == {"critical": crit_after - crit_before, "warning": warn_after - warn_before}
+    assert cpu["head"]["by_severity"] == {"critical": crit_after, "warning": warn_after}

@@ -267,6 +267,12 @@ def format_diff(diffs: list[RuleDiff], ref: str, markdown: bool = False) -> str:
         names = list(dict.fromkeys([*(h.targets if h else {}), *(b.targets if b else {})]))
         per_target = "; ".join(f"{n} {_delta(_rows(b, n), _rows(h, n))}" for n in names)
         failed = next((x.error for x in (h, b) if x is not None and x.status != "ok"), "")
+        severities = _severity_deltas(b, h)
+        if severities:
+            alerts += f" ({severities})"
+        moved = _moved_series(b, h)
+        if moved:
+            series += f" ({moved})"
         rows.append((d.name, d.change, failed, alerts, series, per_target or "-"))
     if markdown:
         out = [f"#### vmrules plan: rules at {_md_code(ref)} and now", "",
@@ -278,6 +284,28 @@ def format_diff(diffs: list[RuleDiff], ref: str, markdown: bool = False) -> str:
     out += [f"  rule {n}: {c}{f' (failed: {f})' if f else ''}; alert rows {a}; alerting series {s}; rows {t}"
             for n, c, f, a, s, t in rows]
     return "\n".join(out)
+
+
+def _severity_deltas(b: RulePlan | None, h: RulePlan | None) -> str:
+    """Alert rows per severity, base -> head, most severe first; "" when no severity changed."""
+    before, after = (x.counts.by_severity if x else {} for x in (b, h))
+    if before == after:
+        return ""
+    either = h or b
+    order = either.counts if either is not None else Counts()
+    names = order.in_order({k: 0 for k in {**before, **after}})
+    return ", ".join(f"{k} {_delta(before.get(k, 0), after.get(k, 0))}" for k in names)
+
+
+def _moved_series(b: RulePlan | None, h: RulePlan | None, most: int = 5) -> str:
+    """The series that started or stopped alerting (the first few of each)."""
+    before, after = (set(x.alert_series) if x else set() for x in (b, h))
+    parts = []
+    for what, keys in (("started alerting", sorted(after - before)), ("stopped", sorted(before - after))):
+        if keys:
+            more = f" and {len(keys) - most} more" if len(keys) > most else ""
+            parts.append(f"{what}: {', '.join(key_text(k) for k in keys[:most])}{more}")
+    return "; ".join(parts)
 
 
 def _md(text: str) -> str:
@@ -294,5 +322,24 @@ def _md_code(text: str) -> str:
 def as_json(report: PlanReport, diffs: list[RuleDiff] | None = None) -> str:
     doc: dict[str, Any] = {"rules": [asdict(r) for r in report.rules]}
     if diffs is not None:
-        doc["diff"] = [{"rule": d.name, "change": d.change} for d in diffs]
+        doc["diff"] = [_diff_doc(d) for d in diffs]
     return json.dumps(doc, indent=2, default=str)
+
+
+def _diff_doc(d: RuleDiff) -> dict[str, Any]:
+    """One rule's base and head numbers, and their differences per severity and target."""
+    def side(r: RulePlan | None) -> dict[str, Any] | None:
+        if r is None:
+            return None
+        return {"status": r.status, "error": r.error or None, "alert_rows": r.counts.alerts,
+                "alerting_series": r.alerting_series, "by_severity": r.counts.by_severity,
+                "rows": {n: t.rows for n, t in r.targets.items()}}
+
+    b, h = side(d.base), side(d.head)
+    sev = {k: (b or {}).get("by_severity", {}).get(k, 0) for k in {**(b or {}).get("by_severity", {}),
+                                                                 **(h or {}).get("by_severity", {})}}
+    before, after = (set(x.alert_series) if x else set() for x in (d.base, d.head))
+    return {"rule": d.name, "change": d.change, "base": b, "head": h,
+            "alert_rows_by_severity": {k: (h or {}).get("by_severity", {}).get(k, 0) - v for k, v in sev.items()},
+            "started_alerting": sorted(key_text(k) for k in after - before),
+            "stopped_alerting": sorted(key_text(k) for k in before - after)}
