@@ -10,6 +10,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
 import yaml
 from click.testing import CliRunner
 
@@ -27,21 +28,28 @@ def dry_run(args: list[str], tmp_path: Path) -> None:
     assert "rule memory_pressure:" in res.stdout
 
 
-def test_dockerfile_is_slim_non_root_and_builds(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel built from exactly what the Dockerfile copies (the build context)."""
+    tmp_path = tmp_path_factory.mktemp("wheel")
+    src = tmp_path / "src"
+    src.mkdir()
+    for line in re.findall(r"^COPY (?!--from)(.+) \S+$", (ROOT / "Dockerfile").read_text(), re.M):
+        for name in line.split():
+            (shutil.copytree if (ROOT / name).is_dir() else shutil.copy)(ROOT / name, src / name)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
+                    "--wheel-dir", str(tmp_path / "wheels"), str(src)], check=True, timeout=300)
+    (built,) = (tmp_path / "wheels").glob("vmrules-*.whl")
+    return built
+
+
+def test_dockerfile_is_slim_non_root_and_builds(wheel: Path) -> None:
     text = (ROOT / "Dockerfile").read_text()
     stages = re.findall(r"^FROM (\S+)", text, re.M)
     assert stages and all(s.endswith("-slim") or " AS " in s for s in stages) and stages[-1].endswith("-slim")
     user = re.findall(r"^USER (\S+)", text, re.M)
     assert user and user[-1] not in ("root", "0")
     assert 'ENTRYPOINT ["vmrules"]' in text
-    src = tmp_path / "src"
-    src.mkdir()
-    for line in re.findall(r"^COPY (?!--from)(.+) \S+$", text, re.M):     # the build context it copies
-        for name in line.split():
-            (shutil.copytree if (ROOT / name).is_dir() else shutil.copy)(ROOT / name, src / name)
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
-                    "--wheel-dir", str(tmp_path / "wheels"), str(src)], check=True, timeout=300)
-    (wheel,) = (tmp_path / "wheels").glob("vmrules-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "vmrules/data/vmrules.schema.json" in names and "vmrules/py.typed" in names
     assert not [n for n in names if "__pycache__" in n or n.startswith("tests/")]
@@ -74,3 +82,33 @@ def test_crontab_lines(tmp_path: Path) -> None:
                 else str(tmp_path / "out") if a.startswith("/var/lib") else a for a in args]
         dry_run(args, tmp_path)
     assert "--incremental" in lines[0] and "--metrics-file" in lines[0]
+
+
+def test_the_wheel_installed_in_a_fresh_virtualenv_runs_without_the_checkout(wheel: Path, tmp_path: Path) -> None:
+    """README "Installing without the repository": the wheel in a new virtualenv. Its dependencies come from
+    this environment's site-packages (a .pth file), so that the test needs no package index."""
+    import site
+    import venv
+
+    env = tmp_path / "venv"
+    venv.create(env, with_pip=True)
+    py = env / "bin" / "python"
+    subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)], check=True,
+                   timeout=300)
+    purelib = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             check=True, capture_output=True, text=True).stdout.strip()
+    (Path(purelib) / "deps.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    work = tmp_path / "work"
+    shutil.copytree(ROOT / "rules", work / "rules")
+    shutil.copy(ROOT / "examples" / "data" / "node.jsonl", work / "node.jsonl")
+    exe = str(env / "bin" / "vmrules")
+    version = subprocess.run([exe, "--version"], cwd=work, check=True, capture_output=True, text=True).stdout
+    assert "0.1.0" in version
+    located = subprocess.run([str(py), "-c", "import vmrules; print(vmrules.__file__)"], cwd=work, check=True,
+                             capture_output=True, text=True).stdout
+    assert located.startswith(str(env))                  # the installed package, not the checkout
+    subprocess.run([exe, "validate", "rules/"], cwd=work, check=True, timeout=120)
+    res = subprocess.run([exe, "apply", "rules/", "--datasource", "file:node.jsonl", "--to", "2026-11-01T00:00:00Z",
+                          "--output-dir", "exports", "-q"], cwd=work, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert (work / "exports" / "node.db").exists() and list((work / "exports" / "history").rglob("*.parquet"))

@@ -137,3 +137,19 @@ def test_python_api_test_results_have_a_name_and_the_report_types_are_public() -
     assert results and all(isinstance(r, vmrules.TestResult) and r.ok for r in results)
     assert "for_waits_until_held_long_enough" in {r.name for r in results}
     assert {"TestResult", "RuleReport", "Output", "RunReport"} <= set(vmrules.__all__)
+
+
+def test_apply_options_take_times_as_the_command_line_does() -> None:
+    from datetime import UTC, datetime
+
+    import vmrules
+
+    o = vmrules.ApplyOptions(start="2026-10-31T00:00:00Z", end=END_S)
+    assert (o.from_ms, o.to_ms) == (1793404800000, END_S) and o.start is None and o.end is None
+    o = vmrules.ApplyOptions(end=datetime(2026, 11, 1, tzinfo=UTC), since="6h")
+    assert (o.from_ms, o.to_ms) == (END_S * 1000 - 6 * 3_600_000, END_S * 1000)
+    o = vmrules.ApplyOptions(end="1793491200")
+    assert o.to_ms == END_S * 1000
+    from dataclasses import replace
+
+    assert replace(o, to_ms=5).to_ms == 5                # made once: a copy with other times keeps them

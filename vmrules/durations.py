@@ -49,6 +49,18 @@ def _time_ms(text: str, now_ms: int) -> int:
     return round(d.timestamp() * 1000)
 
 
+Time = int | str | datetime | None     # unix ms, "now-1h", RFC 3339, unix seconds as text, or a datetime
+
+
+def time_ms(t: int | str | datetime, now_ms: int) -> int:
+    """A time as the Python API takes it: unix milliseconds, a datetime, or text as the command line's."""
+    if isinstance(t, datetime):
+        return int(t.timestamp() * 1000)
+    if isinstance(t, int):
+        return t
+    return parse_time_ms(str(t), now_ms)
+
+
 def format_time_ms(ms: int) -> str:
     """RFC 3339 in UTC, seconds precision unless milliseconds are set."""
     d = datetime.fromtimestamp(ms / 1000, tz=UTC)

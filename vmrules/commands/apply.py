@@ -16,7 +16,7 @@ from vmrules.config.validate import rule_template_context
 from vmrules.delivery import scratch
 from vmrules.delivery.lock import run_lock
 from vmrules.delivery.state import Carry, State, StateError
-from vmrules.durations import format_time_ms
+from vmrules.durations import Time, format_time_ms, parse_duration_ms, time_ms
 from vmrules.errors import RuleError, UsageError, VmrulesError
 from vmrules.evaluate.counts import Counts
 from vmrules.model import Datasource, Rule, RuleSet, Target
@@ -64,6 +64,19 @@ class ApplyOptions:
     written: set[str] | None = None          # files earlier chunks of this backfill wrote: added to, not replaced
     open_episodes: bool = True               # file targets get the episodes still open at the window's end
                                              # (not in incremental runs, nor in a backfill's chunks but the last)
+    start: Time = None                       # as the command line's --from / --to / --since: RFC 3339,
+    end: Time = None                         # unix seconds or "now-1h" as text, unix ms, or a datetime;
+    since: str | None = None                 # turned into from_ms / to_ms when the options are made
+
+    def __post_init__(self) -> None:
+        now = int(time.time() * 1000)
+        if self.end is not None:
+            self.to_ms, self.end = time_ms(self.end, now), None
+        if self.since is not None:
+            self.from_ms, self.since = (self.to_ms if self.to_ms is not None else now) - parse_duration_ms(
+                self.since), None
+        if self.start is not None:
+            self.from_ms, self.start = time_ms(self.start, now), None
 
 
 @dataclass

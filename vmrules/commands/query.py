@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 
 from vmrules.commands.apply import ApplyOptions, rule_batches
 from vmrules.delivery.atomic import atomic_path
-from vmrules.durations import format_time_ms, parse_duration_ms, parse_time_ms
+from vmrules.durations import Time, format_time_ms, parse_duration_ms, time_ms
 from vmrules.errors import Location, UsageError
 from vmrules.evaluate.rows import evaluate, series_keys
 from vmrules.model import ROW_COLUMNS, Datasource, Rule, Target, partition_problems, series_text
@@ -28,7 +28,6 @@ from vmrules.window import rule_window
 
 PREVIEW_ROWS = 20
 
-Time = int | str | datetime | None     # unix ms, "now-1h", RFC 3339, unix seconds as text, or a datetime
 
 
 def query_tables(query: str, datasource: str | Datasource, *, start: Time = None, end: Time = None,
@@ -40,8 +39,8 @@ def query_tables(query: str, datasource: str | Datasource, *, start: Time = None
     Default window: the hour before `end` (default now).
     """
     now = int(time.time() * 1000)
-    end_ms = _ms(end, now) if end is not None else now
-    start_ms = _ms(start, now) if start is not None else end_ms - 3_600_000
+    end_ms = time_ms(end, now) if end is not None else now
+    start_ms = time_ms(start, now) if start is not None else end_ms - 3_600_000
     step_ms = step if isinstance(step, int) else parse_duration_ms(step)
     if start_ms > end_ms:
         raise UsageError("the window's start is later than its end")
@@ -60,12 +59,6 @@ def fetch_table(query: str, datasource: str | Datasource, *, start: Time = None,
     return pa.concat_tables(tables, promote_options="permissive").combine_chunks()
 
 
-def _ms(t: Time, now: int) -> int:
-    if isinstance(t, datetime):
-        return int(t.timestamp() * 1000)
-    if isinstance(t, int):
-        return t
-    return parse_time_ms(str(t), now)
 
 
 def run_query(exprs: list[str], url: str, headers: Mapping[str, str], from_ms: int | None, to_ms: int | None,
