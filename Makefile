@@ -1,6 +1,6 @@
 # make demo: virtualenv + vmrules + the example rules on the bundled data.
 # make test: everything the tests need (Python packages, Debian's victoria-metrics, prometheus, alertmanager,
-# postgresql), then the suite.
+# postgresql, chromium), then the suite.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -32,10 +32,12 @@ demo: $(VENV)/.run
 system-deps:
 	@command -v victoria-metrics >/dev/null && command -v vmauth >/dev/null \
 		&& command -v prometheus-alertmanager >/dev/null && command -v promtool >/dev/null \
+		&& command -v chromium >/dev/null \
 		&& { command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || { \
-		echo "installing Debian's victoria-metrics, prometheus (promtool), prometheus-alertmanager and postgresql"; \
+		echo "installing Debian's victoria-metrics, prometheus (promtool), prometheus-alertmanager, postgresql" \
+			"and chromium (the HTML report's test)"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
-			victoria-metrics prometheus prometheus-alertmanager postgresql >/dev/null; }
+			victoria-metrics prometheus prometheus-alertmanager postgresql chromium >/dev/null; }
 
 lint: $(VENV)/.test
 	$(BIN)/ruff check vmrules tests bench examples

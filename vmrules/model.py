@@ -183,6 +183,7 @@ class Rule:
     thresholds: tuple[Threshold, ...] = ()
     routes: tuple[Route, ...] = ()
     description: str = ""
+    unit: str | None = None               # bytes | percent | ratio | seconds: how values read (units.py)
     lookback_ms: int | None = None        # None: from the thresholds (see `warmup_ms`)
     episodes: bool = False                # routes to a target that takes episodes (set when the set is loaded)
 

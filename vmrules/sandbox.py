@@ -212,5 +212,18 @@ def _format(value: str, *args: Any, **kwargs: Any) -> str:
     return str(do_format(value, *args, **kwargs))
 
 
+def _with_unit(value: Any, unit: str | None = None) -> str:
+    """`{{ value | with_unit(rule.unit) }}`: 2 GiB, 95%, 1h30m (vmrules.units); text that is no number as it is."""
+    from vmrules.units import UNITS, format_value
+
+    if unit is not None and unit not in UNITS:
+        raise ValueError(f"with_unit: unknown unit {unit!r}; known: {', '.join(UNITS)}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    return format_value(number, unit)
+
+
 BOUNDED_FILTERS = {"join": _join, "replace": _replace, "format": _format, "vmrules_steps": _steps,
-                   "vmrules_concat": _concat}
+                   "vmrules_concat": _concat, "with_unit": _with_unit}

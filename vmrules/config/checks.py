@@ -179,7 +179,8 @@ class _FileChecker:
                     yield Problem(f.where(path + (key,)), f"target {t.name!r}: {key}: {exc}")
         for key, text in (opts.get("annotations") or {}).items():
             try:
-                render(text, {"value": 1.0, "peak": 1.0, "labels": _AnyLabels(), "rule": {"name": "example"}})
+                render(text, {"value": 1.0, "peak": 1.0, "labels": _AnyLabels(),
+                              "rule": {"name": "example", "unit": None}})
             except TemplateError as exc:
                 yield Problem(f.where(path + ("annotations", key)), f"target {t.name!r}: annotation {key}: {exc}")
         if "timeout" in opts:
@@ -283,6 +284,7 @@ class _FileChecker:
             labels={**d.get("labels", {}), **spec.get("labels", {})},
             valid_min=valid.get("min"), valid_max=valid.get("max"), where=where,
             thresholds=tuple(thresholds), routes=tuple(routes), description=spec.get("description", ""),
+            unit=spec.get("unit"),
             lookback_ms=lookback)
 
     def request_count(self, f: LoadedFile, path: tuple[Any, ...], spec: dict[str, Any], ds: Datasource | None,

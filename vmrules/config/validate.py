@@ -114,7 +114,8 @@ def load_ruleset(paths: Iterable[str], jobs: int | None = None) -> RuleSet:
 def rule_template_context(rule: Rule, run: dict[str, Any], target: Target) -> dict[str, Any]:
     """What path, table and metric templates see."""
     return {"rule": {"name": rule.name, "query": rule.query, "labels": dict(rule.labels),
-                     "description": rule.description, "file": rule.location.path if rule.location else "",
+                     "description": rule.description, "unit": rule.unit,
+                     "file": rule.location.path if rule.location else "",
                      "datasource": ""},           # apply puts the datasource in use here (without credentials)
             "run": run, "target": {"name": target.name, "type": target.type}}
 

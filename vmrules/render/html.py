@@ -1,8 +1,10 @@
 """`--report FILE.html`: one self-contained page, per rule an SVG chart and the run's numbers.
 
 While the rules run, `Charts` keeps a few series of each rule (alerting ones
-first), every sample with its alert flag; the page draws them against the
-rule's threshold lines, with the alerting stretches shaded. No script, no
+first), every sample with its alert flag and severity; the page draws them
+against the rule's threshold lines, each severity's stretches shaded in its
+colour (unless that would shade most of the plot) and in a strip per series,
+over a time axis with round ticks. No script, no
 external asset: the file can be mailed or attached to a CI run.
 """
 
@@ -21,6 +23,7 @@ import pyarrow as pa
 from vmrules.durations import format_time_ms
 from vmrules.evaluate.rows import series_keys
 from vmrules.model import Rule, key_text
+from vmrules.units import format_value
 
 SERIES_PER_CHART = 6
 WIDTH, PLOT_H, PAD_L, PAD_R, PAD_T = 720, 170, 56, 12, 12
@@ -34,6 +37,7 @@ class _Series:
     ts: list[np.ndarray] = field(default_factory=list)
     values: list[np.ndarray] = field(default_factory=list)
     alert: list[np.ndarray] = field(default_factory=list)
+    severity: list[np.ndarray] = field(default_factory=list)     # per sample: the severity's name, or None
     alerting: bool = False
 
 
@@ -55,6 +59,8 @@ class Charts:
         ts = table.column("timestamp").cast(pa.int64()).to_numpy()
         values = table.column("value").to_numpy()
         alert = table.column("alert").to_numpy(zero_copy_only=False).astype(bool)
+        severity = (np.asarray(table.column("severity").cast(pa.string()).to_pylist(), dtype=object)
+                    if "severity" in table.column_names else np.full(len(ts), None, dtype=object))
         alerting = set(np.unique(codes[alert]).tolist())
         with self._lock:
             chosen = self.rules.setdefault(rule, {})
@@ -67,6 +73,7 @@ class Charts:
                 s.ts.append(ts[mine])
                 s.values.append(values[mine])
                 s.alert.append(alert[mine])
+                s.severity.append(severity[mine])
                 s.alerting |= code in alerting
 
     def _make_room(self, chosen: dict[str, _Series], name: str, alerting: bool) -> _Series | None:
@@ -143,6 +150,7 @@ def _chart(rule: Rule, series: dict[str, _Series], start: int, end: int) -> str:
         return "<p class='empty'>no samples to draw</p>"
     data = {name: (np.concatenate(s.ts), np.concatenate(s.values), np.concatenate(s.alert))
             for name, s in series.items()}
+    sev_of = {name: np.concatenate(s.severity) for name, s in series.items()}
     finite = [v[np.isfinite(v)] for _, v, _ in data.values()]
     values = np.concatenate(finite) if finite else np.empty(0)
     lines = [(t.severity, float(t.value)) for t in rule.thresholds if t.value is not None and math.isfinite(t.value)]
@@ -167,34 +175,68 @@ def _chart(rule: Rule, series: dict[str, _Series], start: int, end: int) -> str:
            f"viewBox='0 0 {WIDTH} {height}' role='img' aria-label='{_e(rule.name)}'>{_SVG_STYLE}",
            f"<rect class='plot' x='{PAD_L}' y='{PAD_T}' width='{WIDTH - PAD_L - PAD_R}' height='{PLOT_H}'/>"]
     step = rule.step_ms
-    spans = [(int(ts[a]), int(ts[b - 1]) + step) for ts, _, alert in data.values() for a, b in _runs(alert)]
-    for t0, t1 in _union(spans):                 # where any series shown alerts: shaded once
-        x0, x1 = x(t0), x(min(t1, end))
-        svg.append(f"<rect class='alerting' x='{x0:.1f}' y='{PAD_T}' width='{max(x1 - x0, 1.0):.1f}' "
-                   f"height='{PLOT_H}'/>")
-    for i, (ts, _, alert) in enumerate(data.values()):     # and which: a strip per series under the plot
-        for a, b in _runs(alert):
-            x0, x1 = x(ts[a]), x(min(int(ts[b - 1]) + step, end))
-            svg.append(f"<rect class='strip' x='{x0:.1f}' y='{bottom + 2 + 4 * i}' width='{max(x1 - x0, 1.0):.1f}' "
-                       f"height='3' fill='{COLORS[i % len(COLORS)]}'/>")
     severities = dict.fromkeys(t.severity for t in rule.thresholds)
     colors = {sev: SEVERITY_COLORS[i % len(SEVERITY_COLORS)] for i, sev in enumerate(severities)}
+    spans = {sev: [(int(ts[a]), int(ts[b - 1]) + step) for name, (ts, _, alert) in data.items()
+                   for a, b in _runs(alert & (sev_of[name] == sev))] for sev in severities}
+    shaded = sum(t1 - t0 for t0, t1 in _union([sp for v in spans.values() for sp in v]))
+    mostly = shaded > 0.6 * span                 # shading nearly all of the plot would hide it: strips only
+    if not mostly:
+        for sev in reversed(severities):         # each severity in its colour, the most severe drawn last
+            for t0, t1 in _union(spans[sev]):
+                x0, x1 = x(t0), x(min(t1, end))
+                svg.append(f"<rect class='alerting' data-severity='{_e(sev)}' x='{x0:.1f}' y='{PAD_T}' "
+                           f"width='{max(x1 - x0, 1.0):.1f}' height='{PLOT_H}' fill='{colors[sev]}'/>")
+    for i, (name, (ts, _, alert)) in enumerate(data.items()):   # and which: a strip per series under the plot,
+        row = bottom + 2 + 4 * i                                  # its colour at the left, its severities along
+        svg.append(f"<rect class='strip-key' x='{PAD_L - 8}' y='{row}' width='6' height='3' "
+                   f"fill='{COLORS[i % len(COLORS)]}'/>")
+        for sev in severities:
+            for a, b in _runs(alert & (sev_of[name] == sev)):
+                x0, x1 = x(ts[a]), x(min(int(ts[b - 1]) + step, end))
+                svg.append(f"<rect class='strip' data-severity='{_e(sev)}' x='{x0:.1f}' y='{row}' "
+                           f"width='{max(x1 - x0, 1.0):.1f}' height='3' fill='{colors[sev]}'/>")
+    if mostly:
+        svg.append(f"<text class='axis note' x='{PAD_L + 4}' y='{PAD_T + 12}'>alerting most of the window: "
+                   "see the strips below</text>")
     for severity, value in lines:
         yy = y(value)
         color = colors[severity.removesuffix(" clears")]
         svg.append(f"<line class='threshold' x1='{PAD_L}' x2='{WIDTH - PAD_R}' y1='{yy:.1f}' y2='{yy:.1f}' "
                    f"stroke='{color}'/><text class='threshold-label' x='{WIDTH - PAD_R - 4}' y='{yy - 3:.1f}' "
-                   f"fill='{color}' text-anchor='end'>{_e(severity)} {_e(_num(value))}</text>")
+                   f"fill='{color}' text-anchor='end'>{_e(severity)} {_e(format_value(value, rule.unit))}</text>")
     for i, (ts, vals, _) in enumerate(data.values()):
         for piece in _pieces(ts, vals, step):
             pts = " ".join(f"{px:.1f},{py:.1f}" for px, py in zip(x(piece[0]), y(piece[1]), strict=True))
             svg.append(f"<polyline class='series' points='{pts}' stroke='{COLORS[i % len(COLORS)]}'/>")
     for v in (hi, (hi + lo) / 2, lo):
-        svg.append(f"<text class='axis' x='{PAD_L - 4}' y='{y(v) + 4:.1f}' text-anchor='end'>{_e(_num(v))}</text>")
-    svg.append(f"<text class='axis' x='{PAD_L}' y='{height - 4}'>{_e(format_time_ms(start))}</text>"
-               f"<text class='axis' x='{WIDTH - PAD_R}' y='{height - 4}' text-anchor='end'>"
-               f"{_e(format_time_ms(end))}</text></svg>")
+        svg.append(f"<text class='axis' x='{PAD_L - 4}' y='{y(v) + 4:.1f}' text-anchor='end'>"
+                   f"{_e(format_value(v, rule.unit))}</text>")
+    for t, label in _ticks(start, end):
+        xx = x(t)
+        anchor = "end" if xx > WIDTH - PAD_R - 20 else "start" if xx < PAD_L + 20 else "middle"   # kept inside
+        svg.append(f"<line class='tick' x1='{xx:.1f}' x2='{xx:.1f}' y1='{PAD_T + PLOT_H}' "
+                   f"y2='{PAD_T + PLOT_H + 3}'/><text class='axis tick-label' x='{xx:.1f}' y='{height - 4}' "
+                   f"text-anchor='{anchor}'>{_e(label)}</text>")
+    svg.append("</svg>")
     return "".join(svg)
+
+
+TICK_STEPS_MS = [m * 60_000 for m in (1, 5, 10, 15, 30, 60, 120, 180, 360, 720, 1440, 2880, 10080)]
+
+
+def _ticks(start: int, end: int, most: int = 8) -> list[tuple[int, str]]:
+    """Round times between start and end (UTC), at most `most` of them: HH:MM, with the date at midnight
+    or when ticks are days apart."""
+    span = max(end - start, 1)
+    step = next((s for s in TICK_STEPS_MS if span / s <= most), TICK_STEPS_MS[-1] * (1 + span // (most * 604_800_000)))
+    first = -(-start // step) * step
+    out = []
+    for t in range(first, end + 1, step):
+        text = format_time_ms(t)                 # 2026-11-01T00:00:00Z
+        day, clock = text[5:10], text[11:16]
+        out.append((t, f"{day} {clock}" if step >= 86_400_000 else (day if clock == "00:00" else clock)))
+    return out
 
 
 def _union(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -244,19 +286,11 @@ def _pairs(d: dict[str, int]) -> str:
     return ", ".join(f"{k} {v}" for k, v in d.items()) or "-"
 
 
-def _num(v: float) -> str:
-    """Short axis numbers: 0.9, 97.5, 12.3k, 2.15G."""
-    for unit, size in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e4)):
-        if abs(v) >= size:
-            return f"{v / (size if unit != 'k' else 1e3):.3g}{unit}"
-    return f"{v:.3g}"
-
-
 def _e(text: object) -> str:
     return html.escape(str(text), quote=True)
 
 
-_SVG_STYLE = ("<style>.plot{fill:#fafafa;stroke:#ddd}.alerting{fill:#d62728;fill-opacity:.15}"
+_SVG_STYLE = ("<style>.plot{fill:#fafafa;stroke:#ddd}.alerting{fill-opacity:.15}.tick{stroke:#999}"
               ".series{fill:none;stroke-width:1.3}.threshold{stroke-dasharray:5 3;stroke-width:1}"
               "text{font-family:sans-serif;font-size:11px}.axis{fill:#666}</style>")
 
