@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -86,10 +87,12 @@ def test_plan_against_a_git_ref(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     before, after = (int(x) for x in cpu[2].split(" (")[0].split(" -> "))
     assert after > before
     fresh = next(x for x in lines if x.startswith("| fresh | new |"))
-    assert fresh.startswith("| fresh | new | 0 -> 960 (+960) (alert 0 -> 960 (+960)) | 0 -> 4 (+4) (started "
+    assert fresh.startswith("| fresh | new | 0 -> 960 (+960) (alert 0 -> 960 (+960) in 0 -> 4 (+4) series) | "
+                            "0 -> 4 (+4) (started "
                             "alerting: disk_free{instance=\"host-00\", job=\"node\", mount=\"/\"}")
     assert fresh.endswith("| alerts 0 -> 960 (+960) |")
-    assert any(x.startswith("| gone | removed | 960 -> 0 (-960) (alert 960 -> 0 (-960)) | 4 -> 0 (-4) (stopped: ")
+    assert any(x.startswith("| gone | removed | 960 -> 0 (-960) (alert 960 -> 0 (-960) in 4 -> 0 (-4) series) | "
+                            "4 -> 0 (-4) (stopped: ")
                for x in lines)
     same = CliRunner().invoke(main, ["plan", "rules", "--datasource", f"file:{data}", "--to", str(END_S),
                                      "--base", "HEAD", "--rule", "fresh"])
@@ -128,3 +131,20 @@ def test_a_threshold_moved_between_severities_shows_each_severity(tmp_path: Path
     assert cpu["change"] == "changed" and cpu["base"]["alert_rows"] == cpu["head"]["alert_rows"]
     assert cpu["alert_rows_by_severity"] == {"critical": crit_after - crit_before, "warning": warn_after - warn_before}
     assert cpu["head"]["by_severity"] == {"critical": crit_after, "warning": warn_after}
+    assert cpu["head"]["series_by_severity"]["critical"] > cpu["base"]["series_by_severity"].get("critical", 0)
+    assert " series, warning " in line                      # rows and series per severity
+    report = tmp_path / "plan.html"
+    res = CliRunner().invoke(main, [*args, "--report", str(report)])
+    assert res.exit_code == 0, res.output
+    page = report.read_text()
+    assert "vmrules plan, compared with the rules at main" in page
+    assert "base: critical 95" in page and "class='threshold base'" in page      # the base's threshold, dotted
+
+    def band(which: str, severity: str) -> float:
+        """How much of the chart's width the band shows at this severity."""
+        found = re.findall(rf"class='band' data-band='{which}' data-severity='{severity}' x='[0-9.]+' y='[0-9]+' "
+                           r"width='([0-9.]+)'", page)
+        return sum(float(w) for w in found)
+
+    assert band("now", "critical") > band("base", "critical") > 0               # more critical now
+    assert band("base", "warning") > 0 and band("now", "warning") > 0

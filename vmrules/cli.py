@@ -369,20 +369,27 @@ def plan_cmd(paths: tuple[str, ...], datasource: str | None, from_: str | None, 
     if report_path:
         from vmrules.render.html import Charts
         options.charts = Charts()
-    diffs, notes = None, list[str]()
+    diffs, notes, base_charts, base_report = None, list[str](), None, None
     with _running(options):
         head = plan(ruleset, options)
         if base:
-            base_report, notes = plan_base(base, paths or DEFAULT_PATHS, replace(options, progress=None, charts=None))
+            if report_path:
+                from vmrules.render.html import Charts
+                base_charts = Charts()
+            base_report, notes = plan_base(base, paths or DEFAULT_PATHS,
+                                           replace(options, progress=None, charts=base_charts))
             diffs = diff(base_report, head)
     for note in notes:
         click.echo(f"vmrules: {note}", err=True)
     if report_path:
-        from vmrules.render.html import write_report
+        from vmrules.render.html import Base, write_report
+        then = None
+        if base_charts is not None and base_report is not None:
+            then = Base({r.name: r for r in base_report.ruleset.rules} if base_report.ruleset else {}, base_charts)
         with _writing(report_path):
-            write_report(report_path, "vmrules plan",
+            write_report(report_path, "vmrules plan" + (f", compared with the rules at {base}" if base else ""),
                          f"{len(head.rules)} rule(s) fetched and evaluated; no target written",
-                         head.rules, ruleset, options.charts)
+                         head.rules, ruleset, options.charts, then)
         click.echo(f"vmrules: wrote the report {report_path}", err=True)
     if fmt == "json":
         click.echo(as_json(head, diffs))

@@ -51,6 +51,7 @@ class RulePlan:
     counts: Counts = field(default_factory=Counts)
     targets: dict[str, TargetPlan] = field(default_factory=dict)
     alert_series: dict[str, int] = field(default_factory=dict)   # series -> alert rows
+    severity_series: dict[str, set[str]] = field(default_factory=dict)   # severity -> the series alerting at it
 
     @property
     def alerting_series(self) -> int:
@@ -62,6 +63,7 @@ class PlanReport:
     """Every selected rule's plan, in file order."""
 
     rules: list[RulePlan]
+    ruleset: RuleSet | None = None     # the rules planned (plan_base: as they are at the ref)
 
     @property
     def ok(self) -> bool:
@@ -112,7 +114,11 @@ def _plan_rule(rule: Rule, window: Window, sources: dict[str, Any], targets: dic
             count(ev)
             alerts = ev.table.filter(ev.table.column("alert"))
             if alerts.num_rows:
-                _add(out.alert_series, pc.value_counts(series_keys(alerts).cast(pa.string())).to_pylist())
+                keys = series_keys(alerts).cast(pa.string())
+                _add(out.alert_series, pc.value_counts(keys).to_pylist())
+                pairs = pa.table({"s": alerts.column("severity").cast(pa.string()), "k": keys})
+                for row in pairs.group_by(["s", "k"]).aggregate([]).to_pylist():
+                    out.severity_series.setdefault(row["s"], set()).add(row["k"])
         shaped = episode_targets(rule, targets)
         if state is not None and shaped:              # and the episodes still open at the window's end
             count(finish_episodes(rule, state, window.end_ms, window.first_ms if window.lookback_ms else None,
@@ -191,7 +197,9 @@ def plan_base(ref: str, paths: Sequence[str], options: ApplyOptions) -> tuple[Pl
         base_options = replace(options, rules=[n for n in options.rules if n in known])
         if options.rules and not base_options.rules:
             return PlanReport([]), []
-        return plan(ruleset, base_options), []
+        report = plan(ruleset, base_options)
+        report.ruleset = ruleset
+        return report, []
 
 
 # -- differences -----------------------------------------------------------------------------------
@@ -218,6 +226,7 @@ def diff(base: PlanReport, head: PlanReport) -> list[RuleDiff]:
 
 def _numbers(r: RulePlan) -> tuple[Any, ...]:
     return (r.status, r.counts.alerts, r.alerting_series, sorted(r.counts.by_severity.items()),
+            sorted((k, len(v)) for k, v in r.severity_series.items()),
             sorted((n, t.rows) for n, t in r.targets.items()))
 
 
@@ -287,14 +296,16 @@ def format_diff(diffs: list[RuleDiff], ref: str, markdown: bool = False) -> str:
 
 
 def _severity_deltas(b: RulePlan | None, h: RulePlan | None) -> str:
-    """Alert rows per severity, base -> head, most severe first; "" when no severity changed."""
+    """Alert rows (and alerting series) per severity, base -> head, most severe first; "" when none changed."""
     before, after = (x.counts.by_severity if x else {} for x in (b, h))
-    if before == after:
+    series_before, series_after = ({k: len(v) for k, v in x.severity_series.items()} if x else {} for x in (b, h))
+    if before == after and series_before == series_after:
         return ""
     either = h or b
     order = either.counts if either is not None else Counts()
     names = order.in_order({k: 0 for k in {**before, **after}})
-    return ", ".join(f"{k} {_delta(before.get(k, 0), after.get(k, 0))}" for k in names)
+    return ", ".join(f"{k} {_delta(before.get(k, 0), after.get(k, 0))} in "
+                     f"{_delta(series_before.get(k, 0), series_after.get(k, 0))} series" for k in names)
 
 
 def _moved_series(b: RulePlan | None, h: RulePlan | None, most: int = 5) -> str:
@@ -320,7 +331,8 @@ def _md_code(text: str) -> str:
 
 
 def as_json(report: PlanReport, diffs: list[RuleDiff] | None = None) -> str:
-    doc: dict[str, Any] = {"rules": [asdict(r) for r in report.rules]}
+    doc: dict[str, Any] = {"rules": [{**asdict(r), "severity_series": {k: len(v) for k, v in r.severity_series.items()}}
+                                     for r in report.rules]}
     if diffs is not None:
         doc["diff"] = [_diff_doc(d) for d in diffs]
     return json.dumps(doc, indent=2, default=str)
@@ -333,6 +345,7 @@ def _diff_doc(d: RuleDiff) -> dict[str, Any]:
             return None
         return {"status": r.status, "error": r.error or None, "alert_rows": r.counts.alerts,
                 "alerting_series": r.alerting_series, "by_severity": r.counts.by_severity,
+                "series_by_severity": {k: len(v) for k, v in r.severity_series.items()},
                 "rows": {n: t.rows for n, t in r.targets.items()}}
 
     b, h = side(d.base), side(d.head)

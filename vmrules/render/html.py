@@ -101,12 +101,22 @@ class RuleSummary:
     rows: dict[str, int]                 # per target
 
 
-def render(title: str, subtitle: str, summaries: Sequence[RuleSummary], charts: Charts) -> str:
+@dataclass
+class Base:
+    """The rules at a git ref and their chosen series (`plan --base --report`), drawn under the head's."""
+
+    rules: dict[str, Rule]
+    charts: Charts
+
+
+def render(title: str, subtitle: str, summaries: Sequence[RuleSummary], charts: Charts,
+           base: Base | None = None) -> str:
     """The whole page as one string."""
     out = [_HEAD.replace("{title}", html.escape(title)), f"<h1>{html.escape(title)}</h1>",
            f"<p class='sub'>{html.escape(subtitle)}</p>", _overview(summaries)]
     for s in summaries:
-        out.append(_section(s, charts.rules.get(s.rule.name, {})))
+        then = (base.rules.get(s.rule.name), base.charts.rules.get(s.rule.name, {})) if base is not None else None
+        out.append(_section(s, charts.rules.get(s.rule.name, {}), then))
     out.append("</body></html>\n")
     return "\n".join(out)
 
@@ -123,7 +133,8 @@ def _overview(summaries: Sequence[RuleSummary]) -> str:
     return f"<table class='overview'>{head}{''.join(rows)}</table>"
 
 
-def _section(s: RuleSummary, series: dict[str, _Series]) -> str:
+def _section(s: RuleSummary, series: dict[str, _Series],
+             base: tuple[Rule | None, dict[str, _Series]] | None = None) -> str:
     r = s.rule
     parts = [f"<section id='rule-{_e(r.name)}'><h2>{_e(r.name)} <span class='{_e(s.status)}'>{_e(s.status)}</span>"
              "</h2>", f"<p class='query'><code>{_e(r.query)}</code></p>"]
@@ -133,7 +144,10 @@ def _section(s: RuleSummary, series: dict[str, _Series]) -> str:
         parts.append(f"<p class='error'>{_e(s.error)}</p>")
     parts.append(f"<p class='window'>{_e(format_time_ms(s.start_ms))} .. {_e(format_time_ms(s.end_ms))}; "
                  + ", ".join(f"{k} {v}" for k, v in s.numbers.items()) + "</p>")
-    parts.append(_chart(r, series, s.start_ms, s.end_ms))
+    parts.append(_chart(r, series, s.start_ms, s.end_ms, base))
+    if base is not None:
+        parts.append("<p class='shown'>under the plot: when any series shown alerted with the rules at the base "
+                     "(<b>base</b>) and now (<b>now</b>); the base's thresholds dotted, in grey</p>")
     total = s.numbers["series"]
     if series:
         shown = f"{len(series)} of {total} series" if total > len(series) else f"all {len(series)} series"
@@ -145,24 +159,30 @@ def _section(s: RuleSummary, series: dict[str, _Series]) -> str:
     return "\n".join(parts)
 
 
-def _chart(rule: Rule, series: dict[str, _Series], start: int, end: int) -> str:
+def _chart(rule: Rule, series: dict[str, _Series], start: int, end: int,
+           base: tuple[Rule | None, dict[str, _Series]] | None = None) -> str:
     if not series:
         return "<p class='empty'>no samples to draw</p>"
+    base_rule, base_series = base if base is not None else (None, {})
     data = {name: (np.concatenate(s.ts), np.concatenate(s.values), np.concatenate(s.alert))
             for name, s in series.items()}
     sev_of = {name: np.concatenate(s.severity) for name, s in series.items()}
     finite = [v[np.isfinite(v)] for _, v, _ in data.values()]
     values = np.concatenate(finite) if finite else np.empty(0)
     lines = [(t.severity, float(t.value)) for t in rule.thresholds if t.value is not None and math.isfinite(t.value)]
+    base_lines = [(t.severity, float(t.value)) for t in (base_rule.thresholds if base_rule else ())
+                  if t.value is not None and math.isfinite(t.value)]
     lines += [(f"{t.severity} clears", float(t.clear.value)) for t in rule.thresholds      # hysteresis
               if t.clear is not None and t.clear.value is not None and math.isfinite(t.clear.value)]
     lows = [float(values.min())] if len(values) else []
     highs = [float(values.max())] if len(values) else []
-    lo, hi = min(lows + [v for _, v in lines], default=0.0), max(highs + [v for _, v in lines], default=1.0)
+    marks = [v for _, v in lines + base_lines]
+    lo, hi = min(lows + marks, default=0.0), max(highs + marks, default=1.0)
     if hi == lo:
         lo, hi = lo - 1, hi + 1
     span = max(end - start, 1)
-    bottom = PAD_T + PLOT_H                       # under the plot: a strip per series, then the time axis
+    bands = 12 if base is not None else 0         # under the plot: base's and now's alerting (plan --base),
+    bottom = PAD_T + PLOT_H + bands               # a strip per series, then the time axis
     height = bottom + 4 * len(data) + 18
 
     def x(t: np.ndarray | float) -> Any:
@@ -199,6 +219,26 @@ def _chart(rule: Rule, series: dict[str, _Series], start: int, end: int) -> str:
     if mostly:
         svg.append(f"<text class='axis note' x='{PAD_L + 4}' y='{PAD_T + 12}'>alerting most of the window: "
                    "see the strips below</text>")
+    if base is not None:                         # the alerting stretches with the rules at the base, then now
+        then = {n: (np.concatenate(s.ts), np.concatenate(s.alert), np.concatenate(s.severity))
+                for n, s in base_series.items()}
+        base_sevs = dict.fromkeys(t.severity for t in (base_rule.thresholds if base_rule else ()))
+        base_spans = {sev: [(int(ts[a]), int(ts[b - 1]) + step) for ts, alert, sev_ in then.values()
+                            for a, b in _runs(alert & (sev_ == sev))] for sev in base_sevs}
+        for label, row, by_sev in (("base", PAD_T + PLOT_H + 2, base_spans), ("now", PAD_T + PLOT_H + 8, spans)):
+            svg.append(f"<text class='axis band-label' x='{PAD_L - 4}' y='{row + 4}' text-anchor='end'>{label}</text>")
+            for sev in reversed(list(by_sev)):
+                color = colors.get(sev) or SEVERITY_COLORS[list(by_sev).index(sev) % len(SEVERITY_COLORS)]
+                for t0, t1 in _union(by_sev[sev]):
+                    x0, x1 = x(t0), x(min(t1, end))
+                    svg.append(f"<rect class='band' data-band='{label}' data-severity='{_e(sev)}' x='{x0:.1f}' "
+                               f"y='{row}' width='{max(x1 - x0, 1.0):.1f}' height='4' fill='{color}'/>")
+        for severity, value in base_lines:
+            yy = y(value)
+            svg.append(f"<line class='threshold base' x1='{PAD_L}' x2='{WIDTH - PAD_R}' y1='{yy:.1f}' "
+                       f"y2='{yy:.1f}' stroke='#888'/><text class='threshold-label' x='{PAD_L + 4}' "
+                       f"y='{yy - 3:.1f}' fill='#888'>base: {_e(severity)} "
+                       f"{_e(format_value(value, base_rule.unit if base_rule else None))}</text>")
     for severity, value in lines:
         yy = y(value)
         color = colors[severity.removesuffix(" clears")]
@@ -291,6 +331,7 @@ def _e(text: object) -> str:
 
 
 _SVG_STYLE = ("<style>.plot{fill:#fafafa;stroke:#ddd}.alerting{fill-opacity:.15}.tick{stroke:#999}"
+              ".threshold.base{stroke-dasharray:1 3}"
               ".series{fill:none;stroke-width:1.3}.threshold{stroke-dasharray:5 3;stroke-width:1}"
               "text{font-family:sans-serif;font-size:11px}.axis{fill:#666}</style>")
 
@@ -316,7 +357,8 @@ def _numbers(c: Any) -> dict[str, Any]:
             "alerts": c.alerts}
 
 
-def write_report(path: str, title: str, subtitle: str, rules: Sequence[Any], ruleset: Any, charts: Charts) -> None:
+def write_report(path: str, title: str, subtitle: str, rules: Sequence[Any], ruleset: Any, charts: Charts,
+                 base: Base | None = None) -> None:
     """Write the page for the rules of a run (run.RuleReport) or a plan (backtest.RulePlan), atomically."""
     from vmrules.delivery.atomic import atomic_path
 
@@ -326,4 +368,4 @@ def write_report(path: str, title: str, subtitle: str, rules: Sequence[Any], rul
         summaries.append(RuleSummary(ruleset.rule(r.name), r.status, r.error, r.window.start_ms, r.window.end_ms,
                                      _numbers(r.counts), dict(r.counts.by_severity), rows))
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        f.write(render(title, subtitle, summaries, charts))
+        f.write(render(title, subtitle, summaries, charts, base))
