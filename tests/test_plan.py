@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -87,11 +88,13 @@ def test_plan_against_a_git_ref(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     before, after = (int(x) for x in cpu[2].split(" (")[0].split(" -> "))
     assert after > before
     fresh = next(x for x in lines if x.startswith("| fresh | new |"))
-    assert fresh.startswith("| fresh | new | 0 -> 960 (+960) (alert 0 -> 960 (+960) in 0 -> 4 (+4) series) | "
+    assert fresh.startswith("| fresh | new | 0 -> 960 (+960) (alert 0 -> 960 (+960) in 0 -> 4 (+4) series, "
+                            "0 -> 4 (+4) episodes) | "
                             "0 -> 4 (+4) (started "
                             "alerting: disk_free{instance=\"host-00\", job=\"node\", mount=\"/\"}")
     assert fresh.endswith("| alerts 0 -> 960 (+960) |")
-    assert any(x.startswith("| gone | removed | 960 -> 0 (-960) (alert 960 -> 0 (-960) in 4 -> 0 (-4) series) | "
+    assert any(x.startswith("| gone | removed | 960 -> 0 (-960) (alert 960 -> 0 (-960) in 4 -> 0 (-4) series, "
+                            "4 -> 0 (-4) episodes) | "
                             "4 -> 0 (-4) (stopped: ")
                for x in lines)
     same = CliRunner().invoke(main, ["plan", "rules", "--datasource", f"file:{data}", "--to", str(END_S),
@@ -132,7 +135,7 @@ def test_a_threshold_moved_between_severities_shows_each_severity(tmp_path: Path
     assert cpu["alert_rows_by_severity"] == {"critical": crit_after - crit_before, "warning": warn_after - warn_before}
     assert cpu["head"]["by_severity"] == {"critical": crit_after, "warning": warn_after}
     assert cpu["head"]["series_by_severity"]["critical"] > cpu["base"]["series_by_severity"].get("critical", 0)
-    assert " series, warning " in line                      # rows and series per severity
+    assert " episodes; warning " in line                    # rows, series and episodes per severity
     report = tmp_path / "plan.html"
     res = CliRunner().invoke(main, [*args, "--report", str(report)])
     assert res.exit_code == 0, res.output
@@ -148,3 +151,31 @@ def test_a_threshold_moved_between_severities_shows_each_severity(tmp_path: Path
 
     assert band("now", "critical") > band("base", "critical") > 0               # more critical now
     assert band("base", "warning") > 0 and band("now", "warning") > 0
+
+
+def test_episodes_per_severity_agree_with_the_rows_apply_writes(tmp_path: Path) -> None:
+    """An episode is an unbroken alerting stretch of a series at a severity: counted from apply's rows
+    here, and by plan batch by batch (the file source answers series by series)."""
+    import csv
+    from itertools import pairwise
+
+    data = tmp_path / "data.jsonl"
+    data.write_text(export_jsonl())
+    folder = tmp_path / "rules"
+    folder.mkdir()
+    (folder / "r.yaml").write_text(f"datasource: {{url: 'file:{data}'}}\n" + RULES.replace(
+        "THRESHOLD", "70").replace("columns: [rule, timestamp, severity]", "columns: [labels, timestamp, severity]"))
+    out = tmp_path / "out"
+    res = CliRunner().invoke(main, ["apply", str(folder), "--output-dir", str(out), "--to", str(END_S), "-q"])
+    assert res.exit_code == 0, res.output
+    stretches: dict[tuple[str, str], list[int]] = {}
+    with open(out / "alerts.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            stretches.setdefault((row["labels"], row["severity"]), []).append(
+                int(datetime.fromisoformat(row["timestamp"].replace("Z", "+00:00")).timestamp()))
+    want: dict[str, int] = {}
+    for (_, severity), times in stretches.items():
+        times.sort()
+        want[severity] = want.get(severity, 0) + 1 + sum(1 for a, b in pairwise(times) if b - a != 60)
+    doc = json.loads(CliRunner().invoke(main, ["plan", str(folder), "--to", str(END_S), "--format", "json"]).stdout)
+    assert doc["rules"][0]["severity_episodes"] == want and want["warning"] > 10 and want["critical"] >= 1

@@ -136,7 +136,11 @@ def test_python_api_test_results_have_a_name_and_the_report_types_are_public() -
     results = vmrules.run_tests(vmrules.load_ruleset([str(Path(__file__).parent / "cases" / "rules")]))[0]
     assert results and all(isinstance(r, vmrules.TestResult) and r.ok for r in results)
     assert "for_waits_until_held_long_enough" in {r.name for r in results}
-    assert {"TestResult", "RuleReport", "Output", "RunReport"} <= set(vmrules.__all__)
+    assert {"TestResult", "Coverage", "RuleReport", "Output", "RunReport", "RulePlan", "Counts", "Window"} <= set(
+        vmrules.__all__)
+    for name in vmrules.__all__:                   # each documented
+        value = getattr(vmrules, name)
+        assert name == "__version__" or (getattr(value, "__doc__", None) or "").strip(), name
 
 
 def test_apply_options_take_times_as_the_command_line_does() -> None:

@@ -17,11 +17,13 @@ from vmrules.model import Datasource, Route, Rule, RuleSet, Target, Threshold
 if TYPE_CHECKING:
     from vmrules.api import evaluate_table, make_target, write_table
     from vmrules.commands.apply import ApplyOptions, Output, RuleReport, RunReport, apply
-    from vmrules.commands.plan import PlanReport, plan
+    from vmrules.commands.plan import PlanReport, RulePlan, plan
     from vmrules.commands.query import fetch_table, query_tables
-    from vmrules.commands.test import TestResult, run_tests
+    from vmrules.commands.test import Coverage, TestResult, run_tests
+    from vmrules.evaluate.counts import Counts
     from vmrules.evaluate.rows import Evaluation
     from vmrules.sources.result import FetchError
+    from vmrules.window import Window
 
 _LAZY = {
     "apply": "vmrules.commands.apply", "ApplyOptions": "vmrules.commands.apply", "RunReport": "vmrules.commands.apply",
@@ -29,13 +31,14 @@ _LAZY = {
     "write_table": "vmrules.api", "make_target": "vmrules.api", "Evaluation": "vmrules.evaluate.rows",
     "FetchError": "vmrules.sources.result", "plan": "vmrules.commands.plan", "PlanReport": "vmrules.commands.plan",
     "run_tests": "vmrules.commands.test", "TestResult": "vmrules.commands.test", "RuleReport": "vmrules.commands.apply",
-    "Output": "vmrules.commands.apply",
+    "Output": "vmrules.commands.apply", "RulePlan": "vmrules.commands.plan", "Coverage": "vmrules.commands.test",
+    "Counts": "vmrules.evaluate.counts", "Window": "vmrules.window",
 }
 
 __all__ = [
-    "ApplyOptions", "ConfigError", "Datasource", "Evaluation", "FetchError", "Location", "Output", "PlanReport",
-    "Problem", "Route", "Rule", "RuleError", "RuleReport", "RuleSet", "RunReport", "Target", "TestResult", "Threshold",
-    "VmrulesError", "__version__",
+    "ApplyOptions", "ConfigError", "Counts", "Coverage", "Datasource", "Evaluation", "FetchError", "Location",
+    "Output", "PlanReport", "Problem", "Route", "Rule", "RuleError", "RulePlan", "RuleReport", "RuleSet", "RunReport",
+    "Target", "TestResult", "Threshold", "VmrulesError", "Window", "__version__",
     "apply", "evaluate_table", "fetch_table", "load_ruleset", "make_target", "plan", "query_tables", "run_tests",
     "validate_paths", "write_table",
 ]

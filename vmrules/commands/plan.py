@@ -52,6 +52,8 @@ class RulePlan:
     targets: dict[str, TargetPlan] = field(default_factory=dict)
     alert_series: dict[str, int] = field(default_factory=dict)   # series -> alert rows
     severity_series: dict[str, set[str]] = field(default_factory=dict)   # severity -> the series alerting at it
+    severity_episodes: dict[str, int] = field(default_factory=dict)      # severity -> unbroken alerting stretches
+    last_alert: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)   # (series, severity) -> ms
 
     @property
     def alerting_series(self) -> int:
@@ -119,6 +121,7 @@ def _plan_rule(rule: Rule, window: Window, sources: dict[str, Any], targets: dic
                 pairs = pa.table({"s": alerts.column("severity").cast(pa.string()), "k": keys})
                 for row in pairs.group_by(["s", "k"]).aggregate([]).to_pylist():
                     out.severity_series.setdefault(row["s"], set()).add(row["k"])
+                _episodes(out, keys, alerts, rule.step_ms)
         shaped = episode_targets(rule, targets)
         if state is not None and shaped:              # and the episodes still open at the window's end
             count(finish_episodes(rule, state, window.end_ms, window.first_ms if window.lookback_ms else None,
@@ -131,6 +134,32 @@ def _plan_rule(rule: Rule, window: Window, sources: dict[str, Any], targets: dic
         if options.progress is not None:
             options.progress.rule_done()
     return out
+
+
+def _episodes(out: RulePlan, keys: Any, alerts: Any, step_ms: int) -> None:
+    """Count the episodes (unbroken alerting stretches of a series at a severity) these alert rows begin;
+    a stretch that goes on from the previous batch is not counted again."""
+    import numpy as np
+    import pyarrow as pa
+
+    t = pa.table({"k": keys, "s": alerts.column("severity").cast(pa.string()),
+                  "t": alerts.column("timestamp").cast(pa.int64())}).sort_by([("k", "ascending"), ("s", "ascending"),
+                                                                           ("t", "ascending")])
+    k = np.asarray(t.column("k").to_pylist(), dtype=object)
+    s = np.asarray(t.column("s").to_pylist(), dtype=object)
+    ts = t.column("t").to_numpy()
+    first = np.ones(len(ts), bool)
+    first[1:] = (k[1:] != k[:-1]) | (s[1:] != s[:-1])
+    new = first.copy()
+    new[1:] |= np.diff(ts) != step_ms
+    for i in np.flatnonzero(first):                  # a stretch the last batch left open goes on
+        if out.last_alert.get((k[i], s[i])) == ts[i] - step_ms:
+            new[i] = False
+    last = np.r_[np.flatnonzero(first)[1:] - 1, len(ts) - 1] if len(ts) else np.empty(0, int)
+    for i in last:
+        out.last_alert[(k[i], s[i])] = int(ts[i])
+    for i in np.flatnonzero(new):
+        out.severity_episodes[s[i]] = out.severity_episodes.get(s[i], 0) + 1
 
 
 def _add(into: dict[str, int], counts: list[dict[str, Any]]) -> None:
@@ -226,7 +255,7 @@ def diff(base: PlanReport, head: PlanReport) -> list[RuleDiff]:
 
 def _numbers(r: RulePlan) -> tuple[Any, ...]:
     return (r.status, r.counts.alerts, r.alerting_series, sorted(r.counts.by_severity.items()),
-            sorted((k, len(v)) for k, v in r.severity_series.items()),
+            sorted((k, len(v)) for k, v in r.severity_series.items()), sorted(r.severity_episodes.items()),
             sorted((n, t.rows) for n, t in r.targets.items()))
 
 
@@ -299,13 +328,15 @@ def _severity_deltas(b: RulePlan | None, h: RulePlan | None) -> str:
     """Alert rows (and alerting series) per severity, base -> head, most severe first; "" when none changed."""
     before, after = (x.counts.by_severity if x else {} for x in (b, h))
     series_before, series_after = ({k: len(v) for k, v in x.severity_series.items()} if x else {} for x in (b, h))
-    if before == after and series_before == series_after:
+    episodes_before, episodes_after = (x.severity_episodes if x else {} for x in (b, h))
+    if before == after and series_before == series_after and episodes_before == episodes_after:
         return ""
     either = h or b
     order = either.counts if either is not None else Counts()
     names = order.in_order({k: 0 for k in {**before, **after}})
-    return ", ".join(f"{k} {_delta(before.get(k, 0), after.get(k, 0))} in "
-                     f"{_delta(series_before.get(k, 0), series_after.get(k, 0))} series" for k in names)
+    return "; ".join(f"{k} {_delta(before.get(k, 0), after.get(k, 0))} in "
+                     f"{_delta(series_before.get(k, 0), series_after.get(k, 0))} series, "
+                     f"{_delta(episodes_before.get(k, 0), episodes_after.get(k, 0))} episodes" for k in names)
 
 
 def _moved_series(b: RulePlan | None, h: RulePlan | None, most: int = 5) -> str:
@@ -331,7 +362,8 @@ def _md_code(text: str) -> str:
 
 
 def as_json(report: PlanReport, diffs: list[RuleDiff] | None = None) -> str:
-    doc: dict[str, Any] = {"rules": [{**asdict(r), "severity_series": {k: len(v) for k, v in r.severity_series.items()}}
+    doc: dict[str, Any] = {"rules": [{**{k: v for k, v in asdict(r).items() if k != "last_alert"},
+                                      "severity_series": {k: len(v) for k, v in r.severity_series.items()}}
                                      for r in report.rules]}
     if diffs is not None:
         doc["diff"] = [_diff_doc(d) for d in diffs]
@@ -346,6 +378,7 @@ def _diff_doc(d: RuleDiff) -> dict[str, Any]:
         return {"status": r.status, "error": r.error or None, "alert_rows": r.counts.alerts,
                 "alerting_series": r.alerting_series, "by_severity": r.counts.by_severity,
                 "series_by_severity": {k: len(v) for k, v in r.severity_series.items()},
+                "episodes_by_severity": r.severity_episodes,
                 "rows": {n: t.rows for n, t in r.targets.items()}}
 
     b, h = side(d.base), side(d.head)
