@@ -352,3 +352,12 @@ def test_a_symlinked_partition_folder_is_refused_and_nothing_is_made_through_it(
     res = CliRunner().invoke(main, ["apply", str(folder), "--output-dir", str(out), "--to", str(END_S)])
     assert res.exit_code == 1 and "is a symbolic link: a dataset's folders are its own; refused" in res.output
     assert list(outside.iterdir()) == []
+
+
+def test_dry_run_names_the_dataset_and_its_folders(tmp_path: Path) -> None:
+    folder = file_rules(tmp_path, TARGETS + RULE)
+    res = CliRunner().invoke(main, ["apply", str(folder), "--output-dir", str(tmp_path / "out"), "--to", str(END_S),
+                                    "--dry-run"])
+    assert res.exit_code == 0, res.output
+    assert "-> d (parquet): d/ (a dataset: date=.../instance=.../part-RUN_ID.parquet)" in res.output
+    assert not (tmp_path / "out" / "d").exists()

@@ -123,5 +123,7 @@ def format_plan(report: RunReport, output_dir: str) -> str:
             lines.append(f"  error: {r.error}")
         for d in r.destinations:
             rel = _where(d.kind, d.path, output_dir)
-            lines.append(f"  -> {d.target.name} ({d.target.type}): {rel}" + (f" table {d.table}" if d.table else ""))
+            keys = d.target.partition_by if d.kind == "file" else ()
+            where = f"{rel}/ (a dataset: {'/'.join(f'{k}=...' for k in keys)}/part-RUN_ID.parquet)" if keys else rel
+            lines.append(f"  -> {d.target.name} ({d.target.type}): {where}" + (f" table {d.table}" if d.table else ""))
     return "\n".join(lines)
