@@ -191,6 +191,13 @@ def test_a_push_that_fails_exits_1_and_leaves_the_exports(tmp_path: Path, fast_b
         assert "error: --push-metrics: not delivered:" in res.output and "503" in res.output
         assert (out / "c" / "cpu.csv").exists() and (out / "s.db").exists()
         assert hook.seen and hook.seen[0].method == "POST" and b"vmrules_rule_success" in hook.seen[0].body
+        as_json = CliRunner().invoke(main, ["apply", str(folder), "--output-dir", str(out), "--to", str(END_S),
+                                            "--push-metrics", f"{hook.url}/api/v1/import/prometheus",
+                                            "--log-format", "json"])
+        assert as_json.exit_code == 1
+        events = [json.loads(line) for line in as_json.output.splitlines() if line.startswith("{")]
+        run = next(e for e in events if e["event"] == "run")
+        assert run["ok"] is False and any("--push-metrics: not delivered" in e.get("message", "") for e in events)
     finally:
         hook.stop()
 

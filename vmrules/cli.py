@@ -280,6 +280,8 @@ def apply_cmd(paths: tuple[str, ...], datasource: str | None, from_: str | None,
                               options.notice or (lambda _m: None))
     if as_json:
         for event in json_events(report, output_dir):
+            if event["event"] == "run" and monitored:      # its metrics were not written or pushed
+                event["ok"] = False
             _json_line(event)
         for r in report.failed:
             _json_line({"event": "log", "level": "error", "rule": r.name, "message": r.error})
