@@ -34,6 +34,7 @@ def format_value(value: float, unit: str | None = None) -> str:
 
 
 def _seconds(v: float) -> str:
+    """1h30m, 2d1h, 59.5s, 250ms: the two largest units that are not zero."""
     if v == 0:
         return "0s"
     sign, v = ("-" if v < 0 else ""), abs(v)
@@ -41,11 +42,10 @@ def _seconds(v: float) -> str:
         return f"{sign}{v * 1000:.3g}ms"
     parts: list[str] = []
     for suffix, size in _SECONDS:
-        if v >= size or (suffix == "s" and not parts):
-            n = int(v // size) if suffix != "s" else round(v % 60 if parts else v, 3)
-            if n:
-                parts.append(f"{n:g}{suffix}")
-            v -= (n if suffix != "s" else 0) * size
+        n = (round(v, 3) if v >= 1 else 0) if suffix == "s" else v // size    # whole seconds keep a fraction
+        if n:
+            parts.append(f"{n:g}{suffix}")
+            v -= n * size
         if len(parts) == 2:
             break
     return sign + "".join(parts)

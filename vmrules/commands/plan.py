@@ -141,25 +141,30 @@ def _episodes(out: RulePlan, keys: Any, alerts: Any, step_ms: int) -> None:
     a stretch that goes on from the previous batch is not counted again."""
     import numpy as np
     import pyarrow as pa
+    import pyarrow.compute as pc
 
-    t = pa.table({"k": keys, "s": alerts.column("severity").cast(pa.string()),
-                  "t": alerts.column("timestamp").cast(pa.int64())}).sort_by([("k", "ascending"), ("s", "ascending"),
-                                                                           ("t", "ascending")])
-    k = np.asarray(t.column("k").to_pylist(), dtype=object)
-    s = np.asarray(t.column("s").to_pylist(), dtype=object)
-    ts = t.column("t").to_numpy()
+    def whole(a: Any) -> Any:
+        return a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a
+
+    k = pc.dictionary_encode(whole(keys))          # integer codes, sorted and compared as numbers; the
+    s = pc.dictionary_encode(whole(alerts.column("severity").cast(pa.string())))   # names only per stretch
+    knames, snames = k.dictionary.to_pylist(), s.dictionary.to_pylist()
+    kc, sc = k.indices.to_numpy(zero_copy_only=False), s.indices.to_numpy(zero_copy_only=False)
+    ts = alerts.column("timestamp").cast(pa.int64()).to_numpy()
+    order = np.lexsort((ts, sc, kc))
+    kc, sc, ts = kc[order], sc[order], ts[order]
     first = np.ones(len(ts), bool)
-    first[1:] = (k[1:] != k[:-1]) | (s[1:] != s[:-1])
+    first[1:] = (kc[1:] != kc[:-1]) | (sc[1:] != sc[:-1])
     new = first.copy()
     new[1:] |= np.diff(ts) != step_ms
     for i in np.flatnonzero(first):                  # a stretch the last batch left open goes on
-        if out.last_alert.get((k[i], s[i])) == ts[i] - step_ms:
+        if out.last_alert.get((knames[kc[i]], snames[sc[i]])) == ts[i] - step_ms:
             new[i] = False
-    last = np.r_[np.flatnonzero(first)[1:] - 1, len(ts) - 1] if len(ts) else np.empty(0, int)
-    for i in last:
-        out.last_alert[(k[i], s[i])] = int(ts[i])
-    for i in np.flatnonzero(new):
-        out.severity_episodes[s[i]] = out.severity_episodes.get(s[i], 0) + 1
+    for i in np.r_[np.flatnonzero(first)[1:] - 1, len(ts) - 1] if len(ts) else ():
+        out.last_alert[(knames[kc[i]], snames[sc[i]])] = int(ts[i])
+    for code, n in enumerate(np.bincount(sc[new], minlength=len(snames)).tolist()):
+        if n:
+            out.severity_episodes[snames[code]] = out.severity_episodes.get(snames[code], 0) + n
 
 
 def _add(into: dict[str, int], counts: list[dict[str, Any]]) -> None:

@@ -59,8 +59,8 @@ class Charts:
         ts = table.column("timestamp").cast(pa.int64()).to_numpy()
         values = table.column("value").to_numpy()
         alert = table.column("alert").to_numpy(zero_copy_only=False).astype(bool)
-        severity = (np.asarray(table.column("severity").cast(pa.string()).to_pylist(), dtype=object)
-                    if "severity" in table.column_names else np.full(len(ts), None, dtype=object))
+        severity = _names(table.column("severity")) if "severity" in table.column_names \
+            else np.full(len(ts), None, dtype=object)
         alerting = set(np.unique(codes[alert]).tolist())
         with self._lock:
             chosen = self.rules.setdefault(rule, {})
@@ -84,6 +84,16 @@ class Charts:
             del chosen[quiet[-1]]              # an alerting series is worth more on the chart
         chosen[name] = _Series(name)
         return chosen[name]
+
+
+def _names(column: pa.ChunkedArray) -> np.ndarray:
+    """A text column as an object array, its few distinct values converted once (None for null)."""
+    import pyarrow.compute as pc
+
+    text = column.cast(pa.string())
+    coded = pc.dictionary_encode(text.combine_chunks() if isinstance(text, pa.ChunkedArray) else text)
+    names = np.asarray([*coded.dictionary.to_pylist(), None], dtype=object)
+    return names[coded.indices.fill_null(len(names) - 1).to_numpy(zero_copy_only=False)]
 
 
 # -- the page ----------------------------------------------------------------------------------
