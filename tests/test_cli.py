@@ -36,7 +36,7 @@ def test_validate_json(bad_dir: Path) -> None:
     assert res.exit_code == 1
     assert json.loads(res.stdout) == {"valid": False, "problems": [
         {"path": f"{bad_dir}/bad.yaml", "line": 5, "col": 20,
-         "message": "where: expected a value, got end of expression"}]}
+         "message": "where: expected a value, got end of expression", "level": "error"}]}
 
 
 def test_validate_github(bad_dir: Path) -> None:
@@ -46,9 +46,35 @@ def test_validate_github(bad_dir: Path) -> None:
 
 
 def test_validate_ok_and_quiet(tmp_path: Path) -> None:
-    (tmp_path / "ok.yml").write_text("version: 1\nrules: [{name: r, query: up}]\n")
+    (tmp_path / "ok.yml").write_text("version: 1\ntargets: {o: {type: csv, path: o.csv}}\n"
+                                     "rules: [{name: r, query: up, route: [{to: o}]}]\n")
     res = run("validate", "-q", str(tmp_path))
     assert (res.exit_code, res.stdout, res.stderr) == (0, "", "")
+
+
+def test_validate_warnings_pass_unless_strict(tmp_path: Path) -> None:
+    (tmp_path / "w.yml").write_text("version: 1\nrules: [{name: r, query: up}]\n")
+    warning = f"{tmp_path}/w.yml:2:16: warning: rule 'r' routes to no target"
+    res = run("validate", str(tmp_path))
+    assert res.exit_code == 0
+    assert res.stdout.startswith(warning)
+    assert res.stderr == "1 file(s), 1 warning(s)\n"
+    res = run("validate", "--strict", str(tmp_path))
+    assert res.exit_code == 1 and res.stdout.startswith(warning)
+    res = run("validate", "--format", "github", str(tmp_path))
+    assert res.exit_code == 0 and res.stdout.startswith(f"::warning file={tmp_path}/w.yml,line=2,col=16::rule 'r'")
+
+
+def test_validate_verbose_says_what_metricsql_left_unchecked(tmp_path: Path) -> None:
+    (tmp_path / "m.yml").write_text("version: 1\ntargets: {o: {type: csv, path: o.csv}}\n"
+                                    "rules: [{name: r, query: 'rate(up)', route: [{to: o}]}]\n")
+    assert run("validate", str(tmp_path)).stdout == ""
+    res = run("validate", "-v", str(tmp_path))
+    assert res.exit_code == 0
+    assert res.stdout == (f"{tmp_path}/m.yml:3:26: note: query checked as MetricsQL (the default dialect; set "
+                          "dialect: promql for a Prometheus); not checked: argument types as MetricsQL converts them "
+                          "(PromQL would say: expected type range vector in call to function 'rate', got instant "
+                          "vector)\n")
 
 
 def test_validate_missing_path_is_a_usage_error(tmp_path: Path) -> None:

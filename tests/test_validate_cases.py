@@ -9,18 +9,20 @@ import yaml
 
 from vmrules.config.validate import validate_paths
 
-CASES = yaml.safe_load((Path(__file__).parent / "cases" / "validate.yaml").read_text())
+CASES = [case for path in sorted((Path(__file__).parent / "cases").glob("validate*.yaml"))
+         for case in yaml.safe_load(path.read_text())]
 
 
-def problems_of(tmp_path: Path, files: dict[str, str | bytes]) -> list[str]:
-    """Validate files written under tmp_path; problems as `name:line:col: message`."""
+def problems_of(tmp_path: Path, files: dict[str, str | bytes], level: str = "error") -> list[str]:
+    """Validate files written under tmp_path; problems (or warnings) as `name:line:col: message`."""
     for name, text in files.items():
         p = tmp_path / name
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(text if isinstance(text, bytes) else text.encode())
     result = validate_paths([str(tmp_path)])
+    found = result.problems if level == "error" else result.warnings
     return [f"{Path(p.location.path).relative_to(tmp_path)}:{p.location.line}:{p.location.col}: {p.message}"
-            for p in result.problems]
+            for p in found]
 
 
 def check(tmp_path: Path, text: str, problem: tuple[int, int] | None = None, message: str = "") -> None:
@@ -41,8 +43,18 @@ def test_there_are_enough_cases() -> None:
 @pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
 def test_case(tmp_path: Path, case: dict) -> None:
     got = problems_of(tmp_path, {"r.yaml": case["yaml"]})
-    assert got == [f"r.yaml:{p}" for p in case["problems"]]
-    assert got, "every case is a bad file"
+    assert got == [f"r.yaml:{p}" for p in case.get("problems", [])]
+    if "warnings" in case:                 # the lint cases list every warning; the others list no lint
+        warned = problems_of(tmp_path, {}, level="warning")
+        assert warned == [f"r.yaml:{p}" for p in case["warnings"]]
+        assert warned, "a lint case warns"
+    else:
+        assert got, "every case is a bad file"
+
+
+def test_case_ids_are_unique() -> None:
+    ids = [c["id"] for c in CASES]
+    assert len(ids) == len(set(ids))
 
 
 def test_good_rule_sets_validate() -> None:

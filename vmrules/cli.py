@@ -46,24 +46,31 @@ def main() -> None:
 @click.argument("paths", nargs=-1, type=click.Path())
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True,
               help="text: path:line:col: error: message; json: one document; github: workflow annotations.")
+@click.option("--strict", is_flag=True, help="Fail (exit 1) on warnings too: the lints of rules that cannot do "
+              "what they say.")
+@click.option("-v", "--verbose", is_flag=True, help="Also say what could not be checked (MetricsQL beyond PromQL).")
 @click.option("-q", "--quiet", is_flag=True, help="Print problems only, no closing line.")
-def validate(paths: tuple[str, ...], fmt: str, quiet: bool) -> None:
+def validate(paths: tuple[str, ...], fmt: str, strict: bool, verbose: bool, quiet: bool) -> None:
     """Check rule files (default: rules/) without reading secrets or touching the network.
 
-    Exit 0 when every file is valid, 1 when any problem is found, 2 on a wrong command line.
+    Queries are parsed offline in each datasource's dialect. Exit 0 when every file is valid (warnings
+    allowed unless --strict), 1 when any problem is found, 2 on a wrong command line.
     """
     try:
         result = validate_paths(paths or DEFAULT_PATHS)
     except FileNotFoundError as exc:
         raise click.UsageError(str(exc)) from None
-    out = format_problems(result.problems, fmt)
+    shown = sorted(result.problems + result.warnings + (result.notes if verbose else []))
+    out = format_problems(shown, fmt)
     if out:
         click.echo(out)
+    failed = not result.ok or strict and bool(result.warnings)
     if fmt == "text" and not quiet:
         n = len(result.files)
-        status = "valid" if result.ok else f"{len(result.problems)} problem(s)"
-        click.echo(f"{n} file(s), {status}", err=True)
-    sys.exit(0 if result.ok else 1)
+        parts = [f"{len(result.problems)} problem(s)"] if result.problems else []
+        parts += [f"{len(result.warnings)} warning(s)"] if result.warnings else []
+        click.echo(f"{n} file(s), {', '.join(parts) or 'valid'}", err=True)
+    sys.exit(1 if failed else 0)
 
 
 @main.command("test")

@@ -42,9 +42,10 @@ class Problem:
 
     location: Location
     message: str
+    level: str = "error"        # error | warning (a lint; fails only `validate --strict`) | note (`validate -v`)
 
     def __str__(self) -> str:
-        return f"{self.location}: error: {self.message}"
+        return f"{self.location}: {self.level}: {self.message}"
 
 
 class VmrulesError(Exception):

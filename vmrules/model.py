@@ -56,6 +56,8 @@ class Datasource:
     tls_insecure: bool = False
     max_points_per_series: int = DEFAULT_MAX_POINTS
     location: Location | None = None
+    dialect: str = "metricsql"           # promql | metricsql: how validate checks the queries
+    dialect_given: bool = False
 
     @property
     def is_file(self) -> bool:

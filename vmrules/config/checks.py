@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from vmrules import expr
 from vmrules.config import schema
+from vmrules.config.lints import lint_headers, lint_rule
 from vmrules.config.load import LoadedFile, load_file
 from vmrules.durations import format_duration_ms, parse_duration_ms
 from vmrules.errors import ConfigError, Location, Problem
@@ -62,6 +63,8 @@ class FileOutcome:
     rules: list[tuple[str, Location, Rule | None]] = field(default_factory=list)
     route_refs: list[tuple[str, str, Location]] = field(default_factory=list)
     tests: list[RuleTest] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)    # lints: reported, fail only `validate --strict`
+    notes: list[Problem] = field(default_factory=list)       # what was not checked, for `validate -v`
 
 
 def check_files(paths: list[str]) -> list[FileOutcome]:
@@ -90,6 +93,10 @@ def _text(spec: dict[str, Any], key: str, ms: int) -> str:
     return spec[key] if isinstance(spec.get(key), str) else format_duration_ms(ms)
 
 
+def _dialect_note(ds: Datasource | None) -> str:
+    return "" if ds is not None and ds.dialect_given else " (the default dialect; set dialect: promql for a Prometheus)"
+
+
 def _items(spec: dict[str, Any], key: str, s: _FileScope, path: tuple[Any, ...]) -> list[tuple[int, Any]]:
     """The well-formed items of a list-valued key."""
     value = spec.get(key)
@@ -113,9 +120,22 @@ class _FileScope:
         return not any(b[:n] == path for b in self.bad)
 
 
+def _tee(checks: Checks[T], found: list[Problem]) -> Checks[T]:
+    """`checks`, passing its problems on and keeping a copy in `found`."""
+    try:
+        problem = next(checks)
+        while True:
+            found.append(problem)
+            yield problem
+            problem = next(checks)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+
+
 class _FileChecker:
     def __init__(self, out: FileOutcome):
         self.out = out
+        self.tree: Any = None        # the parsed query of the rule checked last
 
     # -- file level -------------------------------------------------------
     def file_level(self, s: _FileScope) -> Iterator[Problem]:
@@ -135,6 +155,7 @@ class _FileChecker:
             yield Problem(f.where(path + ("url",)),
                           f"datasource url {url!r} must start with http://, https:// or file:")
         timeout = yield from self.duration(f, path + ("timeout",), d.get("timeout"), DEFAULT_TIMEOUT_MS)
+        self.out.warnings += lint_headers(f, path, d)
         auth = d.get("basic_auth")
         return Datasource(
             url=normalize_url(url),
@@ -143,7 +164,7 @@ class _FileChecker:
             params=dict(d.get("params") or {}), timeout_ms=timeout,
             ca_file=d.get("ca_file"), tls_insecure=bool(d.get("tls_insecure", False)),
             max_points_per_series=d.get("max_points_per_series", DEFAULT_MAX_POINTS),
-            location=f.where(path))
+            location=f.where(path), dialect=d.get("dialect", "metricsql"), dialect_given="dialect" in d)
 
     def duration(self, f: LoadedFile, path: tuple[Any, ...], text: str | None, default: int) -> Checks[int]:
         if text is None:
@@ -167,6 +188,7 @@ class _FileChecker:
             target = Target(name, spec["type"], options, s.f.where_key(path),
                             {k: s.f.where(path + (k,)) for k in options})
             yield from self.target_options(s.f, path, target)
+            self.out.warnings += lint_headers(s.f, path, spec)
             self.out.targets.append((name, target.location, target))
 
     def target_options(self, f: LoadedFile, path: tuple[Any, ...], t: Target) -> Iterator[Problem]:
@@ -237,7 +259,10 @@ class _FileChecker:
             name = spec.get("name") if isinstance(spec, dict) else None
             rule = None
             if isinstance(spec, dict) and s.ok(("defaults",)):
-                rule = yield from self.rule(s, path, spec)
+                found: list[Problem] = []
+                rule = yield from _tee(self.rule(s, path, spec), found)
+                if rule is not None and not found:      # lints only for rules without problems
+                    self.out.warnings += lint_rule(s.f, path, spec, rule, self.tree)
             if isinstance(name, str):
                 self.out.rules.append((name, s.f.where(path + ("name",)), rule))
 
@@ -256,6 +281,8 @@ class _FileChecker:
         step_ms = yield from self.duration(f, path + ("step",), spec.get("step", d.get("step")) if ok("step") or
                                            "step" not in spec else None, DEFAULT_STEP_MS)
         yield from self.request_count(f, path, spec, datasource, range_ms, step_ms, {**d, **spec})
+        tree = (yield from self.query(f, path + ("query",), spec["query"], datasource)) if ok("query") else None
+        self.tree = None
         valid: dict[str, Any] = spec["valid"] if ok("valid") else {}
         if valid.get("min") is not None and valid.get("max") is not None and valid["min"] > valid["max"]:
             yield Problem(f.where(path + ("valid",)), f"valid: min {valid['min']} is greater than max {valid['max']}")
@@ -278,7 +305,7 @@ class _FileChecker:
         lookback = parse_duration_ms(spec["lookback"]) if ok("lookback") else None   # 0s: no lookback
         if not s.ok(path):
             return None
-        return Rule(
+        rule = Rule(
             name=spec["name"], query=spec["query"], location=f.where(path), datasource=datasource,
             range_ms=range_ms, step_ms=step_ms, instant=bool(spec.get("instant", False)),
             labels={**d.get("labels", {}), **spec.get("labels", {})},
@@ -286,6 +313,21 @@ class _FileChecker:
             thresholds=tuple(thresholds), routes=tuple(routes), description=spec.get("description", ""),
             unit=spec.get("unit"),
             lookback_ms=lookback)
+        self.tree = tree
+        return rule
+
+    def query(self, f: LoadedFile, path: tuple[Any, ...], text: str, ds: Datasource | None) -> Checks[Any]:
+        """The query parsed offline in the datasource's dialect; its tree, or None when it has a problem."""
+        from vmrules import querylang
+
+        dialect = ds.dialect if ds is not None else "metricsql"
+        result = querylang.check(text, dialect)
+        for p in result.problems:
+            yield Problem(f.where_in(path, p.offset), f"query: {p.message}")
+        if result.partial:
+            self.out.notes.append(Problem(f.where(path), f"query checked as MetricsQL{_dialect_note(ds)}; not "
+                                          f"checked: {result.partial}", "note"))
+        return result.tree
 
     def request_count(self, f: LoadedFile, path: tuple[Any, ...], spec: dict[str, Any], ds: Datasource | None,
                       range_ms: int, step_ms: int, written: dict[str, Any]) -> Iterator[Problem]:

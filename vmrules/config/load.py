@@ -7,6 +7,7 @@ refused with the line and column where they occur.
 
 from __future__ import annotations
 
+import bisect
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -63,12 +64,19 @@ class LoadedFile:
         return Location(self.path, line, col)
 
     def where_in(self, path: Iterable[Any], offset: int) -> Location:
-        """The location `offset` characters into the string value at `path` (after its quote)."""
-        loc = self.where(path)
-        lines = self.source.splitlines()
-        line = lines[loc.line - 1] if 0 < loc.line <= len(lines) else ""
-        quoted = line[loc.col - 1:loc.col] in ("'", '"')
-        return loc.shifted(offset + (1 if quoted else 0))
+        """The location of the character `offset` characters into the string value at `path`, in any YAML
+        style: quoted (escapes included), plain over several lines, or a block scalar (`|`, `>`)."""
+        p = tuple(path)
+        loc = self.where(p)
+        value: Any = self.data
+        for key in p:
+            try:
+                value = value[key]
+            except (KeyError, IndexError, TypeError):
+                return loc
+        if not isinstance(value, str) or p not in self.marks:
+            return loc
+        return Location(self.path, *_position_in(self.source, loc.line, loc.col, value, offset))
 
     def where_key(self, path: Iterable[Any]) -> Location:
         """The location of the key that holds `path` (falls back to the value)."""
@@ -201,6 +209,35 @@ class _Walker:
             self.out.key_marks[path + (key,)] = (mark.line + 1, mark.column + 1)
             out[key] = self.value(value_node, path + (key,), depth + 1, alias)
         return out
+
+
+def _position_in(source: str, line: int, col: int, value: str, offset: int) -> tuple[int, int]:
+    """(line, col) in `source` of `value[offset]`, the value of the scalar that starts at (line, col).
+
+    The value's non-blank characters appear in the source in order (folding, indentation and escapes
+    only change blanks, quotes and backslashes), so each is found after the one before it; an offset on a
+    blank or past the end is placed after the last character found before it."""
+    starts = [0] + [i + 1 for i, c in enumerate(source) if c == "\n"]
+    if line > len(starts):
+        return line, col
+    i = starts[line - 1] + col - 1
+    head = source[i:i + 1]
+    if head in ("|", ">"):
+        i = source.find("\n", i) + 1 or len(source)
+    elif head in ("'", '"'):
+        i += 1
+    found, found_at, pos = i, -1, i
+    for k in range(min(offset, len(value) - 1) + 1):
+        c = value[k]
+        if c.isspace():
+            continue
+        j = source.find(c, pos)
+        if j < 0:
+            break
+        found, found_at, pos = j, k, j + 1
+    index = found if found_at == offset else found + (offset - found_at if found_at >= 0 else 0)
+    row = bisect.bisect_right(starts, index) - 1
+    return row + 1, index - starts[row] + 1
 
 
 def _error(loc: Location, message: str) -> ConfigError:

@@ -12,7 +12,7 @@ import multiprocessing
 import os
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from vmrules.config.checks import FileOutcome, check_files
@@ -56,6 +56,8 @@ class Result:
     files: list[str]
     problems: list[Problem]
     ruleset: RuleSet | None = None
+    warnings: list[Problem] = field(default_factory=list)    # lints: `validate --strict` fails on them
+    notes: list[Problem] = field(default_factory=list)       # what could not be checked (`validate -v`)
 
     @property
     def ok(self) -> bool:
@@ -87,7 +89,8 @@ def validate_paths(paths: Iterable[str], jobs: int | None = None) -> Result:
         problems = refused + list(merger.run(outcomes))
     if not files and not refused:
         problems.append(Problem(Location(", ".join(paths) or "."), "no rule files (*.yaml, *.yml) found"))
-    result = Result(files, sorted(set(problems)))
+    result = Result(files, sorted(set(problems)), warnings=sorted(set(merger.warnings)),
+                    notes=sorted(set(merger.notes)))
     if result.ok:
         result.ruleset = RuleSet(tuple(merger.rules), dict(merger.targets), tuple(files), tuple(merger.tests))
     return result
@@ -127,6 +130,8 @@ class _Merger:
         self.targets: dict[str, Target] = {}
         self.rules: list[Rule] = []
         self.tests: list[RuleTest] = []
+        self.warnings: list[Problem] = []
+        self.notes: list[Problem] = []
 
     def run(self, outcomes: list[FileOutcome]) -> Iterator[Problem]:
         rule_names: dict[str, Location] = {}
@@ -148,6 +153,8 @@ class _Merger:
                     self.rules.append(rule)
             refs += out.route_refs
             self.tests += out.tests
+            self.warnings += out.warnings
+            self.notes += out.notes
         yield from self.routes_and_templates(refs)
         yield from self.test_references(set(rule_names))
         self.rules = [replace(r, episodes=True) if any(self.targets[n].shape == "episodes" for route in r.routes

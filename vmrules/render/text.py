@@ -17,16 +17,20 @@ FORMATS = ("text", "json", "github")
 
 
 def format_problems(problems: Iterable[Problem], fmt: str = "text") -> str:
-    """Problems as `path:line:col: error: msg` lines, a JSON document, or GitHub annotations."""
+    """Problems as `path:line:col: error: msg` lines (warnings and notes alike), a JSON document, or GitHub
+    annotations."""
     problems = list(problems)
     if fmt == "json":
-        return json.dumps({"valid": not problems, "problems": [
-            {"path": p.location.path, "line": p.location.line, "col": p.location.col, "message": p.message}
-            for p in problems]}, indent=2)
+        return json.dumps({"valid": not any(p.level == "error" for p in problems), "problems": [
+            {"path": p.location.path, "line": p.location.line, "col": p.location.col, "message": p.message,
+             "level": p.level} for p in problems]}, indent=2)
     if fmt == "github":
-        return "\n".join(f"::error file={_gh(p.location.path)},line={p.location.line},col={p.location.col}"
-                         f"::{_gh(p.message)}" for p in problems)
+        return "\n".join(f"::{_GH_LEVEL.get(p.level, 'error')} file={_gh(p.location.path)},line={p.location.line},"
+                         f"col={p.location.col}::{_gh(p.message)}" for p in problems)
     return "\n".join(str(p) for p in problems)
+
+
+_GH_LEVEL = {"error": "error", "warning": "warning", "note": "notice"}
 
 
 def _gh(text: str) -> str:

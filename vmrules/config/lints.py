@@ -1,0 +1,155 @@
+"""Lints: rules that are valid but cannot do what they say. Warnings, each with where and how to fix it;
+`validate --strict` fails on them."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from vmrules import expr
+from vmrules.config.load import LoadedFile
+from vmrules.durations import format_duration_ms
+from vmrules.errors import Problem
+from vmrules.model import Rule, Threshold
+from vmrules.thresholds import BY_OP
+
+_BARE_VAR = re.compile(r"(?<![$\\])\$([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def warning(f: LoadedFile, path: tuple[Any, ...], message: str) -> Problem:
+    return Problem(f.where(path), message, "warning")
+
+
+def lint_rule(f: LoadedFile, path: tuple[Any, ...], spec: dict[str, Any], rule: Rule, tree: Any) -> Iterator[Problem]:
+    """Every lint of one well-formed rule (`tree`: its parsed query, or None)."""
+    yield from _thresholds(f, path, rule)
+    yield from _labels(f, path, spec, rule, tree)
+    if not rule.routes:
+        yield warning(f, path + ("name",), f"rule {rule.name!r} routes to no target: `apply` computes its rows and "
+                      "writes them nowhere; add route: [{to: TARGET}]")
+
+
+def lint_headers(f: LoadedFile, path: tuple[Any, ...], spec: dict[str, Any]) -> Iterator[Problem]:
+    """`$VAR` without braces is sent as it is written: only `${VAR}` is taken from the environment."""
+    for key in ("headers",):
+        for name, value in (spec.get(key) or {}).items():
+            if isinstance(value, str) and (m := _BARE_VAR.search(value)):
+                yield warning(f, path + (key, name), f"header {name}: ${m.group(1)} is sent as written; only "
+                              f"${{{m.group(1)}}} is taken from the environment: write ${{{m.group(1)}}}")
+    for key in ("bearer_token", "dsn"):
+        value = spec.get(key)
+        if isinstance(value, str) and (m := _BARE_VAR.search(value)):
+            yield warning(f, path + (key,), f"{key}: ${m.group(1)} is used as written; only ${{{m.group(1)}}} is "
+                          f"taken from the environment: write ${{{m.group(1)}}}")
+
+
+# -- thresholds ---------------------------------------------------------------
+@dataclass(frozen=True)
+class _Interval:
+    """The values a condition accepts: an interval, or everything but one value (`hole`)."""
+
+    lo: float = -math.inf
+    lo_in: bool = False
+    hi: float = math.inf
+    hi_in: bool = False
+    hole: float | None = None
+
+    def empty(self) -> bool:
+        return self.lo > self.hi or self.lo == self.hi and not (self.lo_in and self.hi_in)
+
+    def within(self, other: _Interval) -> bool:
+        """Every value of self is a value of other."""
+        if self.empty():
+            return True
+        if other.hole is not None:
+            if self.hole is not None:
+                return self.hole == other.hole and other.lo == -math.inf and other.hi == math.inf
+            if _contains(self, other.hole):
+                return False
+        elif self.hole is not None and not (other.lo == -math.inf and other.hi == math.inf):
+            return False
+        lo_ok = other.lo < self.lo or other.lo == self.lo and (other.lo_in or not self.lo_in)
+        hi_ok = other.hi > self.hi or other.hi == self.hi and (other.hi_in or not self.hi_in)
+        return lo_ok and hi_ok
+
+    def __and__(self, other: _Interval) -> _Interval:
+        lo, lo_in = max((self.lo, not self.lo_in), (other.lo, not other.lo_in))
+        hi, hi_in = min((self.hi, self.hi_in), (other.hi, other.hi_in))
+        return _Interval(lo, not lo_in, hi, hi_in, self.hole if self.hole is not None else other.hole)
+
+
+def _contains(i: _Interval, x: float) -> bool:
+    return (i.lo < x or i.lo == x and i.lo_in) and (x < i.hi or x == i.hi and i.hi_in)
+
+
+def _interval(op: str, value: float) -> _Interval:
+    match op:
+        case ">":
+            return _Interval(lo=value)
+        case ">=":
+            return _Interval(lo=value, lo_in=True)
+        case "<":
+            return _Interval(hi=value)
+        case "<=":
+            return _Interval(hi=value, hi_in=True)
+        case "==":
+            return _Interval(value, True, value, True)
+    return _Interval(hole=value)
+
+
+def _describe(i: int, t: Threshold) -> str:
+    key = BY_OP[t.op].key if t.op in BY_OP else t.op
+    return f"threshold {i + 1} ({t.severity} {key} {t.value:g})"
+
+
+def _thresholds(f: LoadedFile, path: tuple[Any, ...], rule: Rule) -> Iterator[Problem]:
+    valid = _Interval(-math.inf if rule.valid_min is None else rule.valid_min, True,
+                      math.inf if rule.valid_max is None else rule.valid_max, True)
+    kept = f"valid keeps {rule.valid_min if rule.valid_min is not None else '-inf'} .. " \
+           f"{rule.valid_max if rule.valid_max is not None else '+inf'}"
+    for i, t in enumerate(rule.thresholds):
+        if t.op == "when" or t.value is None:
+            continue
+        here = path + ("thresholds", i)
+        accepts = _interval(t.op, t.value) & valid
+        if accepts.empty():
+            yield warning(f, here, f"{_describe(i, t)} can never match: {kept} (rows outside are dropped before the "
+                          "thresholds); change the threshold or valid")
+            continue
+        for j, first in enumerate(rule.thresholds[:i]):
+            if first.op == "when" or first.value is None or first.for_ms:
+                continue            # a threshold still waiting out its `for` lets the row fall through
+            if accepts.within(_interval(first.op, first.value)):
+                yield warning(f, here, f"{_describe(i, t)} can never match: {_describe(j, first)} comes first and "
+                              "matches every value it does (first match wins); list the most severe first")
+                break
+        if 0 < t.for_ms < rule.step_ms and not rule.instant:
+            yield warning(f, here + ("for",), f"for: {format_duration_ms(t.for_ms)} is shorter than the step "
+                          f"{format_duration_ms(rule.step_ms)}: a condition is seen once per step, so it acts as "
+                          f"for: {format_duration_ms(rule.step_ms)}; write that, or a multiple of the step")
+
+
+# -- labels -------------------------------------------------------------------
+def _labels(f: LoadedFile, path: tuple[Any, ...], spec: dict[str, Any], rule: Rule, tree: Any) -> Iterator[Problem]:
+    """A `where` or a route's `when` on a label the query never returns can never be true as written."""
+    if tree is None:
+        return
+    from vmrules.querylang.labels import output_labels
+
+    labels = output_labels(tree, rule.query)
+    if labels.known is None and not labels.removed:
+        return
+    static = set(rule.labels)
+    places: list[tuple[tuple[Any, ...], expr.Node | None]] = [(path + ("where",), rule.where)]
+    places += [(path + ("route", i, "when"), r.when) for i, r in enumerate(rule.routes)]
+    for where, node in places:
+        if node is None:
+            continue
+        for name in sorted(expr.label_names(node) - static):
+            if labels.lacks(name):
+                yield warning(f, where, f"{where[-1]}: the query never returns label {name!r} ({labels.how}), so "
+                              f"{name} reads as \"\"; keep it in the query (e.g. by ({name}, ...)) or drop the "
+                              "condition")

@@ -1,0 +1,112 @@
+"""Tokens of a PromQL or MetricsQL query, each with its 0-based offset into the query text."""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+
+class QueryError(ValueError):
+    """A query that does not parse or check, at `offset` (0-based) in its text."""
+
+    def __init__(self, message: str, offset: int):
+        super().__init__(message)
+        self.message, self.offset = message, offset
+
+
+class Token(NamedTuple):
+    kind: str          # ident num dur str op eof
+    text: str
+    start: int
+
+    @property
+    def low(self) -> str:
+        return self.text.lower()
+
+
+_DURATION = r"(?:\d+(?:\.\d+)?(?:ms|[smhdwyi]))+"
+_SUFFIXED = r"(?:\d+(?:\.\d+)?|\.\d+)(?:[KMGT]i?B?)"            # MetricsQL: 1Ki, 2MB, 1.5GiB
+_NUMBER = r"0[xX][0-9a-fA-F]+|0[oO][0-7]+|0[bB][01]+|(?:\d+(?:_\d+)*\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+_TOKENS = re.compile(
+    r"(?P<space>(?:\s+|\#[^\n]*)+)"
+    rf"|(?P<dur>{_DURATION})(?![\w.])"
+    rf"|(?P<suffixed>{_SUFFIXED})(?![\w.])"
+    rf"|(?P<num>{_NUMBER})(?![\w.])"
+    r"|(?P<ident>(?:[^\W\d]|:(?=[^\W\d:])|\\.)(?:[\w:.]|\\.)*)"
+    r'|(?P<str>"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'|`[^`]*`)'
+    r"|(?P<op>==|!=|>=|<=|=~|!~|[-+*/%^<>=(){}\[\],:@])"
+)
+_PROMQL_IDENT = re.compile(r"[A-Za-z_:][A-Za-z0-9_:]*")
+_STRING_START = re.compile(r"[\"'`]")
+
+
+def tokenize(query: str, metricsql: bool) -> list[Token]:
+    """The tokens of `query`, ending with an `eof` token; QueryError at the first character that starts none."""
+    out: list[Token] = []
+    append = out.append
+    pos = 0
+    for m in _TOKENS.finditer(query):
+        start = m.start()
+        if start != pos:
+            break
+        pos = m.end()
+        kind = m.lastgroup
+        if kind == "space":
+            continue
+        text = m.group()
+        if kind == "ident":
+            if not metricsql and not _PROMQL_IDENT.fullmatch(text):
+                bad = next(i for i, c in enumerate(text) if not (c.isascii() and (c.isalnum() or c in "_:")))
+                raise QueryError(f"unexpected character {text[bad]!r} in the name {text!r} (PromQL names are "
+                                 "[a-zA-Z_:][a-zA-Z0-9_:]*; quote others: {\"name.with.dots\"})", start + bad)
+        elif kind == "suffixed":
+            if not metricsql:
+                raise QueryError(f"bad number or duration {text!r}", start)
+            kind = "num"
+        elif kind == "dur" and text[-1] == "i" and not metricsql:
+            raise QueryError(f"bad duration {text!r} (steps as `i` are MetricsQL)", start)
+        append(Token(kind, text, start))        # type: ignore[arg-type]
+    if pos < len(query):
+        raise QueryError(_bad_character(query, pos), pos)
+    append(Token("eof", "", len(query)))
+    return out
+
+
+def _bad_character(query: str, pos: int) -> str:
+    c = query[pos]
+    if _STRING_START.match(c):
+        return f"unterminated string starting with {c}"
+    if c.isdigit() or c == ".":
+        word = re.match(r"[\w.]+", query[pos:])
+        return f"bad number or duration {word.group() if word else c!r}"
+    if c == "!":
+        return "unexpected character '!' (use != or !~ in a matcher, `unless` or `not` elsewhere)"
+    if c in "&|":
+        return f"unexpected character {c!r} (PromQL writes `and` / `or`)"
+    return f"unexpected character {c!r}"
+
+
+def unquote(token: Token) -> str:
+    """The value of a string token (Go's escapes; backquotes are raw)."""
+    text = token.text
+    if text[0] == "`":
+        return text[1:-1]
+    body = text[1:-1]
+    if "\\" not in body:
+        return body
+    return _ESCAPES.sub(_escape, body)
+
+
+_ESCAPES = re.compile(r"\\(x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|[0-7]{3}|.)", re.S)
+_SIMPLE = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
+
+
+def _escape(m: re.Match[str]) -> str:
+    code = m.group(1)
+    if code[0] in "xuU" and len(code) > 1:
+        return chr(int(code[1:], 16))
+    if len(code) == 3 and code.isdigit():
+        return chr(int(code, 8))
+    if code in _SIMPLE:
+        return _SIMPLE[code]
+    return code if code in "\\\"'`" else "\\" + code      # \d stays \d for the regex engine
