@@ -48,18 +48,30 @@ def main() -> None:
               help="text: path:line:col: error: message; json: one document; github: workflow annotations.")
 @click.option("--strict", is_flag=True, help="Fail (exit 1) on warnings too: the lints of rules that cannot do "
               "what they say.")
+@click.option("--online", is_flag=True, help="Also ask each rule's datasource whether the selectors of its query have "
+              "series in the rule's window (reads the secrets the files name); a selector with none is a warning.")
+@click.option("--datasource", metavar="URL", help="With --online: ask this datasource instead of the rules' own.")
+@_ALLOW_ENV_OPTION
 @click.option("-v", "--verbose", is_flag=True, help="Also say what could not be checked (MetricsQL beyond PromQL).")
 @click.option("-q", "--quiet", is_flag=True, help="Print problems only, no closing line.")
-def validate(paths: tuple[str, ...], fmt: str, strict: bool, verbose: bool, quiet: bool) -> None:
+def validate(paths: tuple[str, ...], fmt: str, strict: bool, online: bool, datasource: str | None,
+             allow_env: tuple[str, ...], verbose: bool, quiet: bool) -> None:
     """Check rule files (default: rules/) without reading secrets or touching the network.
 
     Queries are parsed offline in each datasource's dialect. Exit 0 when every file is valid (warnings
     allowed unless --strict), 1 when any problem is found, 2 on a wrong command line.
     """
+    if datasource and not online:
+        raise click.UsageError("--datasource is for --online (validate is offline otherwise)")
     try:
         result = validate_paths(paths or DEFAULT_PATHS)
     except FileNotFoundError as exc:
         raise click.UsageError(str(exc)) from None
+    if online and result.ruleset is not None:
+        from vmrules.commands.online import check_series
+
+        result.warnings = sorted(result.warnings + check_series(result.ruleset, allow=_allow_env(allow_env),
+                                                                datasource=datasource))
     shown = sorted(result.problems + result.warnings + (result.notes if verbose else []))
     out = format_problems(shown, fmt)
     if out:

@@ -188,6 +188,7 @@ class Rule:
     unit: str | None = None               # bytes | percent | ratio | seconds: how values read (units.py)
     lookback_ms: int | None = None        # None: from the thresholds (see `warmup_ms`)
     episodes: bool = False                # routes to a target that takes episodes (set when the set is loaded)
+    query_location: Location | None = None   # where the query text starts in its file
 
     @property
     def warmup_ms(self) -> int:

@@ -307,6 +307,7 @@ class _FileChecker:
             return None
         rule = Rule(
             name=spec["name"], query=spec["query"], location=f.where(path), datasource=datasource,
+            query_location=f.where(path + ("query",)),
             range_ms=range_ms, step_ms=step_ms, instant=bool(spec.get("instant", False)),
             labels={**d.get("labels", {}), **spec.get("labels", {})},
             valid_min=valid.get("min"), valid_max=valid.get("max"), where=where,
@@ -324,6 +325,12 @@ class _FileChecker:
         result = querylang.check(text, dialect)
         for p in result.problems:
             yield Problem(f.where_in(path, p.offset), f"query: {p.message}")
+        kind = result.tree.type if result.tree is not None else None
+        if dialect == "promql" and kind in ("range vector", "string"):
+            yield Problem(f.where_in(path, 0), f"query: a rule's query must give an instant vector or a scalar, not "
+                          f"a {kind}" + (" (wrap it in a function such as rate() or max_over_time())"
+                                         if kind == "range vector" else ""))
+            return None
         if result.partial:
             self.out.notes.append(Problem(f.where(path), f"query checked as MetricsQL{_dialect_note(ds)}; not "
                                           f"checked: {result.partial}", "note"))

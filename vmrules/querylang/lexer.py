@@ -29,7 +29,7 @@ _SUFFIXED = r"(?:\d+(?:\.\d+)?|\.\d+)(?:[KMGT]i?B?)"            # MetricsQL: 1Ki
 _NUMBER = r"0[xX][0-9a-fA-F]+|0[oO][0-7]+|0[bB][01]+|(?:\d+(?:_\d+)*\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 _TOKENS = re.compile(
     r"(?P<space>(?:\s+|\#[^\n]*)+)"
-    rf"|(?P<dur>{_DURATION})(?![\w.])"
+    rf"|(?P<dur>{_DURATION}|\$__\w+)(?![\w.])"
     rf"|(?P<suffixed>{_SUFFIXED})(?![\w.])"
     rf"|(?P<num>{_NUMBER})(?![\w.])"
     r"|(?P<ident>(?:[^\W\d]|:(?=[^\W\d:])|\\.)(?:[\w:.]|\\.)*)"
@@ -63,8 +63,12 @@ def tokenize(query: str, metricsql: bool) -> list[Token]:
             if not metricsql:
                 raise QueryError(f"bad number or duration {text!r}", start)
             kind = "num"
-        elif kind == "dur" and text[-1] == "i" and not metricsql:
-            raise QueryError(f"bad duration {text!r} (steps as `i` are MetricsQL)", start)
+        elif kind == "dur" and not metricsql:
+            if text[0] == "$":
+                raise QueryError(f"{text} is a Grafana variable, which Prometheus does not know: write a duration",
+                                 start)
+            if text[-1] == "i":
+                raise QueryError(f"bad duration {text!r} (steps as `i` are MetricsQL)", start)
         append(Token(kind, text, start))        # type: ignore[arg-type]
     if pos < len(query):
         raise QueryError(_bad_character(query, pos), pos)

@@ -49,7 +49,6 @@ def parse(query: str, metricsql: bool) -> tuple[Node, QueryError | None]:
     node = p.expr(-2)
     if p.tok.kind != "eof":
         p.fail_unexpected("after a complete expression")
-    p.top_level(node)
     return node, p.unchecked
 
 
@@ -327,9 +326,10 @@ class _Parser:
         self.advance()
         if self.is_op("{"):
             return self.selector(tok.text, tok.start)
+        end = tok.start + len(tok.text)
         if self.is_template(tok.text):
-            return Selector(tok.start, tok.text, [], type=ANY)
-        return Selector(tok.start, tok.text, [[]], type=VECTOR)
+            return Selector(tok.start, tok.text, [], type=ANY, end=end)
+        return Selector(tok.start, tok.text, [[]], type=VECTOR, end=end)
 
     def is_aggregation(self, low: str) -> bool:
         return low in (fn.METRICSQL_AGGREGATIONS if self.metricsql else fn.PROMQL_AGGREGATIONS)
@@ -350,8 +350,8 @@ class _Parser:
             groups[-1].append(self.matcher())
             if not (self.metricsql and self.is_word("or")):
                 self.separator("}", open_, "in label matchers")
-        self.advance()
-        node = Selector(start, name, groups, type=VECTOR)
+        close = self.advance()
+        node = Selector(start, name, groups, type=VECTOR, end=close.start + 1)
         for m in groups[0]:
             if m.label == "__name__" and m.op == "=" and name is None and len(groups) == 1:
                 node.name = m.value
@@ -385,6 +385,9 @@ class _Parser:
             self.fail_unexpected(f"after label {label!r}: expected =, !=, =~ or !~")
         self.advance()
         value_tok = self.tok
+        if self.metricsql and (value_tok.kind == "ident" or self.peek().text == "+"):
+            self.template_string()         # MetricsQL: "prefix" + name, names from WITH
+            return Matcher(label, op.text, "", tok.start)
         if value_tok.kind != "str":
             self.fail_unexpected(f"after {label}{op.text}: expected a quoted string")
         self.advance()
@@ -394,6 +397,19 @@ class _Parser:
             if problem:
                 raise QueryError(f"invalid regex in {label}{op.text}: {problem}", value_tok.start)
         return Matcher(label, op.text, value, tok.start)
+
+    def template_string(self) -> None:
+        """A MetricsQL matcher value built from strings and WITH names joined by +."""
+        while True:
+            if self.tok.kind == "str" or self.tok.kind == "ident" and self.is_template(self.tok.text):
+                self.advance()
+            elif self.tok.kind == "ident":
+                raise QueryError(f"{self.tok.text!r} is neither a quoted string nor a WITH name", self.tok.start)
+            else:
+                self.fail_unexpected("in a label matcher: expected a quoted string")
+            if not self.is_op("+"):
+                return
+            self.advance()
 
     def check_not_empty(self, node: Selector, start: int) -> None:
         if node.name is not None:
@@ -411,8 +427,8 @@ class _Parser:
         self.expect("(", f"after {what}")
         out: list[str] = []
         while not self.is_op(")"):
-            if self.tok.kind in ("ident", "str"):
-                out.append(self.tok.text if self.tok.kind == "ident" else unquote(self.tok))
+            if self.tok.kind in ("ident", "str") or self.metricsql and self.is_op("*"):
+                out.append(self.tok.text if self.tok.kind != "str" else unquote(self.tok))
                 self.advance()
             elif self.tok.kind == "eof":
                 raise QueryError("unclosed (: no ) before the end of the query", open_.start)
@@ -542,12 +558,6 @@ class _Parser:
         body = self.expr(-2)
         self.templates.pop()
         return With(word.start, names, body, type=ANY)
-
-    # -- the whole query --------------------------------------------------
-    def top_level(self, node: Node) -> None:
-        if node.type not in (SCALAR, VECTOR, ANY):
-            self.type_fail(f"invalid expression type {node.type!r} for a rule's query, must be scalar or instant "
-                           "vector", node.start)
 
 
 def _describe(tok: Token) -> str:

@@ -38,6 +38,7 @@ class Selector(Node):
     groups: list[list[Matcher]]      # MetricsQL `{a="1" or b="2"}` has several; PromQL one
     offset: bool = False
     at: bool = False
+    end: int = 0                     # offset just after the selector's name or closing brace
 
 
 @dataclass(slots=True)

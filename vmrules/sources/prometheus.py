@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import collections
+import json
 import os
 import ssl
 import threading
@@ -66,6 +67,23 @@ class HttpSource:
         for w in self._requests(window):
             out += self._range(query, w, "matrix")
         return out
+
+    def has_series(self, selector: str, start_ms: int, end_ms: int) -> bool:
+        """Whether the server holds any series matching `selector` between the two times (/api/v1/series)."""
+        params = {**self.ds.params, "match[]": selector, "start": _seconds(start_ms), "end": _seconds(end_ms),
+                  "limit": "1"}
+        try:
+            body = self._request(self.ds.url + "/api/v1/series", params)
+        except Retryable as exc:
+            raise FetchError(str(exc)) from None
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            raise FetchError("the answer to /api/v1/series is not JSON") from None
+        data = doc.get("data") if isinstance(doc, dict) else None
+        if not isinstance(data, list):
+            raise FetchError("the answer to /api/v1/series has no data list")
+        return bool(data)
 
     def _requests(self, window: Window) -> list[Window]:
         """The window split into requests of at most max_points_per_series points; too many are refused."""
