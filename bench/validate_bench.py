@@ -1,9 +1,12 @@
 """Validation speed: N rule files of R rules each (default 1,000 x 10), in-process and as a fresh CLI process.
 
-usage: python bench/validate_bench.py [FILES] [RULES_PER_FILE] [RUNS] [--against OTHER_CHECKOUT]
+usage: python bench/validate_bench.py [FILES] [RULES_PER_FILE] [RUNS] [--against OTHER_CHECKOUT] [--promtool]
 Prints the median of RUNS timings for each; the target is under 2 s for 1,000 x 10. `--against DIR` also
 times the vmrules of another checkout (with its own .venv) on the same files, the two interleaved run by
 run; each in-process figure then comes from a fresh process (its first call, and a second one).
+`--promtool`: every rule gets its own query (ten real alert shapes, each with its own labels), and
+`promtool check rules` checks the same queries written as Prometheus alerting rules, the two interleaved;
+the target is vmrules within 1.3 x promtool.
 """
 
 from __future__ import annotations
@@ -41,6 +44,41 @@ RULE = """  - name: {name}
       - to: history
 """
 
+SHAPES = (        # real alert expressions; {m} makes each rule's query its own
+    'instance:node_cpu_utilisation:rate5m{{job="node", team="t{n}", shard="{m}"}}',
+    '1 - node_filesystem_avail_bytes{{fstype!~"tmpfs|overlay", team="t{n}", shard="{m}"}} / '
+    'node_filesystem_size_bytes{{fstype!~"tmpfs|overlay", team="t{n}"}}',
+    'sum by (instance) (rate(http_requests_total{{code=~"5..", team="t{n}", shard="{m}"}}[5m])) / '
+    'sum by (instance) (rate(http_requests_total{{team="t{n}"}}[5m]))',
+    'histogram_quantile(0.99, sum by (le, service) (rate(http_request_duration_seconds_bucket'
+    '{{team="t{n}", shard="{m}"}}[5m])))',
+    'increase(kube_pod_container_status_restarts_total{{namespace="t{n}", shard="{m}"}}[1h])',
+    'avg_over_time(up{{job="api", team="t{n}", shard="{m}"}}[10m])',
+    'max by (instance) (node_load5{{team="t{n}", shard="{m}"}}) / count by (instance) '
+    '(node_cpu_seconds_total{{mode="idle", team="t{n}"}})',
+    'predict_linear(node_filesystem_free_bytes{{team="t{n}", shard="{m}"}}[6h], 4 * 3600) / 1e9',
+    'rate(node_network_receive_errs_total{{device!~"lo|veth.*", team="t{n}", shard="{m}"}}[5m])',
+    'sum without (pod) (kube_deployment_status_replicas_unavailable{{namespace="t{n}", shard="{m}"}})',
+)
+VM_RULE = """  - name: {name}
+    query: '{query}'
+    range: 6h
+    step: 1m
+    labels: {{team: t{n}}}
+    thresholds:
+      - {{severity: critical, above: 0.95, for: 15m}}
+    route:
+      - when: 'severity == "critical"'
+        to: [alerts_csv, db]
+      - to: history
+"""
+PROM_RULE = """      - alert: {name}
+        expr: '{query} > 0.95'
+        for: 15m
+        labels: {{severity: critical, team: t{n}}}
+        annotations: {{summary: "{{{{ $labels.instance }}}} at {{{{ $value | humanizePercentage }}}}"}}
+"""
+
 CHILD = """
 import sys, time
 import vmrules
@@ -63,6 +101,51 @@ def make(root: str, files: int, rules: int) -> None:
         text += "".join(RULE.format(name=f"r{n}_{k}", i=n) for k in range(rules))
         with open(os.path.join(root, f"f{n:04d}.yaml"), "w") as f:
             f.write(text)
+
+
+def make_pair(root: str, files: int, rules: int) -> tuple[str, str]:
+    """The same queries as vmrules files (with targets) and as Prometheus rule files; their two folders."""
+    vm, prom = os.path.join(root, "vmrules"), os.path.join(root, "prometheus")
+    os.makedirs(vm)
+    os.makedirs(prom)
+    with open(os.path.join(vm, "targets.yaml"), "w") as f:
+        f.write(TARGETS)
+    for n in range(files):
+        queries = [(f"r{n}_{k}", SHAPES[k % len(SHAPES)].format(n=n, m=k)) for k in range(rules)]
+        with open(os.path.join(vm, f"f{n:04d}.yaml"), "w") as f:
+            f.write("version: 1\ndatasource: {url: 'http://vmselect:8481/select/0/prometheus'}\nrules:\n" +
+                    "".join(VM_RULE.format(name=name, query=q, n=n) for name, q in queries))
+        with open(os.path.join(prom, f"f{n:04d}.yml"), "w") as f:
+            f.write(f"groups:\n  - name: g{n}\n    rules:\n" +
+                    "".join(PROM_RULE.format(name=name, query=q, n=n) for name, q in queries))
+    return vm, prom
+
+
+def against_promtool(root: str, files: int, rules: int, runs: int) -> None:
+    """`vmrules validate` and `promtool check rules` on the same queries, interleaved, fresh processes."""
+    import glob
+    import shutil
+
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        raise SystemExit("promtool is not installed (Debian's prometheus package)")
+    vm, prom = make_pair(root, files, rules)
+    commands = {"vmrules validate": [os.path.join(os.path.dirname(sys.executable), "vmrules"), "validate", "-q", vm],
+                "promtool check rules": [promtool, "check", "rules", *sorted(glob.glob(os.path.join(prom, "*.yml")))]}
+    times: dict[str, list[float]] = {k: [] for k in commands}
+    for cmd in commands.values():                       # warm-up; both must accept their files
+        subprocess.run(cmd, check=True, capture_output=True)
+    for run in range(runs):
+        for name in (list(commands) if run % 2 == 0 else list(commands)[::-1]):
+            t = time.perf_counter()
+            subprocess.run(commands[name], check=True, capture_output=True)
+            times[name].append(time.perf_counter() - t)
+        print(f"run {run + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()), flush=True)
+    ratios = [a / b for a, b in zip(*times.values(), strict=True)]
+    print(f"{files} files x {rules} rules, each with its own query; {runs} interleaved runs, median (min)")
+    for name, values in times.items():
+        print(f"  {name}: {statistics.median(values):.2f} s ({min(values):.2f})")
+    print(f"  vmrules / promtool, median of paired ratios: {statistics.median(ratios):.2f} (target <= 1.3)")
 
 
 def compile_package(checkout: str) -> None:
@@ -136,8 +219,13 @@ def main() -> None:
     ap.add_argument("rules", nargs="?", type=int, default=10)
     ap.add_argument("runs", nargs="?", type=int, default=5)
     ap.add_argument("--against", default="", metavar="DIR", help="another checkout with its own .venv")
+    ap.add_argument("--promtool", action="store_true", help="side by side with promtool check rules")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as root:
+        if a.promtool:
+            compile_package(os.path.join(os.path.dirname(__file__), ".."))
+            against_promtool(root, a.files, a.rules, a.runs)
+            return
         make(root, a.files, a.rules)
         if a.against:
             compile_package(os.path.join(os.path.dirname(__file__), ".."))

@@ -305,3 +305,24 @@ METRICSQL_SINCE: dict[str, str] = {
     "sum_gt_over_time": "v1.98.0",
     "sum_le_over_time": "v1.98.0",
 }
+
+# MetricsQL rollup functions whose argument count vmselect checks exactly (newRollupFuncOneArg, ...TwoArgs,
+# ...OneOrTwoArgs in app/vmselect/promql/rollup.go at b7ef6cc3ed35c607e053a8b7755fc3b896a10eaa): name -> (least, most).
+METRICSQL_ROLLUP_ARITY: dict[str, tuple[int, int]] = {
+    "absent_over_time": (1, 1), "aggr_over_time": (2, 2), "ascent_over_time": (1, 1), "avg_over_time": (1, 1),
+    "changes": (1, 1), "changes_prometheus": (1, 1), "count_over_time": (1, 1), "decreases_over_time": (1, 1),
+    "default_rollup": (1, 1), "delta": (1, 1), "delta_prometheus": (1, 1), "deriv": (1, 1), "deriv_fast": (1, 1),
+    "descent_over_time": (1, 1), "distinct_over_time": (1, 1), "first_over_time": (1, 1), "geomean_over_time": (1, 1),
+    "histogram_over_time": (1, 1), "idelta": (1, 1), "ideriv": (1, 1), "increase": (1, 1),
+    "increase_prometheus": (1, 1), "increase_pure": (1, 1), "increases_over_time": (1, 1), "integrate": (1, 1),
+    "irate": (1, 1), "lag": (1, 1), "last_over_time": (1, 1), "lifetime": (1, 1), "mad_over_time": (1, 1),
+    "max_over_time": (1, 1), "median_over_time": (1, 1), "min_over_time": (1, 1), "mode_over_time": (1, 1),
+    "outlier_iqr_over_time": (1, 1), "present_over_time": (1, 1), "range_over_time": (1, 1), "rate": (1, 1),
+    "rate_over_sum": (1, 1), "rate_prometheus": (1, 1), "resets": (1, 1), "rollup": (1, 2),
+    "rollup_candlestick": (1, 2), "rollup_delta": (1, 2), "rollup_deriv": (1, 2), "rollup_increase": (1, 2),
+    "rollup_rate": (1, 2), "rollup_scrape_interval": (1, 2), "scrape_interval": (1, 1),
+    "stale_samples_over_time": (1, 1), "stddev_over_time": (1, 1), "stdvar_over_time": (1, 1),
+    "sum2_over_time": (1, 1), "sum_over_time": (1, 1), "tfirst_over_time": (1, 1), "timestamp": (1, 1),
+    "timestamp_with_name": (1, 1), "tlast_change_over_time": (1, 1), "tlast_over_time": (1, 1),
+    "tmax_over_time": (1, 1), "tmin_over_time": (1, 1), "zscore_over_time": (1, 1),
+}

@@ -37,6 +37,8 @@ SET_OPERATORS = frozenset({"and", "or", "unless"})
 _PRIORITY = {"or": 1, "and": 2, "unless": 2, "==": 3, "!=": 3, "<": 3, ">": 3, "<=": 3, ">=": 3, "+": 4, "-": 4,
              "*": 5, "/": 5, "%": 5, "atan2": 5, "^": 6}
 _METRICSQL_PRIORITY = {**_PRIORITY, "default": -1, "if": 0, "ifnot": 0}
+_PROMQL_KEYWORDS = frozenset({"and", "or", "unless", "atan2", "by", "without", "on", "ignoring", "group_left",
+                              "group_right", "bool", "offset"})
 _MATCH_OPS = frozenset({"=", "!=", "=~", "!~"})
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000,
             "y": 31_536_000_000}
@@ -46,9 +48,15 @@ def parse(query: str, metricsql: bool) -> tuple[Node, QueryError | None]:
     """The query's tree and, for MetricsQL, the first PromQL type rule it does not keep (None when it keeps
     them all). QueryError for a query that does not parse (or, in PromQL, does not type-check)."""
     p = _Parser(query, metricsql)
+    if p.tok.kind == "eof":
+        raise QueryError("the query has no expression (only blanks or comments)", 0)
     node = p.expr(-2)
     if p.tok.kind != "eof":
+        if p.is_op(")"):
+            raise QueryError("unexpected ): no ( is open", p.tok.start + 1)
         p.fail_unexpected("after a complete expression")
+    if p.unchecked is not None and not metricsql:
+        raise p.unchecked                  # as Prometheus: syntax first, then types
     return node, p.unchecked
 
 
@@ -59,7 +67,7 @@ class _Parser:
         self.i = 0
         self.tok: Token = self.toks[0]
         self.priority = _METRICSQL_PRIORITY if metricsql else _PRIORITY
-        self.templates: list[set[str]] = []      # MetricsQL WITH names in scope
+        self.templates: list[dict[str, int | None]] = []   # MetricsQL WITH names in scope: name -> parameters
         self.unchecked: QueryError | None = None
 
     # -- tokens -----------------------------------------------------------
@@ -91,8 +99,15 @@ class _Parser:
             self.advance()
         elif not self.is_op(close):
             if self.tok.kind == "eof":
-                raise QueryError(f"unclosed {open_.text}: no {close} before the end of the query", open_.start)
+                self.unclosed(open_, close)
             self.fail_unexpected(f"{context}: expected , or {close}")
+
+    def unclosed(self, open_: Token, close: str) -> None:
+        """The end of the query with `open_` still open, reported at the end (as Prometheus does)."""
+        at = self.toks.index(open_)
+        before = self.toks[at - 1] if at > 0 else None
+        which = f" of {before.text}{open_.text}" if before is not None and before.kind == "ident" else ""
+        raise QueryError(f"unclosed {open_.text}{which}: no {close} before the end of the query", self.tok.start)
 
     def fail_unexpected(self, context: str) -> None:
         tok = self.tok
@@ -104,9 +119,8 @@ class _Parser:
         raise QueryError(f"unexpected {_describe(tok)} {context}{hint}", tok.start)
 
     def type_fail(self, message: str, offset: int) -> None:
-        """A PromQL type rule broken: an error in PromQL, noted (not reported) in MetricsQL."""
-        if not self.metricsql:
-            raise QueryError(message, offset)
+        """A PromQL type rule broken: an error in PromQL (once the whole query parsed), noted (not reported) in
+        MetricsQL."""
         if self.unchecked is None:
             self.unchecked = QueryError(message, offset)
 
@@ -131,7 +145,7 @@ class _Parser:
         is_bool = False
         if self.is_word("bool"):
             if node.op not in COMPARISONS:
-                self.type_fail("bool modifier can only be used on comparison operators", self.tok.start)
+                raise QueryError("bool modifier can only be used on comparison operators", node.start)
             self.advance()
             is_bool = True
         if self.is_word("on", "ignoring"):
@@ -142,10 +156,12 @@ class _Parser:
                 self.fail_unexpected("(group_left/group_right need on(...) or ignoring(...) before them)")
             word = self.advance()
             if node.op in SET_OPERATORS:
-                self.type_fail(f"no grouping allowed for {node.op!r} operation", word.start)
+                raise QueryError(f"no grouping allowed for {node.op!r} operation", node.left.start)
             node.group = word.low.removeprefix("group_")
             if self.is_op("("):
                 node.include = self.labels(word.text)
+            if self.is_word("group_left", "group_right"):
+                raise QueryError("group_left and group_right cannot go together", self.tok.start)
             if self.metricsql and self.is_word("prefix"):
                 self.advance()
                 self.string("prefix")
@@ -196,6 +212,8 @@ class _Parser:
                 self.at_value()
             elif self.metricsql and self.is_word("keep_metric_names"):
                 self.advance()
+                if self.is_word("keep_metric_names"):
+                    raise QueryError("keep_metric_names is given twice", self.tok.start)
             else:
                 return node
 
@@ -204,20 +222,22 @@ class _Parser:
         if isinstance(node, (Selector, Range)):
             inner = node.inner if isinstance(node, Range) and isinstance(node.inner, Selector) else None
             if getattr(node, which) or inner is not None and getattr(inner, which):
-                self.type_fail(f"{label} may not be set multiple times", tok.start)
+                raise QueryError(f"{label} may not be set multiple times", node.start)
             setattr(node, which, True)
             return
         self.type_fail(f"{label} modifier must be preceded by an instant vector selector or range vector selector "
-                       "or a subquery", tok.start)
+                       "or a subquery", node.start)
 
     def at_value(self) -> None:
-        if self.tok.kind == "ident" and self.tok.low in ("start", "end") and self.peek().text == "(":
-            self.advance()
+        if not self.metricsql and self.tok.kind == "ident" and self.tok.low in ("start", "end"):
+            word = self.advance()
+            if not self.is_op("("):
+                raise QueryError(f"expected ( after {word.text}: write @ {word.text}()", self.tok.start)
             self.advance()
             self.expect(")", "in @ start()/end()")
             return
         if self.metricsql:
-            self.postfix(self.primary())
+            self.primary()                 # `@ end()`, `@ (end() - 1h)`, a number
             return
         if self.tok.kind == "op" and self.tok.text in "+-":
             self.advance()
@@ -243,7 +263,7 @@ class _Parser:
 
     def closing_bracket(self, bracket: Token, what: str) -> None:
         if self.tok.kind == "eof":
-            raise QueryError("unclosed [: no ] before the end of the query", bracket.start)
+            self.unclosed(bracket, "]")
         self.expect("]", f"in the {what}")
 
     def duration(self, what: str) -> None:
@@ -296,7 +316,7 @@ class _Parser:
                 break
             items.append(self.expr(-2))
         if self.tok.kind == "eof":
-            raise QueryError("unclosed (: no ) before the end of the query", open_.start)
+            self.unclosed(open_, ")")
         self.close(")", open_)
         if len(items) > 1:
             return Union(open_.start, items, type=ANY)
@@ -307,7 +327,7 @@ class _Parser:
             self.advance()
             return
         if self.tok.kind == "eof":
-            raise QueryError(f"unclosed {open_.text}: no {text} before the end of the query", open_.start)
+            self.unclosed(open_, text)
         self.fail_unexpected(f"(the {open_.text} at offset {open_.start} is still open)")
 
     def ident(self) -> Node:
@@ -320,6 +340,8 @@ class _Parser:
             return self.call()
         if nxt.kind == "ident" and nxt.low in ("by", "without") and self.is_aggregation(low):
             return self.call()
+        if not self.metricsql and low in _PROMQL_KEYWORDS:
+            self.fail_unexpected("where an expression should start (it is a PromQL keyword)")
         if low in ("inf", "nan") and not (nxt.kind == "op" and nxt.text == "{"):
             self.advance()
             return Number(tok.start, float(low), type=SCALAR)
@@ -337,12 +359,18 @@ class _Parser:
     def is_template(self, name: str) -> bool:
         return any(name in scope for scope in self.templates)
 
+    def template_params(self, name: str) -> int | None:
+        for scope in reversed(self.templates):
+            if name in scope:
+                return scope[name]
+        return None
+
     def selector(self, name: str | None, start: int) -> Selector:
         open_ = self.advance()
         groups: list[list[Matcher]] = [[]]
         while not self.is_op("}"):
             if self.tok.kind == "eof":
-                raise QueryError("unclosed {: no } before the end of the query", open_.start)
+                self.unclosed(open_, "}")
             if self.metricsql and self.is_word("or") and groups[-1]:
                 self.advance()
                 groups.append([])
@@ -381,6 +409,8 @@ class _Parser:
             self.fail_unexpected("in label matchers: expected a label name")
             raise AssertionError
         op = self.tok
+        if op.kind == "op" and op.text == "==":
+            raise QueryError("unexpected = (a label matcher compares with one =: job=\"x\")", op.start + 1)
         if not (op.kind == "op" and op.text in _MATCH_OPS):
             self.fail_unexpected(f"after label {label!r}: expected =, !=, =~ or !~")
         self.advance()
@@ -395,7 +425,7 @@ class _Parser:
         if op.text in ("=~", "!~"):
             problem = _regex_problem(value)
             if problem:
-                raise QueryError(f"invalid regex in {label}{op.text}: {problem}", value_tok.start)
+                raise QueryError(f"invalid regex in {label}{op.text}: {problem}", tok.start)
         return Matcher(label, op.text, value, tok.start)
 
     def template_string(self) -> None:
@@ -431,7 +461,7 @@ class _Parser:
                 out.append(self.tok.text if self.tok.kind != "str" else unquote(self.tok))
                 self.advance()
             elif self.tok.kind == "eof":
-                raise QueryError("unclosed (: no ) before the end of the query", open_.start)
+                self.unclosed(open_, ")")
             else:
                 self.fail_unexpected(f"in the label list of {what}: expected a label name")
             self.separator(")", open_, f"in the label list of {what}")
@@ -448,22 +478,26 @@ class _Parser:
         if aggregation and self.is_word("by", "without"):
             without = self.advance().low == "without"
             grouping = self.labels("by" if not without else "without")
+            if self.is_word("by", "without"):
+                raise QueryError("by/without is given twice", self.tok.start)
+        try:
+            args = self.arguments(name)
+        except QueryError as exc:
+            if not self.metricsql and low == "with":
+                raise QueryError("WITH templates are MetricsQL (set the datasource's dialect: metricsql)",
+                                 exc.offset) from None
+            raise
         if not template and not aggregation:
             self.check_function(name)
-        open_ = self.advance()
-        args: list[Node] = []
-        while not self.is_op(")"):
-            if self.tok.kind == "eof":
-                raise QueryError("unclosed (: no ) before the end of the query", open_.start)
-            args.append(self.expr(-2))
-            self.separator(")", open_, f"in the arguments of {name.text}")
-        self.advance()
         if template:
+            wanted = self.template_params(name.text)
+            if wanted is not None and wanted != len(args):
+                raise QueryError(f"WITH template {name.text}() takes {wanted} argument(s), got {len(args)}", name.start)
             return Call(name.start, name.text, args, type=ANY)
         if aggregation:
             if self.is_word("by", "without"):
                 if grouping is not None:
-                    self.fail_unexpected("(by/without is given twice)")
+                    raise QueryError("by/without is given twice", self.tok.start)
                 without = self.advance().low == "without"
                 grouping = self.labels("by" if not without else "without")
             if self.metricsql and self.is_word("limit"):
@@ -478,12 +512,26 @@ class _Parser:
         self.check_call(node_call, name)
         return node_call
 
+    def arguments(self, name: Token) -> list[Node]:
+        open_ = self.advance()
+        args: list[Node] = []
+        while not self.is_op(")"):
+            if self.tok.kind == "eof":
+                self.unclosed(open_, ")")
+            args.append(self.expr(-2))
+            comma = self.tok
+            self.separator(")", open_, f"in the arguments of {name.text}")
+            if not self.metricsql and comma.text == "," and self.is_op(")"):
+                raise QueryError("trailing commas not allowed in function call args", comma.start)
+        self.advance()
+        return args
+
     def check_function(self, name: Token) -> None:
         known = fn.METRICSQL_FUNCTIONS if self.metricsql else fn.PROMQL_FUNCTIONS
         key = name.low if self.metricsql else name.text
         if key in known:
             return
-        names = sorted(known) + sorted(set().union(*self.templates)) if self.templates else sorted(known)
+        names = sorted(known) + sorted(n for scope in self.templates for n in scope)
         close = difflib.get_close_matches(key, names, n=1)
         dialect = "MetricsQL" if self.metricsql else "PromQL"
         hint = f"; did you mean {close[0]!r}?" if close else ""
@@ -496,13 +544,15 @@ class _Parser:
     def check_call(self, node: Call, name: Token) -> None:
         spec = fn.PROMQL_FUNCTIONS.get(node.name) if not self.metricsql else \
             fn.PROMQL_FUNCTIONS.get(name.text)
+        got = len(node.args)
+        if self.metricsql:
+            self.check_metricsql_arity(node, name, spec)
         if spec is None:                     # a MetricsQL function PromQL does not have
             node.type = ANY
             return
         types, optional, returns = spec
         node.type = returns
-        got = len(node.args)
-        least = len(types) - (optional if optional > 0 else 0)
+        least = len(types) - (optional if optional > 0 else 0) - (1 if optional < 0 else 0)
         most = len(types) if optional >= 0 else None
         if got < least or most is not None and got > most:
             want = str(least) if least == most else f"at least {least}" if most is None else f"{least} to {most}"
@@ -515,42 +565,61 @@ class _Parser:
                                arg.start)
                 return
 
+    def check_metricsql_arity(self, node: Call, name: Token,
+                              spec: tuple[tuple[str, ...], int, str] | None) -> None:
+        """MetricsQL keeps the arguments PromQL requires and adds optional ones; its rollup functions
+        check their counts exactly (the table from its source)."""
+        got = len(node.args)
+        arity = fn.METRICSQL_ROLLUP_ARITY.get(node.name)
+        if arity is not None and not arity[0] <= got <= arity[1]:
+            want = str(arity[0]) if arity[0] == arity[1] else f"{arity[0]} or {arity[1]}"
+            raise QueryError(f"wrong number of arguments for {node.name}(): expected {want}, got {got}", name.start)
+        if spec is not None:
+            types, optional, _ = spec
+            least = len(types) - (optional if optional > 0 else 0) - (1 if optional < 0 else 0)
+            if got < least:
+                raise QueryError(f"wrong number of arguments for {node.name}(): expected at least {least}, got "
+                                 f"{got}", name.start)
+
     def check_aggregation(self, node: Aggregate, name: Token) -> None:
+        param = fn.PROMQL_AGGREGATIONS.get(node.name)
+        want = 2 if param else 1
+        if self.metricsql and node.name in fn.PROMQL_AGGREGATIONS and len(node.args) < want:
+            raise QueryError(f"wrong number of arguments for aggregate expression provided, expected {want}, got "
+                             f"{len(node.args)}", name.start)
         if self.metricsql and node.name not in fn.PROMQL_AGGREGATIONS:
             node.type = ANY
             return
-        param = fn.PROMQL_AGGREGATIONS.get(node.name)
-        want = 2 if param else 1
         if len(node.args) != want:
             self.type_fail(f"wrong number of arguments for aggregate expression provided, expected {want}, got "
                            f"{len(node.args)}", name.start)
             return
-        if param and node.args[0].type not in (param, ANY):
-            self.type_fail(f"expected type {param} in aggregation parameter, got {node.args[0].type}",
-                           node.args[0].start)
         if node.args[-1].type not in (VECTOR, ANY):
             self.type_fail(f"expected type instant vector in aggregation expression, got {node.args[-1].type}",
                            node.args[-1].start)
+        elif param and node.args[0].type not in (param, ANY):
+            self.type_fail(f"expected type {param} in aggregation parameter, got {node.args[0].type}",
+                           node.args[0].start)
 
     # -- MetricsQL templates ----------------------------------------------
     def with_(self) -> Node:
         word = self.advance()
         open_ = self.advance()
         names: dict[str, Node] = {}
-        scope: set[str] = set()
+        scope: dict[str, int | None] = {}
         self.templates.append(scope)
         while not self.is_op(")"):
             if self.tok.kind != "ident":
                 if self.tok.kind == "eof":
-                    raise QueryError("unclosed ( of WITH: no ) before the end of the query", open_.start)
+                    self.unclosed(open_, ")")
                 self.fail_unexpected("in WITH: expected a name")
             name = self.advance()
-            params: set[str] = set()
+            params: tuple[str, ...] | None = None
             if self.is_op("("):
-                params = set(self.labels(name.text))
+                params = self.labels(name.text)
             self.expect("=", f"in WITH after {name.text}")
-            scope.add(name.text)
-            self.templates.append(params)
+            scope[name.text] = None if params is None else len(params)
+            self.templates.append(dict.fromkeys(params or (), None))
             names[name.text] = self.expr(-2)
             self.templates.pop()
             self.separator(")", open_, "in WITH")
