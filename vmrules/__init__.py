@@ -13,6 +13,8 @@ __version__ = "0.1.0"
 from vmrules.config.validate import load_ruleset, validate_paths
 from vmrules.errors import ConfigError, Location, Problem, RuleError, VmrulesError
 from vmrules.model import Datasource, Route, Rule, RuleSet, Target, Threshold
+from vmrules.querylang import QueryCheck, QueryProblem
+from vmrules.querylang import check as check_query
 
 if TYPE_CHECKING:
     from vmrules.api import evaluate_table, make_target, write_table
@@ -37,9 +39,10 @@ _LAZY = {
 
 __all__ = [
     "ApplyOptions", "ConfigError", "Counts", "Coverage", "Datasource", "Evaluation", "FetchError", "Location",
-    "Output", "PlanReport", "Problem", "Route", "Rule", "RuleError", "RulePlan", "RuleReport", "RuleSet", "RunReport",
-    "Target", "TestResult", "Threshold", "VmrulesError", "Window", "__version__",
-    "apply", "evaluate_table", "fetch_table", "load_ruleset", "make_target", "plan", "query_tables", "run_tests",
+    "Output", "PlanReport", "Problem", "QueryCheck", "QueryProblem", "Route", "Rule", "RuleError", "RulePlan",
+    "RuleReport", "RuleSet", "RunReport", "Target", "TestResult", "Threshold", "VmrulesError", "Window", "__version__",
+    "apply", "check_query", "evaluate_table", "fetch_table", "load_ruleset", "make_target", "plan", "query_tables",
+    "run_tests",
     "validate_paths", "write_table",
 ]
 

@@ -19,7 +19,9 @@ __all__ = ["DIALECTS", "QueryCheck", "QueryError", "QueryProblem", "check"]
 
 @dataclass(frozen=True, slots=True)
 class QueryProblem:
-    offset: int          # 0-based, into the query text
+    """One problem of a query, at `offset` (0-based) into its text."""
+
+    offset: int
     message: str
 
 
