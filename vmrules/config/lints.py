@@ -106,14 +106,22 @@ def _describe(i: int, t: Threshold) -> str:
 
 
 def _thresholds(f: LoadedFile, path: tuple[Any, ...], rule: Rule) -> Iterator[Problem]:
+    numeric = [t for t in rule.thresholds if t.op != "when" and t.value is not None]
+    if len(numeric) < 2 and rule.valid_min is None and rule.valid_max is None:
+        for i, t in enumerate(rule.thresholds):            # nothing to compare: only `for` against the step
+            if 0 < t.for_ms < rule.step_ms and not rule.instant:
+                yield _short_for(f, path + ("thresholds", i, "for"), t, rule)
+        return
     valid = _Interval(-math.inf if rule.valid_min is None else rule.valid_min, True,
                       math.inf if rule.valid_max is None else rule.valid_max, True)
     kept = f"valid keeps {rule.valid_min if rule.valid_min is not None else '-inf'} .. " \
            f"{rule.valid_max if rule.valid_max is not None else '+inf'}"
     for i, t in enumerate(rule.thresholds):
+        here = path + ("thresholds", i)
+        if 0 < t.for_ms < rule.step_ms and not rule.instant:
+            yield _short_for(f, here + ("for",), t, rule)
         if t.op == "when" or t.value is None:
             continue
-        here = path + ("thresholds", i)
         accepts = _interval(t.op, t.value) & valid
         if accepts.empty():
             yield warning(f, here, f"{_describe(i, t)} can never match: {kept} (rows outside are dropped before the "
@@ -126,10 +134,12 @@ def _thresholds(f: LoadedFile, path: tuple[Any, ...], rule: Rule) -> Iterator[Pr
                 yield warning(f, here, f"{_describe(i, t)} can never match: {_describe(j, first)} comes first and "
                               "matches every value it does (first match wins); list the most severe first")
                 break
-        if 0 < t.for_ms < rule.step_ms and not rule.instant:
-            yield warning(f, here + ("for",), f"for: {format_duration_ms(t.for_ms)} is shorter than the step "
-                          f"{format_duration_ms(rule.step_ms)}: a condition is seen once per step, so it acts as "
-                          f"for: {format_duration_ms(rule.step_ms)}; write that, or a multiple of the step")
+
+
+def _short_for(f: LoadedFile, path: tuple[Any, ...], t: Threshold, rule: Rule) -> Problem:
+    step = format_duration_ms(rule.step_ms)
+    return warning(f, path, f"for: {format_duration_ms(t.for_ms)} is shorter than the step {step}: a condition is "
+                   f"seen once per step, so it acts as for: {step}; write that, or a multiple of the step")
 
 
 # -- labels -------------------------------------------------------------------

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from vmrules.querylang.lexer import QueryError
-from vmrules.querylang.syntax import Aggregate, Call, Node, Union, With, walk
+from vmrules.querylang.syntax import Node
 
 DIALECTS = ("metricsql", "promql")
 __all__ = ["DIALECTS", "QueryCheck", "QueryError", "QueryProblem", "check"]
@@ -49,28 +49,24 @@ def check(query: str, dialect: str = "metricsql") -> QueryCheck:
     if not query.strip():
         return QueryCheck((QueryProblem(0, "the query is empty"),))
     try:
-        tree, unchecked = parse(query, metricsql)
+        tree, unchecked, extensions = parse(query, metricsql)
     except QueryError as exc:
         return QueryCheck((QueryProblem(exc.offset, exc.message),))
     except RecursionError:
         return QueryCheck((QueryProblem(0, "the query is nested too deeply"),))
-    return QueryCheck((), tree, _partial(tree, unchecked) if metricsql else None)
+    return QueryCheck((), tree, _partial(unchecked, extensions) if metricsql else None)
 
 
-def _partial(tree: Node, unchecked: QueryError | None) -> str | None:
+def _partial(unchecked: QueryError | None, extensions: set[str]) -> str | None:
     """What a MetricsQL check left out, or None when the query was checked as fully as PromQL would be."""
-    from vmrules.querylang import functions as fn
-
     notes = []
     if unchecked is not None:
         notes.append(f"argument types as MetricsQL converts them (PromQL would say: {unchecked.message})")
-    nodes = list(walk(tree))
-    if any(isinstance(n, With) for n in nodes):
+    if "with" in extensions:
         notes.append("WITH templates for syntax, names and regexes only")
-    own = sorted({n.name for n in nodes if isinstance(n, (Call, Aggregate)) and n.name not in fn.PROMQL_FUNCTIONS
-                  and n.name not in fn.PROMQL_AGGREGATIONS and n.name in fn.METRICSQL_FUNCTIONS})
+    own = sorted(extensions - {"with", "union"})
     if own:
         notes.append(f"argument types of the MetricsQL functions {', '.join(own)} not checked")
-    if any(isinstance(n, Union) for n in nodes):
+    if "union" in extensions:
         notes.append("unions (a, b) for syntax only")
     return "; ".join(notes) or None

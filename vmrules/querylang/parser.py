@@ -44,9 +44,10 @@ _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w
             "y": 31_536_000_000}
 
 
-def parse(query: str, metricsql: bool) -> tuple[Node, QueryError | None]:
-    """The query's tree and, for MetricsQL, the first PromQL type rule it does not keep (None when it keeps
-    them all). QueryError for a query that does not parse (or, in PromQL, does not type-check)."""
+def parse(query: str, metricsql: bool) -> tuple[Node, QueryError | None, set[str]]:
+    """The query's tree; for MetricsQL, the first PromQL type rule it does not keep (None when it keeps them
+    all) and the MetricsQL extensions it uses ("with", "union", the names of functions PromQL lacks).
+    QueryError for a query that does not parse (or, in PromQL, does not type-check)."""
     p = _Parser(query, metricsql)
     if p.tok.kind == "eof":
         raise QueryError("the query has no expression (only blanks or comments)", 0)
@@ -57,35 +58,37 @@ def parse(query: str, metricsql: bool) -> tuple[Node, QueryError | None]:
         p.fail_unexpected("after a complete expression")
     if p.unchecked is not None and not metricsql:
         raise p.unchecked                  # as Prometheus: syntax first, then types
-    return node, p.unchecked
+    return node, p.unchecked, p.extensions
 
 
 class _Parser:
     def __init__(self, query: str, metricsql: bool):
         self.metricsql = metricsql
         self.toks = tokenize(query, metricsql)
+        self.toks += self.toks[-1:] * 2            # eof sentinels: advance() needs no bounds check
         self.i = 0
         self.tok: Token = self.toks[0]
         self.priority = _METRICSQL_PRIORITY if metricsql else _PRIORITY
         self.templates: list[dict[str, int | None]] = []   # MetricsQL WITH names in scope: name -> parameters
         self.unchecked: QueryError | None = None
+        self.extensions: set[str] = set()
 
     # -- tokens -----------------------------------------------------------
     def advance(self) -> Token:
         tok = self.tok
-        self.i += 1
-        self.tok = self.toks[self.i] if self.i < len(self.toks) else self.toks[-1]
+        if tok.kind != "eof":
+            self.i += 1
+            self.tok = self.toks[self.i]
         return tok
 
-    def peek(self, n: int = 1) -> Token:
-        j = self.i + n
-        return self.toks[j] if j < len(self.toks) else self.toks[-1]
+    def peek(self) -> Token:
+        return self.toks[self.i + 1] if self.tok.kind != "eof" else self.tok
 
     def is_op(self, text: str) -> bool:
-        return self.tok.kind == "op" and self.tok.text == text
+        return self.tok.text == text and self.tok.kind == "op"
 
     def is_word(self, *words: str) -> bool:
-        return self.tok.kind == "ident" and self.tok.low in words
+        return self.tok.kind == "ident" and self.tok.text.lower() in words
 
     def expect(self, text: str, where: str) -> Token:
         if not self.is_op(text):
@@ -198,6 +201,9 @@ class _Parser:
 
     def postfix(self, node: Node) -> Node:
         while True:
+            tok = self.tok
+            if tok.kind == "op" and tok.text not in "[@" or tok.kind in ("eof", "str", "num", "dur"):
+                return node
             if self.is_op("["):
                 node = self.range(node)
             elif self.is_word("offset"):
@@ -319,6 +325,7 @@ class _Parser:
             self.unclosed(open_, ")")
         self.close(")", open_)
         if len(items) > 1:
+            self.extensions.add("union")
             return Union(open_.start, items, type=ANY)
         return Paren(open_.start, items[0], type=items[0].type)
 
@@ -549,6 +556,7 @@ class _Parser:
             self.check_metricsql_arity(node, name, spec)
         if spec is None:                     # a MetricsQL function PromQL does not have
             node.type = ANY
+            self.extensions.add(node.name)
             return
         types, optional, returns = spec
         node.type = returns
@@ -589,6 +597,7 @@ class _Parser:
                              f"{len(node.args)}", name.start)
         if self.metricsql and node.name not in fn.PROMQL_AGGREGATIONS:
             node.type = ANY
+            self.extensions.add(node.name)
             return
         if len(node.args) != want:
             self.type_fail(f"wrong number of arguments for aggregate expression provided, expected {want}, got "
@@ -626,6 +635,7 @@ class _Parser:
         self.advance()
         body = self.expr(-2)
         self.templates.pop()
+        self.extensions.add("with")
         return With(word.start, names, body, type=ANY)
 
 
