@@ -68,12 +68,52 @@ def variables(source: str) -> frozenset[str]:
         return frozenset()
 
 
+_PLACEHOLDER = re.compile(r"\{\{ ?([A-Za-z_][A-Za-z0-9_]*)\.([A-Za-z_][A-Za-z0-9_]*) ?\}\}")
+
+
+@lru_cache(maxsize=4096)
+def _lookups(source: str) -> tuple[tuple[str, str, str], ...] | None:
+    """A template made only of text and `{{ name.key }}` placeholders, as (text before, name, key) parts
+    (the last with an empty name); None for any other template."""
+    parts, pos = [], 0
+    for m in _PLACEHOLDER.finditer(source):
+        parts.append((source[pos:m.start()], m.group(1), m.group(2)))
+        pos = m.end()
+    parts.append((source[pos:], "", ""))
+    if any("{" in text or "}" in text or key in _DICT_ATTRIBUTES for text, _, key in parts):
+        return None                       # `{%`, filters, a method name...: Jinja2 decides
+    return tuple(parts)
+
+
+_DICT_ATTRIBUTES = frozenset(dir(dict))
+
+
+def _substitute(parts: tuple[tuple[str, str, str], ...], context: dict[str, Any]) -> str | None:
+    """The rendering of a `_lookups` template when every key holds a string (what Jinja2 would print), else
+    None (Jinja2 then renders it, or explains the error)."""
+    out = []
+    for text, name, key in parts:
+        out.append(text)
+        if name:
+            value = context.get(name)
+            value = value.get(key) if isinstance(value, dict) else None
+            if not isinstance(value, str):
+                return None
+            out.append(value)
+    return "".join(out)
+
+
 def render(source: str, context: dict[str, Any], limit: int = MAX_OUTPUT_CHARS) -> str:
     """Render in the sandbox; unknown names, unsafe access and oversized output raise TemplateError."""
     if "{" not in source:             # plain text: nothing to render
         if len(source) > limit:
             raise TemplateError(f"template output is longer than {limit} characters")
         return source
+    parts = _lookups(source)
+    if parts is not None and (done := _substitute(parts, context)) is not None:
+        if len(done) > limit:         # paths and tables are mostly `{{ rule.name }}/{{ run.stamp }}.parquet`
+            raise TemplateError(f"template output is longer than {limit} characters")
+        return done
     import jinja2
 
     from vmrules.sandbox import BudgetError, rendering
