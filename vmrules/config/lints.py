@@ -147,18 +147,18 @@ def _labels(f: LoadedFile, path: tuple[Any, ...], spec: dict[str, Any], rule: Ru
     """A `where` or a route's `when` on a label the query never returns can never be true as written."""
     if tree is None:
         return
+    static = set(rule.labels)
+    places = [(path + ("where",), sorted(expr.label_names(rule.where) - static))] if rule.where is not None else []
+    places += [(path + ("route", i, "when"), sorted(expr.label_names(r.when) - static))
+               for i, r in enumerate(rule.routes) if r.when is not None]
+    places = [(where, names) for where, names in places if names]
+    if not places:
+        return
     from vmrules.querylang.labels import output_labels
 
     labels = output_labels(tree, rule.query)
-    if labels.known is None and not labels.removed:
-        return
-    static = set(rule.labels)
-    places: list[tuple[tuple[Any, ...], expr.Node | None]] = [(path + ("where",), rule.where)]
-    places += [(path + ("route", i, "when"), r.when) for i, r in enumerate(rule.routes)]
-    for where, node in places:
-        if node is None:
-            continue
-        for name in sorted(expr.label_names(node) - static):
+    for where, names in places:
+        for name in names:
             if labels.lacks(name):
                 yield warning(f, where, f"{where[-1]}: the query never returns label {name!r} ({labels.how}), so "
                               f"{name} reads as \"\"; keep it in the query (e.g. by ({name}, ...)) or drop the "
