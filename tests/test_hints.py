@@ -16,6 +16,12 @@ from vmrules.net import http
 WINDOW = ["--from", str(END_S - 600), "--to", str(END_S)]
 
 
+def usage(command: str, error: str) -> str:
+    """What click prints for a usage error of `command` (exit 2)."""
+    args = "EXPR..." if command == "query" else "[PATHS]..."
+    return f"Usage: main {command} [OPTIONS] {args}\nTry 'main {command} --help' for help.\n\nError: {error}\n"
+
+
 def apply(tmp_path: Path, url: str, query: str = "cpu_usage") -> tuple[int, str]:
     folder = tmp_path / "rules"
     folder.mkdir(exist_ok=True)
@@ -61,3 +67,25 @@ def test_empty_result_gets_a_note(vm: VictoriaMetrics, tmp_path: Path) -> None:
     assert "note: rule r: the query found no series from 2026-10-31T23:50:00Z to 2026-11-01T00:00:00Z" in err
     assert "vmrules query 'cpu_usgae' --since 1h" in err
     assert apply(tmp_path, vm.url)[1] == ""                        # no note when there are series
+
+
+@pytest.mark.parametrize("command", [["apply", "--output-dir", "OUT"], ["plan"], ["query", "up"]])
+def test_a_datasource_without_scheme_is_a_usage_error(tmp_path: Path, command: list[str]) -> None:
+    folder = tmp_path / "rules"
+    folder.mkdir()
+    (folder / "r.yaml").write_text("version: 1\nrules: [{name: r, query: up}]\n")
+    args = [a.replace("OUT", str(tmp_path / "out")) for a in command]
+    res = CliRunner().invoke(main, [*args[:1], *([str(folder)] if args[0] != "query" else []), *args[1:],
+                                    "--datasource", "localhost:8428", *WINDOW])
+    assert res.exit_code == 2
+    assert res.stderr == usage(args[0], "--datasource 'localhost:8428' has no scheme: add http:// in front "
+                                        "(https:// for TLS)")
+    assert not (tmp_path / "out").exists()
+
+
+def test_validate_online_with_a_datasource_without_scheme_is_a_usage_error(tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text("version: 1\nrules: [{name: r, query: up}]\n")
+    res = CliRunner().invoke(main, ["validate", str(tmp_path), "--online", "--datasource", "localhost:8428"])
+    assert res.exit_code == 2
+    assert res.stderr == usage("validate", "--datasource 'localhost:8428' has no scheme: add http:// in front "
+                                           "(https:// for TLS)")

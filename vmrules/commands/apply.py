@@ -21,7 +21,7 @@ from vmrules.errors import RuleError, UsageError, VmrulesError
 from vmrules.evaluate.counts import Counts
 from vmrules.model import Datasource, Rule, RuleSet, Target
 from vmrules.net.http import Env, redact_dsn, redact_url, rule_env, scrub
-from vmrules.sources import normalize_url, open_source
+from vmrules.sources import normalize_url, open_source, url_problem
 from vmrules.sources.result import FetchError, QueryResult
 from vmrules.targets.registry import PluginError, kind_of
 from vmrules.targets.registry import get as get_target
@@ -258,6 +258,8 @@ def shard_of(name: str, shards: int) -> int:
 
 def rule_datasource(rule: Rule, override: str | None) -> Datasource:
     if override:
+        if why := url_problem(override):
+            raise UsageError(f"--datasource {why}")
         base = rule.datasource or Datasource(url=override)
         return replace(base, url=normalize_url(override))
     if rule.datasource is None:
