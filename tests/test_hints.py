@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tests.support.data import END_S
-from tests.support.servers import VictoriaMetrics, free_port
+from tests.support.data import END_S, export_jsonl
+from tests.support.servers import FaultServer, Reply, VictoriaMetrics, free_port, matrix
 from vmrules.cli import main
 from vmrules.net import http
 
@@ -67,6 +67,57 @@ def test_empty_result_gets_a_note(vm: VictoriaMetrics, tmp_path: Path) -> None:
     assert "note: rule r: the query found no series from 2026-10-31T23:50:00Z to 2026-11-01T00:00:00Z" in err
     assert "vmrules query 'cpu_usgae' --since 1h" in err
     assert apply(tmp_path, vm.url)[1] == ""                        # no note when there are series
+
+
+# -- https:// against a plain HTTP server ----------------------------------------------------------
+PLAIN = "TLS failed: the server answered in plain HTTP, not TLS: use http:// in the url"
+
+
+def test_https_to_a_plain_http_server_says_use_http(tmp_path: Path) -> None:
+    server = FaultServer(lambda seen: Reply(200, matrix([({"__name__": "m"}, [(END_S, "1")])])))
+    try:
+        tls = server.url.replace("http://", "https://")
+        code, err = apply(tmp_path, tls)
+        assert code == 1
+        assert err == f"error: rule r: datasource {tls}: {tls}/api/v1/query_range: {PLAIN}\n"
+        res = CliRunner().invoke(main, ["query", "m", "--datasource", tls, *WINDOW])
+        assert res.exit_code == 1
+        assert res.stderr == f"error: query 'm': {tls}/api/v1/query_range: {PLAIN}\n"
+        assert server.seen == []                  # what TLS sent was no HTTP request
+        assert apply(tmp_path, server.url, query="m") == (0, "")
+    finally:
+        server.stop()
+
+
+def test_a_webhook_at_https_on_a_plain_http_server_says_use_http(tmp_path: Path) -> None:
+    receiver = FaultServer(lambda seen: Reply(200, b"{}"))
+    try:
+        data = tmp_path / "data.jsonl"
+        data.write_text(export_jsonl())
+        hook = receiver.url.replace("http://", "https://") + "/hook"
+        folder = tmp_path / "rules"
+        folder.mkdir()
+        (folder / "r.yaml").write_text(f"version: 1\ndatasource: {{url: 'file:{data}'}}\n"
+                                       f"targets: {{hook: {{type: webhook, url: '{hook}'}}}}\n"
+                                       "rules: [{name: r, query: cpu_usage, route: [{to: hook}]}]\n")
+        res = CliRunner().invoke(main, ["apply", str(folder), "--output-dir", str(tmp_path / "out"), *WINDOW, "-q"])
+        assert res.exit_code == 1
+        assert res.stderr == f"error: rule r: target hook: {hook}: {PLAIN}\n"
+        assert receiver.seen == []
+    finally:
+        receiver.stop()
+
+
+def test_a_certificate_that_does_not_verify_still_points_at_ca_file() -> None:
+    import ssl
+
+    failure = ssl.SSLCertVerificationError(1, "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed")
+    assert http.tls_failure(failure, ca_file=True) == ("TLS failed: certificate verify failed (set ca_file to the "
+                                                       "CA that signed the server's certificate)")
+    assert http.tls_failure(failure) == "TLS failed: certificate verify failed"
+    for said in ("[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1006)",
+                 "[SSL: RECORD_LAYER_FAILURE] record layer failure (_ssl.c:1000)"):
+        assert http.tls_failure(ssl.SSLError(1, said), ca_file=True) == PLAIN
 
 
 @pytest.mark.parametrize("command", [["apply", "--output-dir", "OUT"], ["plan"], ["query", "up"]])

@@ -305,7 +305,7 @@ def _send(session: Transport, method: str, url: str, body: bytes, headers: Mappi
             content = b"".join(parts)
             status, answer_headers = resp.status_code, resp.headers
     except ssl.SSLError as exc:
-        raise HttpError(f"TLS failed: {reason(exc)}") from None
+        raise HttpError(tls_failure(exc)) from None
     except TimeoutError:
         raise Retryable(f"no complete answer within {timeout_s:g}s") from None
     except (OSError, http.client.HTTPException) as exc:
@@ -349,6 +349,20 @@ _REASONS = {   # what the exception says -> what to tell the user, with a hint w
     "IncompleteRead": "the answer was shorter than announced",
     "Remote end closed": "remote end closed the connection",
 }
+
+
+_PLAIN_HTTP = ("wrong version number", "record layer failure", "http request", "packet length too long",
+               "unknown protocol")   # what OpenSSL says when an https:// URL reaches a plain HTTP server
+
+
+def tls_failure(exc: Exception, ca_file: bool = False) -> str:
+    """Why a TLS connection failed, with what to do: an https:// URL of a plain HTTP server wants http://;
+    a certificate that does not verify wants the CA (`ca_file`, where there is one)."""
+    text = str(exc).lower().replace("_", " ")
+    if any(marker in text for marker in _PLAIN_HTTP):
+        return "TLS failed: the server answered in plain HTTP, not TLS: use http:// in the url"
+    hint = " (set ca_file to the CA that signed the server's certificate)" if ca_file and "certificate" in text else ""
+    return f"TLS failed: {reason(exc)}{hint}"
 
 
 def reason(exc: Exception) -> str:
