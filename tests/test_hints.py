@@ -120,6 +120,67 @@ def test_a_certificate_that_does_not_verify_still_points_at_ca_file() -> None:
         assert http.tls_failure(ssl.SSLError(1, said), ca_file=True) == PLAIN
 
 
+# -- an environment variable that is not set ---------------------------------------------------------
+def _variables_rules(tmp_path: Path, url: str) -> Path:
+    folder = tmp_path / "rules"
+    folder.mkdir()
+    (folder / "a.yaml").write_text(
+        f"version: 1\ndatasource: {{url: '{url}', bearer_token: '${{VM_TOKEN}}'}}\n"
+        "targets:\n  f: {type: csv, path: f.csv}\n"
+        f"  hook: {{type: webhook, url: '{url}/hook', headers: {{X-Key: '${{HOOK_TOKEN}}'}}}}\n"
+        "rules:\n" + "".join(f"  - {{name: r{i}, query: m, route: [{{to: f}}]}}\n" for i in range(5))
+        + "  - {name: hooked, query: m, route: [{to: [f, hook]}]}\n")
+    (folder / "b.yaml").write_text(
+        f"version: 1\ndatasource:\n  url: '{url}'\n  headers: {{X-Org: '${{VM_TOKEN}}', X-Team: '${{TEAM}}'}}\n"
+        "rules: [{name: other, query: m, route: [{to: f}]}]\n")
+    return folder
+
+
+def test_an_unset_variable_is_one_usage_error_before_any_request(tmp_path: Path) -> None:
+    server = FaultServer(lambda seen: Reply(200, b"{}" if seen.path == "/hook" else
+                                            matrix([({"__name__": "m"}, [(END_S, "1")])])))
+    try:
+        folder = _variables_rules(tmp_path, server.url)
+        out = tmp_path / "out"
+        env = {"VMRULES_ALLOW_ENV": "VM_TOKEN,HOOK_TOKEN,TEAM", "VM_TOKEN": None, "HOOK_TOKEN": None, "TEAM": "t"}
+        a, b = folder / "a.yaml", folder / "b.yaml"
+        said = (f"environment variable VM_TOKEN is not set; used in the datasource at {a}:2:13: bearer_token "
+                f"(rules r0, r1, r2 and 3 more); the datasource at {b}:3:3: header X-Org (rule other)\n"
+                f"environment variable HOOK_TOKEN is not set; used in target hook at {a}:5:3: header X-Key "
+                "(rule hooked)")
+        for extra in ([], ["--dry-run"], ["--incremental"], ["--chunk", "5m"]):
+            res = CliRunner(env=env).invoke(main, ["apply", str(folder), "--output-dir", str(out), *WINDOW, *extra])
+            assert res.exit_code == 2, extra
+            assert res.stderr == usage("apply", said)
+            assert res.stdout == ""
+        res = CliRunner(env=env).invoke(main, ["plan", str(folder), *WINDOW])      # plan sends to no target
+        assert res.exit_code == 2 and res.stderr == usage("plan", said.split("\n")[0])
+        assert server.seen == [] and not out.exists()
+        res = CliRunner(env={**env, "VM_TOKEN": "v", "HOOK_TOKEN": "h"}).invoke(
+            main, ["apply", str(folder), "--output-dir", str(out), *WINDOW, "-q"])
+        assert (res.exit_code, res.stderr) == (0, "")           # once set, they are sent
+        assert [s.headers["X-Key"] for s in server.seen if s.path == "/hook"] == ["h"]
+        assert {s.headers.get("Authorization", s.headers.get("X-Org")) for s in server.seen
+                if s.path.endswith("query_range")} == {"Bearer v", "v"}
+    finally:
+        server.stop()
+
+
+def test_a_refused_variable_still_fails_only_its_rules(tmp_path: Path) -> None:
+    folder = _variables_rules(tmp_path, f"http://127.0.0.1:{free_port()}")
+    env = {"VMRULES_ALLOW_ENV": "HOOK_TOKEN,TEAM", "VM_TOKEN": None, "HOOK_TOKEN": "h", "TEAM": "t"}
+    res = CliRunner(env=env).invoke(main, ["apply", str(folder), "--output-dir", str(tmp_path / "out"), *WINDOW, "-q"])
+    assert res.exit_code == 1                  # not allowed: the rule files learn nothing of whether it is set
+    assert "VM_TOKEN may not be read by rule files" in res.stderr and "not set" not in res.stderr
+
+
+def test_query_header_with_an_unset_variable(tmp_path: Path) -> None:
+    res = CliRunner(env={"NOT_SET_HERE": None}).invoke(
+        main, ["query", "up", "--datasource", f"http://127.0.0.1:{free_port()}", "-H", "X-Key: ${NOT_SET_HERE}"])
+    assert res.exit_code == 2
+    assert res.stderr == usage("query", "-H X-Key: environment variable NOT_SET_HERE is not set")
+
+
 @pytest.mark.parametrize("command", [["apply", "--output-dir", "OUT"], ["plan"], ["query", "up"]])
 def test_a_datasource_without_scheme_is_a_usage_error(tmp_path: Path, command: list[str]) -> None:
     folder = tmp_path / "rules"

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from vmrules.commands.variables import check_variables
 from vmrules.config.validate import rule_template_context
 from vmrules.delivery import scratch
 from vmrules.delivery.lock import run_lock
@@ -20,7 +21,7 @@ from vmrules.durations import Time, format_time_ms, parse_duration_ms, time_ms
 from vmrules.errors import RuleError, UsageError, VmrulesError
 from vmrules.evaluate.counts import Counts
 from vmrules.model import Datasource, Rule, RuleSet, Target
-from vmrules.net.http import Env, redact_dsn, redact_url, rule_env, scrub
+from vmrules.net.http import Env, HttpError, redact_dsn, redact_url, rule_env, scrub
 from vmrules.sources import normalize_url, open_source, url_problem
 from vmrules.sources.result import FetchError, QueryResult
 from vmrules.targets.registry import PluginError, kind_of
@@ -151,6 +152,7 @@ def apply(ruleset: RuleSet, options: ApplyOptions) -> RunReport:
     to_ms = options.to_ms if options.to_ms is not None else int(now.timestamp() * 1000)
     rules = _select(ruleset, options.rules, options.shard)
     sources = {r.name: rule_datasource(r, options.datasource) for r in rules}
+    check_variables(rules, sources, ruleset.targets, allowed_env(options))
     if options.progress is not None:
         options.progress.total = len(rules)
     run = new_run(now)
@@ -254,6 +256,14 @@ def _select(ruleset: RuleSet, names: Sequence[str], shard: tuple[int, int] | Non
 def shard_of(name: str, shards: int) -> int:
     """The shard (0..shards-1) a rule belongs to: a hash of its name, the same on every machine and run."""
     return zlib.crc32(name.encode()) % shards
+
+
+def allowed_env(options: ApplyOptions) -> Env:
+    """The environment rule files may read; a VMRULES_ALLOW_ENV that cannot be read is a usage error."""
+    try:
+        return rule_env(options.env, options.allow_env)
+    except HttpError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def rule_datasource(rule: Rule, override: str | None) -> Datasource:

@@ -89,16 +89,22 @@ class Env(Mapping[str, str]):
     base: Mapping[str, str]
     allow: Mapping[str, tuple[str, ...]] | None = None
 
-    def lookup(self, name: str, url: str) -> str:
-        """The value of `name` for a request to `url`; HttpError (naming no value) when refused or unset."""
+    def refusal(self, name: str, url: str) -> str | None:
+        """Why rule files may not send `name` to `url` (None: they may)."""
         if self.allow is not None:
             if name not in self.allow:
-                raise HttpError(f"environment variable {name} may not be read by rule files: allow it with "
-                                f"{ALLOW_ENV}={name}=URL_PREFIX or --allow-env (README, Security)")
+                return (f"environment variable {name} may not be read by rule files: allow it with "
+                        f"{ALLOW_ENV}={name}=URL_PREFIX or --allow-env (README, Security)")
             prefixes = self.allow[name]
             if prefixes and not any(url_within(url, p) for p in prefixes):
-                raise HttpError(f"environment variable {name} may not be sent to {redact_url(url)} "
-                                f"(allowed: {', '.join(prefixes)})")
+                return (f"environment variable {name} may not be sent to {redact_url(url)} "
+                        f"(allowed: {', '.join(prefixes)})")
+        return None
+
+    def lookup(self, name: str, url: str) -> str:
+        """The value of `name` for a request to `url`; HttpError (naming no value) when refused or unset."""
+        if why := self.refusal(name, url):
+            raise HttpError(why)
         if name not in self.base:
             raise HttpError(f"environment variable {name} is not set")
         return self.base[name]
@@ -153,6 +159,11 @@ def remember_secret(value: str) -> None:
     forms = {value, value.strip(), repr(value)[1:-1], repr(value.encode())[2:-1]}
     with _IN_USE_LOCK:
         _IN_USE.update(f for f in forms if len(f) >= MIN_SCRUBBED)
+
+
+def variables(text: str) -> list[str]:
+    """The names of the `${VAR}`s in `text`, in order."""
+    return _VAR.findall(text)
 
 
 def expand_secret(text: str, env: Mapping[str, str], url: str = "") -> str:
