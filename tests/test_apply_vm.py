@@ -299,7 +299,9 @@ rules: [{{name: cpu, query: cpu_usage, route: [{{to: p}}]}}]
         assert "wrong" not in bad.stderr and "s3cret" not in bad.stderr + ok.stderr + ok.stdout
         unset = CliRunner(env={"VM_TOKEN": None, "VMRULES_ALLOW_ENV": "VM_TOKEN"}).invoke(
             main, ["apply", str(rules), "--output-dir", str(tmp_path / "o3"), *WINDOW])
-        assert unset.exit_code == 1 and "VM_TOKEN is not set" in unset.stderr
+        assert unset.exit_code == 2          # one usage error before any request, not one failure per rule
+        assert f"Error: environment variable VM_TOKEN is not set; used in the datasource at {rules}" in unset.stderr
+        assert not (tmp_path / "o3").exists()
     finally:
         auth.stop()
         prefixed.stop()

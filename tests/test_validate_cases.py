@@ -147,3 +147,70 @@ def test_empty_folder_is_a_problem(tmp_path: Path) -> None:
 def test_a_webhook_body_may_read_every_variable_a_run_gives_it(tmp_path: Path) -> None:
     check(tmp_path, "version: 1\ntargets:\n  w: {type: webhook, url: 'http://x', "
                     "body: '{{ batch + 1 }}/{{ batches }}: {{ count }} {{ run.id }} {{ target.name }}'}\n")
+
+
+# -- each problem said once, across files -----------------------------------------------------------
+TESTED_RULE = "version: 1\nrules:\n  - {name: cpu, query: up, route: [{to: out}]}\n" \
+              "tests:\n  - rule: cpu\n    input: [{series: up, values: '1'}]\n    expect: {out: {count: 1}}\n"
+
+
+def test_a_broken_target_in_another_file_is_not_unknown(tmp_path: Path) -> None:
+    got = problems_of(tmp_path, {"targets.yaml": "version: 1\ntargets:\n  out: {type: csvv, path: out.csv}\n",
+                                 "rules.yaml": TESTED_RULE})
+    assert got == ["targets.yaml:3:15: targets.out.type: 'csvv' is not one of: csv, json, jsonl, parquet, sqlite, "
+                   "postgres, webhook, alertmanager, victoriametrics; did you mean 'csv'?"]
+
+
+def test_a_file_that_cannot_be_read_hides_no_problem_and_causes_none(tmp_path: Path) -> None:
+    got = problems_of(tmp_path, {"a.yaml": "version: 1\ntargets:\n  out: {type: csv, path: 'out.csv\n",
+                                 "b.yaml": "version: 1\nrules: [{name: cpu, query: up, step: 1 minute}]\n",
+                                 "c.yaml": TESTED_RULE.replace("cpu", "mem")})
+    assert got == ["a.yaml:4:1: YAML syntax: found unexpected end of stream",
+                   "b.yaml:2:38: rules[0].step: '1 minute' is not a duration: use a number and a unit "
+                   "(ms s m h d w), e.g. 30s, 5m, 1h30m"]
+
+
+def test_a_test_of_a_rule_in_an_unreadable_file_is_not_told_it_is_missing(tmp_path: Path) -> None:
+    got = problems_of(tmp_path, {"a.yaml": "version: 1\nrules:\n\t- {name: cpu, query: up}\n",
+                                 "b.yaml": "version: 1\ntargets: {out: {type: csv, path: o.csv}}\n"
+                                           "tests:\n  - rule: cpu\n    input: [{series: up, values: '1'}]\n"
+                                           "    expect: {out: {count: 1}}\n"})
+    assert got == ["a.yaml:3:1: YAML syntax: found character that cannot start any token"]
+
+
+def test_a_duplicate_of_a_broken_target_is_a_duplicate(tmp_path: Path) -> None:
+    got = problems_of(tmp_path, {"a.yaml": "version: 1\ntargets:\n  out: {type: csv}\n",
+                                 "b.yaml": "version: 1\ntargets:\n  out: {type: csv, path: b.csv}\n",
+                                 "c.yaml": TESTED_RULE})
+    assert got == ["a.yaml:3:8: targets.out: missing required key 'path'",
+                   f"b.yaml:3:3: duplicate target name 'out' (first defined at {tmp_path}/a.yaml:3:3)"]
+
+
+def test_a_quoted_zero_is_a_time_like_zero(tmp_path: Path) -> None:
+    from vmrules.commands.test import run_tests
+
+    text = ("version: 1\ntargets: {out: {type: csv, path: out.csv}}\n"
+            "rules:\n  - {name: r, query: up, thresholds: [{above: 1}], route: [{to: out}]}\n"
+            "tests:\n  - rule: r\n    interval: 1m\n    input: [{series: up, values: '1 2'}]\n"
+            "    expect: {out: [{time: ZERO, value: 1, severity: null}, {time: 1m, value: 2, severity: alert}]}\n")
+    for zero in ("0", "'0'", '"0"', "0s"):
+        (tmp_path / "r.yaml").write_text(text.replace("ZERO", zero))
+        result = validate_paths([str(tmp_path)])
+        assert result.problems == [] and result.ruleset is not None, zero
+        results, _ = run_tests(result.ruleset)
+        assert [r.ok for r in results] == [True], zero
+
+
+def test_an_empty_file_hides_no_unknown_name(tmp_path: Path) -> None:
+    got = problems_of(tmp_path, {"a.yaml": "", "b.yaml": TESTED_RULE.replace("to: out", "to: nowhere")})
+    assert got == ["a.yaml:1:1: file is empty: a rule file starts with `version: 1`",       # and nothing more:
+                   "b.yaml:3:41: rule 'cpu' routes to unknown target 'nowhere' (known: none defined)"]
+
+
+def test_a_test_of_a_misrouted_rule_is_not_told_the_rule_does_not_route_there(tmp_path: Path) -> None:
+    targets = "version: 1\ntargets:\n  out: {type: csv, path: out.csv}\n  other: {type: csv, path: o.csv}\n"
+    assert problems_of(tmp_path, {"t.yaml": targets, "r.yaml": TESTED_RULE.replace("to: out", "to: uot")}) == [
+        "r.yaml:3:41: rule 'cpu' routes to unknown target 'uot' (known: other, out)"]
+    (tmp_path / "r.yaml").write_text(TESTED_RULE.replace("to: out", "to: other"))
+    assert problems_of(tmp_path, {}) == [
+        "r.yaml:7:14: test 'cpu #1': rule 'cpu' does not route to 'out' (it routes to: other)"]

@@ -70,8 +70,11 @@ def validate(paths: tuple[str, ...], fmt: str, strict: bool, online: bool, datas
     if online and result.ruleset is not None:
         from vmrules.commands.online import check_series
 
-        result.warnings = sorted(result.warnings + check_series(result.ruleset, allow=_allow_env(allow_env),
-                                                                datasource=datasource))
+        try:
+            online_warnings = check_series(result.ruleset, allow=_allow_env(allow_env), datasource=datasource)
+        except UsageError as exc:                       # a --datasource that is no URL vmrules can ask
+            raise click.UsageError(str(exc)) from None
+        result.warnings = sorted(result.warnings + online_warnings)
     shown = sorted(result.problems + result.warnings + (result.notes if verbose else []))
     out = format_problems(shown, fmt)
     if out:

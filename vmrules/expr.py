@@ -38,6 +38,10 @@ _TOKEN = re.compile(r"""
   | (?P<op>==|!=|<=|>=|=~|!~|<|>|\(|\)|-)
 """, re.VERBOSE)
 _COMPARE = ("==", "!=", "<", "<=", ">", ">=", "=~", "!~")
+_OTHER_LANGUAGES = {     # what people write from SQL, C or shell -> what to write here
+    "&&": "use `and`", "&": "use `and`", "||": "use `or`", "|": "use `or`", "!": "use `not`",
+    "=>": "use `>=`", "=<": "use `<=`", "=": "use `==` to compare",
+}
 _KEYWORDS = ("and", "or", "not", "true", "false")
 
 
@@ -104,7 +108,9 @@ def tokenize(text: str) -> list[Token]:
         if not m:
             if text[pos] in "\"'":
                 raise ExprError("unterminated string", pos)
-            raise ExprError(f"unexpected character {text[pos]!r}", pos)
+            seen = text[pos:pos + 2] if text[pos:pos + 2] in _OTHER_LANGUAGES else text[pos]
+            hint = f": {_OTHER_LANGUAGES[seen]}" if seen in _OTHER_LANGUAGES else ""
+            raise ExprError(f"unexpected {'character ' if len(seen) == 1 else ''}{seen!r}{hint}", pos)
         kind = m.lastgroup or ""
         if kind != "ws":
             tokens.append(Token(kind, m.group(), pos))

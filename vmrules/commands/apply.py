@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from vmrules.commands.variables import check_variables
 from vmrules.config.validate import rule_template_context
 from vmrules.delivery import scratch
 from vmrules.delivery.lock import run_lock
@@ -20,8 +21,8 @@ from vmrules.durations import Time, format_time_ms, parse_duration_ms, time_ms
 from vmrules.errors import RuleError, UsageError, VmrulesError
 from vmrules.evaluate.counts import Counts
 from vmrules.model import Datasource, Rule, RuleSet, Target
-from vmrules.net.http import Env, redact_dsn, redact_url, rule_env, scrub
-from vmrules.sources import normalize_url, open_source
+from vmrules.net.http import Env, HttpError, redact_dsn, redact_url, rule_env, scrub
+from vmrules.sources import normalize_url, open_source, url_problem
 from vmrules.sources.result import FetchError, QueryResult
 from vmrules.targets.registry import PluginError, kind_of
 from vmrules.targets.registry import get as get_target
@@ -151,6 +152,7 @@ def apply(ruleset: RuleSet, options: ApplyOptions) -> RunReport:
     to_ms = options.to_ms if options.to_ms is not None else int(now.timestamp() * 1000)
     rules = _select(ruleset, options.rules, options.shard)
     sources = {r.name: rule_datasource(r, options.datasource) for r in rules}
+    check_variables(rules, sources, ruleset.targets, allowed_env(options))
     if options.progress is not None:
         options.progress.total = len(rules)
     run = new_run(now)
@@ -256,8 +258,18 @@ def shard_of(name: str, shards: int) -> int:
     return zlib.crc32(name.encode()) % shards
 
 
+def allowed_env(options: ApplyOptions) -> Env:
+    """The environment rule files may read; a VMRULES_ALLOW_ENV that cannot be read is a usage error."""
+    try:
+        return rule_env(options.env, options.allow_env)
+    except HttpError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def rule_datasource(rule: Rule, override: str | None) -> Datasource:
     if override:
+        if why := url_problem(override):
+            raise UsageError(f"--datasource {why}")
         base = rule.datasource or Datasource(url=override)
         return replace(base, url=normalize_url(override))
     if rule.datasource is None:

@@ -20,7 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from vmrules.commands.apply import ApplyOptions, _select, evaluated, rule_datasource
+from vmrules.commands.apply import ApplyOptions, _select, allowed_env, evaluated, rule_datasource
+from vmrules.commands.variables import check_variables
 from vmrules.config.validate import load_ruleset
 from vmrules.durations import format_time_ms
 from vmrules.errors import ConfigError, UsageError
@@ -80,6 +81,7 @@ def plan(ruleset: RuleSet, options: ApplyOptions) -> PlanReport:
     to_ms = options.to_ms if options.to_ms is not None else int(time.time() * 1000)
     rules = _select(ruleset, options.rules, options.shard)
     sources = {r.name: rule_datasource(r, options.datasource) for r in rules}
+    check_variables(rules, sources, ruleset.targets, allowed_env(options), writes=False)
     whole = {n: replace(t, options={k: v for k, v in t.options.items() if k != "columns"})
              for n, t in ruleset.targets.items()}
 
@@ -231,7 +233,10 @@ def plan_base(ref: str, paths: Sequence[str], options: ApplyOptions) -> tuple[Pl
         base_options = replace(options, rules=[n for n in options.rules if n in known])
         if options.rules and not base_options.rules:
             return PlanReport([]), []
-        report = plan(ruleset, base_options)
+        try:
+            report = plan(ruleset, base_options)
+        except UsageError as exc:           # a variable only the base reads, say
+            return PlanReport([]), [f"the rule files at {ref} cannot be planned ({exc}); compared with no rules"]
         report.ruleset = ruleset
         return report, []
 

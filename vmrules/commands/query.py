@@ -21,8 +21,8 @@ from vmrules.durations import Time, format_time_ms, parse_duration_ms, time_ms
 from vmrules.errors import Location, UsageError
 from vmrules.evaluate.rows import evaluate, series_keys
 from vmrules.model import ROW_COLUMNS, Datasource, Rule, Target, partition_problems, series_text
-from vmrules.net.http import Env, HttpError
-from vmrules.sources import normalize_url
+from vmrules.net.http import Env, HttpError, variables
+from vmrules.sources import normalize_url, url_problem
 from vmrules.sources.result import FetchError
 from vmrules.window import rule_window
 
@@ -69,6 +69,12 @@ def run_query(exprs: list[str], url: str, headers: Mapping[str, str], from_ms: i
 
     Rows are written batch by batch as they arrive, so memory does not grow with the answer.
     """
+    if why := url_problem(url):
+        raise UsageError(f"--datasource {why}")
+    for name, value in headers.items():
+        for var in variables(value):
+            if var not in os.environ:
+                raise UsageError(f"-H {name}: environment variable {var} is not set")
     ds = Datasource(url=normalize_url(url), headers=dict(headers))
     if partition_by:
         assert output is not None and fmt == "parquet"

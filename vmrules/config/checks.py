@@ -35,13 +35,14 @@ from vmrules.model import (
     too_many_requests,
 )
 from vmrules.net.http import DSN_SCHEMES
-from vmrules.sources import SCHEMES, normalize_url
+from vmrules.sources import normalize_url, url_problem
 from vmrules.templates import TemplateError, compile_template, render
 from vmrules.thresholds import COMPARISONS, CONDITION_KEYS
 
 UPSERT_KEY = ("rule", "labels", "timestamp")
 EPISODE_KEY = ("rule", "metric", "labels", "severity", "start")
 TABLE_TYPES = ("sqlite", "postgres")      # database targets: modes append, upsert, replace; episodes upserted
+SERVICE_TYPES = ("webhook", "alertmanager", "victoriametrics")   # built-in targets sent over HTTP(S)
 T = TypeVar("T")
 Checks = Generator[Problem, None, T]   # yields problems, returns what it built
 
@@ -65,6 +66,7 @@ class FileOutcome:
     tests: list[RuleTest] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)    # lints: reported, fail only `validate --strict`
     notes: list[Problem] = field(default_factory=list)       # what was not checked, for `validate -v`
+    unread: set[str] = field(default_factory=set)   # "targets", "rules": names it may hold that could not be read
 
 
 def check_files(paths: list[str]) -> list[FileOutcome]:
@@ -77,9 +79,9 @@ def check_file(path: str) -> FileOutcome:
     try:
         f = load_file(path)
     except ConfigError as exc:
-        return FileOutcome(path, exc.problems)
+        return FileOutcome(path, exc.problems, unread={"targets", "rules"})
     problems, bad = schema.check(f)
-    checker = _FileChecker(FileOutcome(path, problems))
+    checker = _FileChecker(FileOutcome(path, f.problems + problems))
     scope = _FileScope(f, bad)
     checker.out.problems += list(checker.file_level(scope))
     checker.out.problems += list(checker.file_targets(scope))
@@ -143,17 +145,16 @@ class _FileChecker:
         if "datasource" in data and s.ok(("datasource",)):
             ds = yield from self.datasource(s.f, ("datasource",), data["datasource"])
             s.datasource = ds
-        if "defaults" in data and s.ok(("defaults",)):
-            s.defaults = dict(data["defaults"])
+        if isinstance(data.get("defaults"), dict):       # its well-formed keys: the rules are checked all the same
+            s.defaults = {k: v for k, v in data["defaults"].items() if s.ok(("defaults", k))}
 
     def datasource(self, f: LoadedFile, path: tuple[Any, ...], d: dict[str, Any]) -> Checks[Datasource]:
         url = d["url"]
         if "${" in url:
             yield Problem(f.where(path + ("url",)), "${VAR} is expanded only in headers, bearer_token "
                           "and basic_auth, not in the url")
-        elif url.split(":", 1)[0].lower() not in SCHEMES or not url.startswith(("http://", "https://", "file:")):
-            yield Problem(f.where(path + ("url",)),
-                          f"datasource url {url!r} must start with http://, https:// or file:")
+        elif why := url_problem(url):
+            yield Problem(f.where(path + ("url",)), f"datasource url {why}")
         timeout = yield from self.duration(f, path + ("timeout",), d.get("timeout"), DEFAULT_TIMEOUT_MS)
         self.out.warnings += lint_headers(f, path, d)
         auth = d.get("basic_auth")
@@ -179,6 +180,8 @@ class _FileChecker:
     def file_targets(self, s: _FileScope) -> Iterator[Problem]:
         data = s.f.data if isinstance(s.f.data, dict) else {}
         targets: dict[str, Any] = data["targets"] if isinstance(data.get("targets"), dict) else {}
+        if "targets" in data and not isinstance(data["targets"], dict):
+            self.out.unread.add("targets")
         for name, spec in targets.items():
             path = ("targets", name)
             if not s.ok(path):
@@ -207,6 +210,8 @@ class _FileChecker:
                 yield Problem(f.where(path + ("annotations", key)), f"target {t.name!r}: annotation {key}: {exc}")
         if "timeout" in opts:
             yield from self.duration(f, path + ("timeout",), opts["timeout"], DEFAULT_TIMEOUT_MS)
+        if t.type in SERVICE_TYPES and (why := url_problem(str(opts.get("url", "")), ("http://", "https://"))):
+            yield Problem(f.where(path + ("url",)), f"target {t.name!r}: url {why}")
         if t.type == "postgres" and isinstance(opts.get("dsn"), str):
             yield from self.dsn(f, path + ("dsn",), t.name, opts["dsn"])
         for i, why in partition_problems(t.partition_by, t.columns, t.time_column):
@@ -258,13 +263,17 @@ class _FileChecker:
             path = ("rules", i)
             name = spec.get("name") if isinstance(spec, dict) else None
             rule = None
-            if isinstance(spec, dict) and s.ok(("defaults",)):
+            if isinstance(spec, dict):
                 found: list[Problem] = []
                 rule = yield from _tee(self.rule(s, path, spec), found)
-                if rule is not None and not found:      # lints only for rules without problems
+                if rule is not None and not found and s.ok(("defaults",)):   # lints only for rules without problems
                     self.out.warnings += lint_rule(s.f, path, spec, rule, self.tree)
             if isinstance(name, str):
                 self.out.rules.append((name, s.f.where(path + ("name",)), rule))
+            else:
+                self.out.unread.add("rules")
+        if "rules" in data and not isinstance(data["rules"], list):
+            self.out.unread.add("rules")
 
     def rule(self, s: _FileScope, path: tuple[Any, ...], spec: dict[str, Any]) -> Checks[Rule | None]:
         """Check every well-formed part of a rule; build it only when the whole rule is well-formed."""
@@ -280,7 +289,9 @@ class _FileChecker:
                                             "range" not in spec else None, DEFAULT_RANGE_MS)
         step_ms = yield from self.duration(f, path + ("step",), spec.get("step", d.get("step")) if ok("step") or
                                            "step" not in spec else None, DEFAULT_STEP_MS)
-        yield from self.request_count(f, path, spec, datasource, range_ms, step_ms, {**d, **spec})
+        if all(s.ok(p) for p in (path + ("range",), path + ("step",), path + ("datasource",), ("defaults", "range"),
+                                 ("defaults", "step"))):      # a window it would not have: said elsewhere
+            yield from self.request_count(f, path, spec, datasource, range_ms, step_ms, {**d, **spec})
         tree = (yield from self.query(f, path + ("query",), spec["query"], datasource)) if ok("query") else None
         self.tree = None
         valid: dict[str, Any] = spec["valid"] if ok("valid") else {}
@@ -385,7 +396,7 @@ class _FileChecker:
                 row = dict(given)
                 for key in ("time", "start", "end"):            # offsets; start and end of episodes
                     if row.get(key) is not None:
-                        row[key] = 0 if row[key] == 0 else parse_duration_ms(row[key])
+                        row[key] = 0 if row[key] in (0, "0") else parse_duration_ms(row[key])
                 rows.append(row)
             expect[target] = rows
         if not ok:

@@ -41,7 +41,7 @@ def _type(node: dict[str, Any]) -> str:
     if "const" in node:
         return f"`{node['const']}`"
     if "enum" in node:
-        return " \\| ".join(f"`{v}`" for v in node["enum"])
+        return " \\| ".join(dict.fromkeys(f"`{v}`" for v in node["enum"]))     # 0 and "0" read the same
     if "oneOf" in node or "anyOf" in node:
         return " or ".join(_type(n) for n in node.get("oneOf") or node["anyOf"])
     t = node.get("type", "")

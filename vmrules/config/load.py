@@ -54,6 +54,7 @@ class LoadedFile:
     source: str = ""
     marks: dict[Path, tuple[int, int]] = field(default_factory=dict)       # 1-based (line, col)
     key_marks: dict[Path, tuple[int, int]] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)    # found while loading, the rest still checked
 
     def where(self, path: Iterable[Any]) -> Location:
         """The location of the value at `path`, or of its nearest ancestor."""
@@ -202,9 +203,11 @@ class _Walker:
             key = key_node.value
             if key == "<<" and key_node.tag == "tag:yaml.org,2002:merge":
                 raise _error(self.loc(key_node), "merge keys (<<) are not supported; repeat the keys or use defaults:")
-            if key in out:
+            if key in out:           # said, and the first one kept, so that the rest of the file is checked
                 first = self.out.key_marks[path + (key,)]
-                raise _error(self.loc(key_node), f"duplicate key {key!r} (first at line {first[0]})")
+                self.out.problems.append(Problem(self.loc(key_node), f"duplicate key {key!r} (first at line "
+                                                                     f"{first[0]})"))
+                continue
             mark = key_node.start_mark
             self.out.key_marks[path + (key,)] = (mark.line + 1, mark.column + 1)
             out[key] = self.value(value_node, path + (key,), depth + 1, alias)

@@ -10,6 +10,7 @@ from functools import cache, lru_cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
+from vmrules.config import hints
 from vmrules.errors import Problem, cut, excerpt
 from vmrules.targets.registry import BUILT_IN, target_plugins
 
@@ -17,6 +18,8 @@ if TYPE_CHECKING:  # jsonschema is imported only to explain an invalid file
     import jsonschema
     from jsonschema.exceptions import ValidationError
 from vmrules.config.load import LoadedFile
+
+_DURATION = "ms|s|m|h|d|w"     # in the pattern of a duration
 
 
 @lru_cache(maxsize=1)
@@ -84,9 +87,54 @@ def check(f: LoadedFile) -> tuple[list[Problem], set[tuple[Any, ...]]]:
 
     problems, paths = [], set()
     for error in validator(plugins).iter_errors(f.data):
-        problems.append(_problem(f, best_match([error])))
+        for leaf in _leaves(error, best_match):
+            problems += _problems(f, leaf)
         paths.add(tuple(error.absolute_path))
     return problems, paths
+
+
+def _leaves(e: ValidationError, best_match: Callable[[list[ValidationError]], ValidationError]) \
+        -> list[ValidationError]:
+    """What to say of one error: best_match cuts anyOf/oneOf noise by picking one branch; every error of
+    that branch is said (two wrong values of one expected row are two problems), each cut the same way."""
+    best = best_match([e])
+    if best is e or not e.context:
+        return [best]
+    top = best
+    while top.parent is not None and top.parent is not e:
+        top = top.parent
+    branch = top.relative_schema_path[0] if top.relative_schema_path else None
+    return [leaf for c in e.context if c.relative_schema_path and c.relative_schema_path[0] == branch
+            for leaf in _leaves(c, best_match)] or [best]
+
+
+def _problems(f: LoadedFile, e: ValidationError) -> list[Problem]:
+    """What one schema error says: each unknown key on its own, and nothing that another problem
+    of the same object already explains (hints.py)."""
+    path = tuple(e.absolute_path)
+    allowed = e.schema.get("properties", {}) if isinstance(e.schema, dict) else {}
+    match e.validator:
+        case "additionalProperties":
+            out = []
+            for key in (k for k in e.instance if k not in allowed):
+                more = hints.unknown_key(path, e.instance, key, allowed)
+                if more is not None:
+                    out.append(Problem(f.where_key(path + (key,)),
+                                       f"{_describe(path)}unknown key {excerpt(key)}{more}"))
+            return out
+        case "required":
+            missing = next(k for k in e.validator_value if k not in e.instance)
+            if hints.missing_is_explained(path, e.instance, missing, allowed):
+                return []
+        case "pattern" if path[:1] == ("tests",) and path[-1:] == ("rule",) and e.instance in _rule_names(f.data):
+            return []     # the test names a rule whose name is wrong: said at the rule
+    return [_problem(f, e)]
+
+
+def _rule_names(doc: Any) -> set[str]:
+    rules = doc.get("rules") if isinstance(doc, dict) else None
+    return {r["name"] for r in rules if isinstance(r, dict) and isinstance(r.get("name"), str)} \
+        if isinstance(rules, list) else set()
 
 
 def _problem(f: LoadedFile, e: ValidationError) -> Problem:
@@ -96,21 +144,24 @@ def _problem(f: LoadedFile, e: ValidationError) -> Problem:
         case "required":
             missing = [k for k in e.validator_value if k not in e.instance]
             return Problem(f.where(path), f"{where}missing required key {missing[0]!r}")
-        case "additionalProperties":
-            allowed = sorted(e.schema.get("properties", {}))
-            extras = [k for k in e.instance if k not in allowed]
-            key = extras[0] if extras else "?"
-            hint = difflib.get_close_matches(key, allowed, n=1)
-            more = f"; did you mean {hint[0]!r}?" if hint else f"; allowed: {', '.join(allowed)}"
-            return Problem(f.where_key(path + (key,)), f"{where}unknown key {excerpt(key)}{more}")
         case "propertyNames":
             return Problem(f.where_key(path + (e.instance,)), f"{where}invalid name {excerpt(e.instance)}: "
                            "use letters, digits and _, not starting with a digit")
         case "const" if path == ("version",):
             return Problem(f.where(path), f"unsupported version {excerpt(e.instance)}: this vmrules reads version 1")
         case "enum":
+            close = difflib.get_close_matches(e.instance, [str(v) for v in e.validator_value], n=1) \
+                if isinstance(e.instance, str) else []
+            more = f"; did you mean {close[0]!r}?" if close else ""
             return Problem(f.where(path), f"{where}{excerpt(e.instance)} is not one of: "
-                           f"{', '.join(map(str, e.validator_value))}")
+                           f"{', '.join(map(str, e.validator_value))}{more}")
+        case "anyOf" if _json_type(e.instance, "number") and any(
+                _DURATION in c.schema.get("pattern", "") for c in e.context if isinstance(c.schema, dict)):
+            return Problem(f.where(path), f"{where}{excerpt(e.instance)} is not a duration: add a unit "
+                           f"(ms s m h d w), e.g. {excerpt(e.instance)}s, or write 0")
+        case "type" if _DURATION in e.schema.get("pattern", "") and _json_type(e.instance, "number"):
+            return Problem(f.where(path), f"{where}{excerpt(e.instance)} is not a duration: add a unit "
+                           f"(ms s m h d w), e.g. {excerpt(e.instance)}s")
         case "type":
             want = e.validator_value if isinstance(e.validator_value, str) else " or ".join(e.validator_value)
             got = _kind(e.instance) if path or isinstance(e.instance, list) else \
@@ -129,7 +180,7 @@ def _problem(f: LoadedFile, e: ValidationError) -> Problem:
 
 
 def _pattern_message(e: ValidationError) -> str:
-    if "ms|s|m|h|d|w" in e.validator_value:
+    if _DURATION in e.validator_value:
         return f"{excerpt(e.instance)} is not a duration: use a number and a unit (ms s m h d w), e.g. 30s, 5m, 1h30m"
     return f"{excerpt(e.instance)} is not a valid name: use letters, digits and _, not starting with a digit"
 

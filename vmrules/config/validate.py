@@ -132,18 +132,23 @@ class _Merger:
         self.tests: list[RuleTest] = []
         self.warnings: list[Problem] = []
         self.notes: list[Problem] = []
+        self.broken: dict[str, Location] = {}     # targets defined with a problem of their own: not "unknown"
+        self.unread: set[str] = set()             # "targets", "rules": some file's names could not be read
 
     def run(self, outcomes: list[FileOutcome]) -> Iterator[Problem]:
         rule_names: dict[str, Location] = {}
         refs = []
         for out in outcomes:
             yield from out.problems
+            self.unread |= out.unread
             for name, loc, target in out.targets:
-                if name in self.targets:
-                    first = self.targets[name].location
+                if name in self.targets or name in self.broken:
+                    first = self.targets[name].location if name in self.targets else self.broken[name]
                     yield Problem(loc, f"duplicate target name {name!r} (first defined at {first})")
                 elif target is not None:
                     self.targets[name] = target
+                else:
+                    self.broken[name] = loc
             for name, loc, rule in out.rules:
                 if name in rule_names:
                     yield Problem(loc, f"duplicate rule name {name!r} (first defined at {rule_names[name]})")
@@ -166,6 +171,8 @@ class _Merger:
         by_name = {r.name: r for r in self.rules}
         for test in self.tests:
             if test.rule not in rule_names:
+                if "rules" in self.unread:        # it may be one of them: said where they could not be read
+                    continue
                 known = ", ".join(sorted(rule_names)) or "none defined"
                 yield Problem(test.rule_location or test.location,
                               f"test {test.name!r}: no rule named {test.rule!r} (rules: {known})")
@@ -174,8 +181,9 @@ class _Merger:
             if rule is None:
                 continue
             routed = {n for route in rule.routes for n in route.to}
+            misnamed = any(n not in self.targets and n not in self.broken for n in routed)
             for target, loc in test.expect_locations.items():
-                if target not in routed:
+                if target not in routed and not misnamed:        # else maybe the route's unknown target
                     yield Problem(loc, f"test {test.name!r}: rule {test.rule!r} does not route to {target!r} "
                                   f"(it routes to: {', '.join(sorted(routed)) or 'nothing'})")
 
@@ -184,8 +192,10 @@ class _Merger:
         by_name = {r.name: r for r in self.rules}
         used: dict[str, dict[str, Rule]] = {}
         for rule_name, name, loc in route_refs:
+            if name in self.broken or "targets" in self.unread and name not in self.targets:
+                continue                      # its own problem is said where it is defined (or unread)
             if name not in self.targets:
-                known = ", ".join(sorted(self.targets)) or "none defined"
+                known = ", ".join(sorted({*self.targets, *self.broken})) or "none defined"
                 yield Problem(loc, f"rule {rule_name!r} routes to unknown target {name!r} (known: {known})")
             elif rule_name in by_name:
                 used.setdefault(name, {})[rule_name] = by_name[rule_name]

@@ -89,16 +89,22 @@ class Env(Mapping[str, str]):
     base: Mapping[str, str]
     allow: Mapping[str, tuple[str, ...]] | None = None
 
-    def lookup(self, name: str, url: str) -> str:
-        """The value of `name` for a request to `url`; HttpError (naming no value) when refused or unset."""
+    def refusal(self, name: str, url: str) -> str | None:
+        """Why rule files may not send `name` to `url` (None: they may)."""
         if self.allow is not None:
             if name not in self.allow:
-                raise HttpError(f"environment variable {name} may not be read by rule files: allow it with "
-                                f"{ALLOW_ENV}={name}=URL_PREFIX or --allow-env (README, Security)")
+                return (f"environment variable {name} may not be read by rule files: allow it with "
+                        f"{ALLOW_ENV}={name}=URL_PREFIX or --allow-env (README, Security)")
             prefixes = self.allow[name]
             if prefixes and not any(url_within(url, p) for p in prefixes):
-                raise HttpError(f"environment variable {name} may not be sent to {redact_url(url)} "
-                                f"(allowed: {', '.join(prefixes)})")
+                return (f"environment variable {name} may not be sent to {redact_url(url)} "
+                        f"(allowed: {', '.join(prefixes)})")
+        return None
+
+    def lookup(self, name: str, url: str) -> str:
+        """The value of `name` for a request to `url`; HttpError (naming no value) when refused or unset."""
+        if why := self.refusal(name, url):
+            raise HttpError(why)
         if name not in self.base:
             raise HttpError(f"environment variable {name} is not set")
         return self.base[name]
@@ -153,6 +159,11 @@ def remember_secret(value: str) -> None:
     forms = {value, value.strip(), repr(value)[1:-1], repr(value.encode())[2:-1]}
     with _IN_USE_LOCK:
         _IN_USE.update(f for f in forms if len(f) >= MIN_SCRUBBED)
+
+
+def variables(text: str) -> list[str]:
+    """The names of the `${VAR}`s in `text`, in order."""
+    return _VAR.findall(text)
 
 
 def expand_secret(text: str, env: Mapping[str, str], url: str = "") -> str:
@@ -305,7 +316,7 @@ def _send(session: Transport, method: str, url: str, body: bytes, headers: Mappi
             content = b"".join(parts)
             status, answer_headers = resp.status_code, resp.headers
     except ssl.SSLError as exc:
-        raise HttpError(f"TLS failed: {reason(exc)}") from None
+        raise HttpError(tls_failure(exc)) from None
     except TimeoutError:
         raise Retryable(f"no complete answer within {timeout_s:g}s") from None
     except (OSError, http.client.HTTPException) as exc:
@@ -349,6 +360,20 @@ _REASONS = {   # what the exception says -> what to tell the user, with a hint w
     "IncompleteRead": "the answer was shorter than announced",
     "Remote end closed": "remote end closed the connection",
 }
+
+
+_PLAIN_HTTP = ("wrong version number", "record layer failure", "http request", "packet length too long",
+               "unknown protocol")   # what OpenSSL says when an https:// URL reaches a plain HTTP server
+
+
+def tls_failure(exc: Exception, ca_file: bool = False) -> str:
+    """Why a TLS connection failed, with what to do: an https:// URL of a plain HTTP server wants http://;
+    a certificate that does not verify wants the CA (`ca_file`, where there is one)."""
+    text = str(exc).lower().replace("_", " ")
+    if any(marker in text for marker in _PLAIN_HTTP):
+        return "TLS failed: the server answered in plain HTTP, not TLS: use http:// in the url"
+    hint = " (set ca_file to the CA that signed the server's certificate)" if ca_file and "certificate" in text else ""
+    return f"TLS failed: {reason(exc)}{hint}"
 
 
 def reason(exc: Exception) -> str:

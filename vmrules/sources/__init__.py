@@ -10,6 +10,7 @@ Light to import: a source's module loads when it is opened.
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Protocol
 
@@ -48,3 +49,13 @@ def normalize_url(url: str) -> str:
     """A datasource URL as every part of vmrules uses it: an API prefix without a trailing slash
     (a `file:` path as it is)."""
     return url if url.startswith("file:") else url.rstrip("/")
+
+
+def url_problem(url: str, schemes: tuple[str, ...] = ("http://", "https://", "file:")) -> str | None:
+    """What is wrong with a URL vmrules is to read from or send to (None: nothing); a host and port
+    without a scheme, the usual slip, is told to add http://."""
+    if url.startswith(schemes):
+        return None
+    if "//" not in url and re.fullmatch(r"[A-Za-z0-9.\-]+(:[0-9]+)?(/.*)?", url, re.S):
+        return f"{url!r} has no scheme: add http:// in front (https:// for TLS)"
+    return f"{url!r} must start with {', '.join(schemes[:-1])} or {schemes[-1]}"

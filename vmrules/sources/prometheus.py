@@ -200,8 +200,7 @@ class HttpSource:
         try:
             return self.transport.open("POST" if post else "GET", url, params, timeout_s=self.attempt_s)
         except ssl.SSLError as exc:
-            raise FetchError(f"TLS failed: {http.reason(exc)} (set ca_file to the CA that signed the server's "
-                             "certificate)") from None
+            raise FetchError(http.tls_failure(exc, ca_file=True)) from None
         except TimeoutError:
             raise Retryable(f"no answer within {self.timeout_s:g}s") from None
         except (OSError, HTTPException) as exc:
