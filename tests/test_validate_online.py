@@ -73,3 +73,11 @@ def test_online_names_a_datasource_it_cannot_ask(tmp_path: Path) -> None:
 def test_datasource_option_needs_online(tmp_path: Path) -> None:
     (tmp_path / "r.yaml").write_text("version: 1\nrules: []\n")
     assert run("validate", "--datasource", "http://127.0.0.1:9", str(tmp_path))[0] == 2
+
+
+def test_online_with_an_allowed_variable_unset_is_one_usage_error(tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text(RULES.format(url="http://127.0.0.1:9"))
+    res = CliRunner().invoke(main, ["validate", "--online", str(tmp_path)],
+                             env={"VMRULES_ALLOW_ENV": "ONLINE_TEST_TENANT", "ONLINE_TEST_TENANT": None})
+    assert res.exit_code == 2
+    assert res.stderr.count("ONLINE_TEST_TENANT") == 1 and "is not set" in res.stderr

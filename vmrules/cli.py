@@ -72,7 +72,7 @@ def validate(paths: tuple[str, ...], fmt: str, strict: bool, online: bool, datas
 
         try:
             online_warnings = check_series(result.ruleset, allow=_allow_env(allow_env), datasource=datasource)
-        except UsageError as exc:                       # a --datasource that is no URL vmrules can ask
+        except UsageError as exc:              # a --datasource vmrules cannot ask, an allowed variable not set
             raise click.UsageError(str(exc)) from None
         result.warnings = sorted(result.warnings + online_warnings)
     shown = sorted(result.problems + result.warnings + (result.notes if verbose else []))

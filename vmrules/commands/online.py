@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 
 from vmrules import querylang
 from vmrules.commands.apply import rule_datasource
+from vmrules.commands.variables import check_variables
 from vmrules.config.load import LoadedFile, load_file
 from vmrules.durations import format_duration_ms
 from vmrules.errors import ConfigError, Location, Problem
@@ -46,9 +47,12 @@ def check_series(ruleset: RuleSet, env: Mapping[str, str] | None = None,
                  allow: Mapping[str, tuple[str, ...]] | None = None, datasource: str | None = None,
                  now_ms: int | None = None, log: Callable[[str], None] | None = None) -> list[Problem]:
     """A warning for each selector that has no series in its rule's window (its range, ending now), and for
-    each datasource that could not be asked. `datasource`: a URL in place of every rule's own (as in apply)."""
+    each datasource that could not be asked. `datasource`: a URL in place of every rule's own (as in apply).
+    UsageError, before any request, for an allowed variable that is not set."""
     now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
     environ = rule_env(os.environ if env is None else env, allow)
+    asked = {r.name: rule_datasource(r, datasource) for r in ruleset.rules if r.datasource is not None or datasource}
+    check_variables([r for r in ruleset.rules if r.name in asked], asked, {}, environ, writes=False)
     sources: dict[int, HttpSource] = {}
     answers: dict[tuple[int, str, int], bool] = {}
     failed: set[int] = set()
