@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -158,8 +158,30 @@ def _labels(f: LoadedFile, path: tuple[Any, ...], spec: dict[str, Any], rule: Ru
 
     labels = output_labels(tree, rule.query)
     for where, names in places:
+        node = rule.where if where[-1] == "where" else rule.routes[where[-2]].when
+        for name, text in _contradictions(node, labels.fixed, static):
+            yield warning(f, where, f"{where[-1]}: {text} can never hold: the query's selector gives every series "
+                          f"{name}=\"{labels.fixed[name]}\"; change the condition or the selector")
         for name in names:
             if labels.lacks(name):
                 yield warning(f, where, f"{where[-1]}: the query never returns label {name!r} ({labels.how}), so "
                               f"{name} reads as \"\"; keep it in the query (e.g. by ({name}, ...)) or drop the "
                               "condition")
+
+
+def _contradictions(node: Any, fixed: Mapping[str, str], static: set[str]) -> Iterator[tuple[str, str]]:
+    """The comparisons of a label with a string, among the conditions `node` requires (joined by `and`),
+    that the label's fixed value can never satisfy."""
+    match node:
+        case expr.BoolOp(op="and", left=left, right=right):
+            yield from _contradictions(left, fixed, static)
+            yield from _contradictions(right, fixed, static)
+        case expr.Compare(op=op, left=expr.Name(name=name), right=expr.Lit(value=str() as value)) \
+                if name in fixed and name not in static and op in ("==", "!=", "=~", "!~"):
+            have = fixed[name]
+            holds = {"==": have == value, "!=": have != value}.get(op)
+            if holds is None:
+                matched = expr._re2_match([have], value)[0]
+                holds = matched if op == "=~" else not matched
+            if not holds:
+                yield name, f'{name} {op} "{value}"'

@@ -1,11 +1,13 @@
 """Which labels a query's series can carry, where the query decides it (aggregations, label functions).
 
-Used by the lints: a `where` on a label that the query aggregates away can never match.
+Used by the lints: a `where` on a label that the query aggregates away, or that its selector fixes to
+another value, can never match.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from vmrules.querylang.syntax import Aggregate, Binary, Call, Node, Number, Paren, Selector, Unary
 
@@ -29,6 +31,7 @@ class Labels:
     known: frozenset[str] | None = None
     removed: frozenset[str] = frozenset()
     how: str = ""                 # the part of the query that decides it, for messages
+    fixed: Mapping[str, str] = field(default_factory=dict)     # label -> the one value a `=` matcher leaves it
 
     def lacks(self, label: str) -> bool:
         """The query can never return a series with this label."""
@@ -47,22 +50,27 @@ def output_labels(node: Node, text: str) -> Labels:
             return output_labels(sub, text)
         case Number():
             return Labels(frozenset(), how="a number has no labels")
+        case Selector(groups=[matchers]):
+            return Labels(fixed={m.label: m.value for m in matchers if m.op == "=" and m.label != "__name__"})
         case Aggregate():
             return _aggregate(node, text)
         case Call(name="label_replace" | "label_join", args=args) if len(args) >= 2 and args[1].type == "string":
             first = output_labels(args[0], text)
             dst = getattr(args[1], "value", "")
+            fixed = {k: v for k, v in first.fixed.items() if k != dst}
             if first.known is not None:
-                return Labels(first.known | {dst}, first.removed - {dst}, first.how)
-            return Labels(None, first.removed - {dst}, first.how)
+                return Labels(first.known | {dst}, first.removed - {dst}, first.how, fixed)
+            return Labels(None, first.removed - {dst}, first.how, fixed)
         case Call(name="absent", args=[Selector(groups=[matchers])]):
-            fixed = frozenset(m.label for m in matchers if m.op == "=" and m.label != "__name__")
-            return Labels(fixed, how=f"absent() returns only the labels its selector sets with = ({_cut(node, text)})")
+            sets = {m.label: m.value for m in matchers if m.op == "=" and m.label != "__name__"}
+            return Labels(frozenset(sets), how=f"absent() returns only the labels its selector sets with = "
+                          f"({_cut(node, text)})", fixed=sets)
         case Call(name="vector" | "time" | "scalar"):
             return Labels(frozenset(), how=f"{node.name}() has no labels")
         case Call(name="histogram_quantile", args=[_, arg]):
             of = output_labels(arg, text)
-            return Labels(of.known - {"le"} if of.known is not None else None, of.removed | {"le"}, of.how)
+            return Labels(of.known - {"le"} if of.known is not None else None, of.removed | {"le"}, of.how,
+                          {k: v for k, v in of.fixed.items() if k != "le"})
         case Call(name=name, args=args) if name in _KEEP_FIRST and args:
             return output_labels(args[0].inner if hasattr(args[0], "inner") else args[0], text)
         case Binary():
@@ -79,11 +87,13 @@ def _aggregate(node: Aggregate, text: str) -> Labels:
         if node.name == "count_values" and node.args and node.args[0].type == "string":
             extra = frozenset({getattr(node.args[0], "value", "")})
         return Labels(extra, how=f"{node.name}() without by(...) keeps no labels: {how}")
+    inner = output_labels(node.args[-1], text) if node.args else ANY
     if node.without:
-        inner = output_labels(node.args[-1], text) if node.args else ANY
         known = inner.known - set(node.grouping) if inner.known is not None else None
-        return Labels(known, inner.removed | set(node.grouping), f"{node.name} without ({', '.join(node.grouping)})")
-    return Labels(frozenset(node.grouping), how=f"{node.name} by ({', '.join(node.grouping)})")
+        return Labels(known, inner.removed | set(node.grouping), f"{node.name} without ({', '.join(node.grouping)})",
+                      {k: v for k, v in inner.fixed.items() if k not in node.grouping})
+    return Labels(frozenset(node.grouping), how=f"{node.name} by ({', '.join(node.grouping)})",
+                  fixed={k: v for k, v in inner.fixed.items() if k in node.grouping})
 
 
 def _binary(node: Binary, text: str) -> Labels:
