@@ -213,3 +213,19 @@ def test_a_test_of_a_misrouted_rule_is_not_told_the_rule_does_not_route_there(tm
     (tmp_path / "r.yaml").write_text(TESTED_RULE.replace("to: out", "to: other"))
     assert problems_of(tmp_path, {}) == [
         "r.yaml:7:14: test 'cpu #1': rule 'cpu' does not route to 'out' (it routes to: other)"]
+
+
+@pytest.mark.parametrize("query, where", [
+    ("quantile_over_time(0.95, http_latency_seconds[5m])", 'job == "api"'),       # the series, not the 0.95
+    ('count_values("version", build_info) by (job)', 'version == "1.2"'),          # count_values adds its label
+    ('up{env="pr" + "od"}', 'env == "prod"'),                                        # a value built from parts
+    ("topk_avg(3, rate(x[5m]))", 'instance == "a"'),                                # MetricsQL's own keep labels
+    ('zscore(x) by (job)', 'instance == "a"'),
+    ('quantiles("phi", 0.5, 0.9, x) by (job)', 'phi == "0.5"'),
+    ('WITH (e = "prod") up{env=e}', 'env == "prod"'),
+])
+def test_no_lint_where_the_query_does_return_the_label(tmp_path: Path, query: str, where: str) -> None:
+    text = (f"version: 1\ntargets: {{o: {{type: csv, path: o.csv}}}}\nrules:\n  - name: r\n    query: '{query}'\n"
+            f"    where: '{where}'\n    route: [{{to: o}}]\n")
+    assert problems_of(tmp_path, {"r.yaml": text}) == []
+    assert problems_of(tmp_path, {}, level="warning") == []

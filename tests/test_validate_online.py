@@ -40,6 +40,8 @@ def test_selectors_as_written_once_templates_left_out() -> None:
     assert selectors('a{x="1"} + on(x) a{x="1"} / rate(b[5m]) or rate(c{y=~"z.*"}[1m])', "promql") == \
         {'a{x="1"}': 0, "b": 33, 'c{y=~"z.*"}': 48}
     assert selectors('WITH (f = {job="a"}) m{f} + n{job="b"}', "metricsql") == {'n{job="b"}': 28}
+    assert selectors('WITH (e = "prod") up{env=e}', "metricsql") == {}               # its value is a template
+    assert selectors('WITH (f(m) = rate(m{job="x"}[5m])) f(up)', "metricsql") == {"up": 37}   # m is a parameter
 
 
 def test_online_warns_for_each_selector_without_series(vm: VictoriaMetrics, tmp_path: Path) -> None:

@@ -335,8 +335,8 @@ class _FileChecker:
 
         dialect = ds.dialect if ds is not None else "metricsql"
         result = querylang.check(text, dialect)
-        for p in result.problems:
-            yield Problem(f.where_in(path, p.offset), f"query: {p.message}")
+        for p in result.problems:           # the end of a block scalar is its last line, not the line after it
+            yield Problem(f.where_in(path, min(p.offset, len(text.rstrip()))), f"query: {p.message}")
         kind = result.tree.type if result.tree is not None else None
         if dialect == "promql" and kind in ("range vector", "string"):
             yield Problem(f.where_in(path, 0), f"query: a rule's query must give an instant vector or a scalar, not "

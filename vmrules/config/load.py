@@ -225,6 +225,10 @@ def _position_in(source: str, line: int, col: int, value: str, offset: int) -> t
         return line, col
     i = starts[line - 1] + col - 1
     head = source[i:i + 1]
+    if head == '"' and (exact := _double_quoted(source, i + 1, value)) is not None:
+        index = exact[offset] if offset < len(exact) else (exact[-1] + 1 if exact else i + 1)
+        row = bisect.bisect_right(starts, index) - 1
+        return row + 1, index - starts[row] + 1
     if head in ("|", ">"):
         i = source.find("\n", i) + 1 or len(source)
     elif head in ("'", '"'):
@@ -241,6 +245,64 @@ def _position_in(source: str, line: int, col: int, value: str, offset: int) -> t
     index = found if found_at == offset else found + (offset - found_at if found_at >= 0 else 0)
     row = bisect.bisect_right(starts, index) - 1
     return row + 1, index - starts[row] + 1
+
+
+_YAML_ESCAPES = {"0": "\0", "a": "\a", "b": "\b", "t": "\t", "\t": "\t", "n": "\n", "v": "\v", "f": "\f",
+                 "r": "\r", "e": "\x1b", " ": " ", '"': '"', "/": "/", "\\": "\\", "N": "\x85", "_": "\xa0",
+                 "L": "\u2028", "P": "\u2029"}
+_HEX_DIGITS = {"x": 2, "u": 4, "U": 8}
+
+
+def _double_quoted(source: str, i: int, value: str) -> list[int] | None:
+    """The source index of each character of a double-quoted scalar whose text starts at `i` (escapes and
+    line folding undone as YAML does); None when the result is not `value` (then the caller estimates)."""
+    out: list[int] = []
+    chars: list[str] = []
+    n = len(source)
+    while i < n and source[i] != '"' and len(chars) <= len(value):
+        c = source[i]
+        if c == "\\" and i + 1 < n:
+            code = source[i + 1]
+            if code == "\n":                       # an escaped line break joins the lines
+                i += 2
+                while i < n and source[i] in " \t":
+                    i += 1
+                continue
+            if code in _HEX_DIGITS:
+                digits = source[i + 2:i + 2 + _HEX_DIGITS[code]]
+                try:
+                    chars.append(chr(int(digits, 16)))
+                except (ValueError, OverflowError):
+                    return None
+                out.append(i)
+                i += 2 + len(digits)
+                continue
+            chars.append(_YAML_ESCAPES.get(code, code))
+            out.append(i)
+            i += 2
+            continue
+        if c in " \t\n":
+            j = i
+            while j < n and source[j] in " \t":
+                j += 1
+            if j < n and source[j] == "\n":         # folding: trailing blanks go, a break is a space or newlines
+                k, breaks = j, 0
+                while k < n and source[k] in " \t\n":
+                    breaks += source[k] == "\n"
+                    k += 1
+                fill = " " if breaks == 1 else "\n" * (breaks - 1)
+                chars += fill
+                out += [j] * len(fill)
+                i = k
+                continue
+            chars += source[i:j]
+            out += range(i, j)
+            i = j
+            continue
+        chars.append(c)
+        out.append(i)
+        i += 1
+    return out if "".join(chars) == value else None
 
 
 def _error(loc: Location, message: str) -> ConfigError:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from vmrules.querylang.lexer import QueryError
+from vmrules.querylang.lexer import _SURROGATE, QueryError
 from vmrules.querylang.syntax import Node
 
 DIALECTS = ("metricsql", "promql")
@@ -48,6 +48,9 @@ def check(query: str, dialect: str = "metricsql") -> QueryCheck:
     metricsql = dialect == "metricsql"
     if not query.strip():
         return QueryCheck((QueryProblem(0, "the query is empty"),))
+    if (bad := _SURROGATE.search(query)) is not None:       # no UTF-8 spelling: no server can be sent it
+        return QueryCheck((QueryProblem(bad.start(), "the query holds a lone surrogate (\\ud800-\\udfff), "
+                                        "which is not text any server reads"),))
     try:
         tree, unchecked, extensions = parse(query, metricsql)
     except QueryError as exc:

@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from vmrules.querylang.syntax import Aggregate, Binary, Call, Node, Number, Paren, Selector, Unary
+from vmrules.querylang.functions import PROMQL_AGGREGATIONS
+from vmrules.querylang.syntax import Aggregate, Binary, Call, Node, Number, Paren, Range, Selector, String, Unary
 
 # Functions whose result keeps the labels of their (first instant vector) argument.
 _KEEP_FIRST = frozenset({
@@ -71,14 +72,19 @@ def output_labels(node: Node, text: str) -> Labels:
             of = output_labels(arg, text)
             return Labels(of.known - {"le"} if of.known is not None else None, of.removed | {"le"}, of.how,
                           {k: v for k, v in of.fixed.items() if k != "le"})
-        case Call(name=name, args=args) if name in _KEEP_FIRST and args:
-            return output_labels(args[0].inner if hasattr(args[0], "inner") else args[0], text)
+        case Call(name=name, args=args) if name in _KEEP_FIRST:
+            series = [a for a in args if not isinstance(a, (Number, String))]    # quantile_over_time(0.9, m[5m])
+            if not series:
+                return ANY
+            return output_labels(series[0].inner if isinstance(series[0], (Range, Paren)) else series[0], text)
         case Binary():
             return _binary(node, text)
     return ANY
 
 
 def _aggregate(node: Aggregate, text: str) -> Labels:
+    if node.name not in PROMQL_AGGREGATIONS:
+        return ANY                        # MetricsQL's own (topk_avg, zscore, quantiles...) keep or add labels
     how = _cut(node, text)
     if node.name in _PARAM_KEEPS and node.args:
         return output_labels(node.args[-1], text)
@@ -88,11 +94,14 @@ def _aggregate(node: Aggregate, text: str) -> Labels:
             extra = frozenset({getattr(node.args[0], "value", "")})
         return Labels(extra, how=f"{node.name}() without by(...) keeps no labels: {how}")
     inner = output_labels(node.args[-1], text) if node.args else ANY
+    added: frozenset[str] = frozenset({str(getattr(node.args[0], "value", ""))}) \
+        if node.name == "count_values" and node.args else frozenset()        # count_values("version", x) by (job)
     if node.without:
-        known = inner.known - set(node.grouping) if inner.known is not None else None
-        return Labels(known, inner.removed | set(node.grouping), f"{node.name} without ({', '.join(node.grouping)})",
+        known = (inner.known - set(node.grouping)) | added if inner.known is not None else None
+        return Labels(known, (inner.removed | set(node.grouping)) - added,
+                      f"{node.name} without ({', '.join(node.grouping)})",
                       {k: v for k, v in inner.fixed.items() if k not in node.grouping})
-    return Labels(frozenset(node.grouping), how=f"{node.name} by ({', '.join(node.grouping)})",
+    return Labels(frozenset(node.grouping) | added, how=f"{node.name} by ({', '.join(node.grouping)})",
                   fixed={k: v for k, v in inner.fixed.items() if k in node.grouping})
 
 

@@ -24,42 +24,56 @@ class Token(NamedTuple):
         return self.text.lower()
 
 
-_DURATION = r"(?:\d+(?:\.\d+)?(?:ms|[smhdwyi]))+"
-_SUFFIXED = r"(?:\d+(?:\.\d+)?|\.\d+)(?:[KMGT]i?B?)"            # MetricsQL: 1Ki, 2MB, 1.5GiB
-_NUMBER = r"0[xX][0-9a-fA-F]+|0[oO][0-7]+|0[bB][01]+|(?:\d+(?:_\d+)*\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
-_TOKENS = re.compile(                 # the frequent kinds first; numbers only where a digit, . or $ starts
-    r"(?P<space>(?:\s+|\#[^\n]*)+)"
-    r"|(?P<ident>(?:[^\W\d]|:(?=[^\W\d:])|\\.)[\w:.]*(?:\\.[\w:.]*)*)"
-    r"|(?P<op>==|!=|>=|<=|=~|!~|[-+*/%^<>=(){}\[\],:@])"
-    r'|(?P<str>"[^"\\\n]*(?:\\.[^"\\\n]*)*"' r"|'[^'\\\n]*(?:\\.[^'\\\n]*)*'|`[^`]*`)"
-    rf"|(?=[\d.$])(?:(?P<dur>{_DURATION}|\$__\w+)(?![\w.])"
-    rf"|(?P<suffixed>{_SUFFIXED})(?![\w.])"
-    rf"|(?P<num>{_NUMBER})(?![\w.]))"
-)
+# Possessive quantifiers: no backtracking, so a long run of digits costs its length once, not its cube.
+_DURATION = r"(?:\d++(?:\.\d++)?+(?:ms|[smhdwyi]))++"
+_SUFFIXED = r"(?:\d++(?:\.\d++)?+|\.\d++)(?i:[kmgt]i?+b?+)"         # MetricsQL: 1Ki, 2MB, 1.5GiB, 1k
+_NUMBER = r"0[xX][0-9a-fA-F]++|0[oO][0-7]++|0[bB][01]++|(?:\d++(?:_\d++)*+(?:\.\d*+)?+|\.\d++)(?:[eE][-+]?+\d++)?+"
+_SPACE = r"(?P<space>(?:[ \t\n\r\f\v]++|\#[^\n]*+)++)"       # Go's blanks, not Unicode's (a pasted NBSP is an error)
+_IDENT = r"|(?P<ident>(?:[^\W\d]|:|\\.)[\w:.]*+(?:\\.[\w:.]*+)*+)"
+_OP = r"|(?P<op>==|!=|>=|<=|=~|!~|[-+*/%^<>=(){}\[\],@])"
+_STR = r'|(?P<str>"[^"\\\n]*+(?:\\.[^"\\\n]*+)*+"' r"|'[^'\\\n]*+(?:\\.[^'\\\n]*+)*+'|`[^`]*+`)"
+
+
+def _tokens(end: str) -> re.Pattern[str]:
+    """The token pattern; `end` follows a number: PromQL wants no letter right after one, MetricsQL ends the
+    number there (`100unless x`)."""
+    return re.compile(_SPACE + _IDENT + _OP + _STR +      # the frequent kinds first
+                      rf"|(?=[\d.$])(?:(?P<dur>{_DURATION}|\$__\w++){end}"
+                      rf"|(?P<suffixed>{_SUFFIXED}){end}"
+                      rf"|(?P<num>{_NUMBER}){end})")
+
+
+_TOKENS = _tokens(r"(?![\w.])")
+_METRICSQL_TOKENS = _tokens(r"(?![\d.])")
 _PROMQL_IDENT = re.compile(r"[A-Za-z_:][A-Za-z0-9_:]*")
 _STRING_START = re.compile(r"[\"'`]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
 def tokenize(query: str, metricsql: bool) -> list[Token]:
-    """The tokens of `query`, ending with an `eof` token; QueryError at the first character that starts none."""
+    """The tokens of `query`, ending with an `eof` token. Where a character starts no token (or one the dialect
+    refuses), a `bad` token carries the message, so that an earlier syntax error is still reported first."""
     out: list[Token] = []
     append = out.append
     pos = 0
     new = tuple.__new__
     checked = _CHECKED if metricsql else _CHECKED_PROMQL
-    for m in _TOKENS.finditer(query):
-        start, end = m.span()
-        if start != pos:
-            break
-        pos = end
+    pattern = _METRICSQL_TOKENS if metricsql else _TOKENS
+    for m in iter(pattern.scanner(query).match, None):  # type: ignore[attr-defined]  # anchored, stops at a gap
+        start, pos = m.span()
         kind = m.lastgroup
         if kind == "space":
             continue
         if kind in checked:
-            kind = _check(kind, m.group(), start, metricsql)
+            try:
+                kind = _check(kind, m.group(), start, metricsql)
+            except QueryError as exc:
+                append(new(Token, ("bad", exc.message, exc.offset)))
+                break
         append(new(Token, (kind, m.group(), start)))
-    if pos < len(query):
-        raise QueryError(_bad_character(query, pos), pos)
+    else:
+        if pos < len(query):
+            append(new(Token, ("bad", _bad_character(query, pos), pos)))
     append(Token("eof", "", len(query)))
     return out
 
@@ -93,7 +107,7 @@ def _bad_character(query: str, pos: int) -> str:
     if _STRING_START.match(c):
         return f"unterminated string starting with {c}"
     if c.isdigit() or c == ".":
-        word = re.match(r"[\w.]+", query[pos:])
+        word = re.match(r"[\w.]{1,40}", query[pos:])
         return f"bad number or duration {word.group() if word else c!r}"
     if c == "!":
         return "unexpected character '!' (use != or !~ in a matcher, `unless` or `not` elsewhere)"
@@ -114,10 +128,13 @@ def unquote(token: Token) -> str:
 
     def escape(m: re.Match[str]) -> str:
         code = m.group(1)
-        if code[0] in "xuU" and len(code) > 1:
-            return chr(int(code[1:], 16))
-        if len(code) == 3 and code.isdigit():
-            return chr(int(code, 8))
+        if code[0] in "xuU" and len(code) > 1 or len(code) == 3 and code.isdigit():
+            point = int(code, 8) if code.isdigit() else int(code[1:], 16)
+            if code.isdigit() and point > 255:
+                raise QueryError(f"octal escape \\{code} is above 255", token.start)
+            if point > 0x10FFFF or 0xD800 <= point <= 0xDFFF:
+                raise QueryError(f"escape sequence \\{code} is not a valid Unicode code point", token.start)
+            return chr(point)
         if code in _SIMPLE:
             return _SIMPLE[code]
         if code == "\\" or code == quote:

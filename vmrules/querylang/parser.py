@@ -8,6 +8,8 @@ types where PromQL refuses them (`rate(x)`, `sum(x[5m])`), so there a type rule 
 from __future__ import annotations
 
 import difflib
+import math
+import re
 
 from vmrules.querylang import functions as fn
 from vmrules.querylang.lexer import QueryError, Token, tokenize, unquote
@@ -37,8 +39,8 @@ SET_OPERATORS = frozenset({"and", "or", "unless"})
 _PRIORITY = {"or": 1, "and": 2, "unless": 2, "==": 3, "!=": 3, "<": 3, ">": 3, "<=": 3, ">=": 3, "+": 4, "-": 4,
              "*": 5, "/": 5, "%": 5, "atan2": 5, "^": 6}
 _METRICSQL_PRIORITY = {**_PRIORITY, "default": -1, "if": 0, "ifnot": 0}
-_PROMQL_KEYWORDS = frozenset({"and", "or", "unless", "atan2", "by", "without", "on", "ignoring", "group_left",
-                              "group_right", "bool", "offset"})
+_PROMQL_KEYWORDS = frozenset({"atan2", "on", "ignoring", "group_left", "group_right", "bool"})   # never names
+_LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 _MATCH_OPS = frozenset({"=", "!=", "=~", "!~"})
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000,
             "y": 31_536_000_000}
@@ -114,6 +116,8 @@ class _Parser:
 
     def fail_unexpected(self, context: str) -> None:
         tok = self.tok
+        if tok.kind == "bad":                  # the lexer stopped here: its message says why
+            raise QueryError(tok.text, tok.start)
         if tok.kind == "eof":
             raise QueryError(f"unexpected end of the query {context}", tok.start)
         hint = ""
@@ -137,7 +141,7 @@ class _Parser:
             if priority is None or priority < min_priority:
                 return left
             self.advance()
-            node = Binary(tok.start, op, left, left)
+            node = Binary(left.start, op, left, left, op_start=tok.start)
             is_bool = self.binary_modifiers(node)
             node.right = self.expr(priority if op == "^" else priority + 1)
             self.check_binary(node, is_bool)
@@ -148,18 +152,18 @@ class _Parser:
         is_bool = False
         if self.is_word("bool"):
             if node.op not in COMPARISONS:
-                raise QueryError("bool modifier can only be used on comparison operators", node.start)
+                raise QueryError("bool modifier can only be used on comparison operators", node.op_start)
             self.advance()
             is_bool = True
         if self.is_word("on", "ignoring"):
             node.ignoring = self.advance().low == "ignoring"
             node.matching = self.labels("on/ignoring")
         if self.is_word("group_left", "group_right"):
-            if node.matching is None and not self.metricsql:
+            if node.matching is None:
                 self.fail_unexpected("(group_left/group_right need on(...) or ignoring(...) before them)")
             word = self.advance()
             if node.op in SET_OPERATORS:
-                raise QueryError(f"no grouping allowed for {node.op!r} operation", node.left.start)
+                raise QueryError(f"no grouping allowed for {node.op!r} operation", node.start)
             node.group = word.low.removeprefix("group_")
             if self.is_op("("):
                 node.include = self.labels(word.text)
@@ -177,7 +181,7 @@ class _Parser:
         for side in (node.left, node.right):
             if side.type not in (SCALAR, VECTOR):
                 self.type_fail(f"binary expression must contain only scalar and instant vector types, got {side.type}",
-                               side.start)
+                               node.start)
                 return
         if node.op in SET_OPERATORS and (lt == SCALAR or rt == SCALAR):
             self.type_fail(f"set operator {node.op!r} not allowed in binary scalar expression", node.start)
@@ -217,6 +221,9 @@ class _Parser:
                 self.modifier(node, "at", at)
                 self.at_value()
             elif self.metricsql and self.is_word("keep_metric_names"):
+                if isinstance(node, (Selector, Aggregate, Range)):
+                    raise QueryError("keep_metric_names goes after a function call or a parenthesised operation",
+                                     self.tok.start)
                 self.advance()
                 if self.is_word("keep_metric_names"):
                     raise QueryError("keep_metric_names is given twice", self.tok.start)
@@ -243,6 +250,8 @@ class _Parser:
             self.expect(")", "in @ start()/end()")
             return
         if self.metricsql:
+            if self.tok.kind == "op" and self.tok.text in "+-":
+                self.advance()
             self.primary()                 # `@ end()`, `@ (end() - 1h)`, a number
             return
         if self.tok.kind == "op" and self.tok.text in "+-":
@@ -253,19 +262,47 @@ class _Parser:
 
     def range(self, node: Node) -> Node:
         bracket = self.advance()
-        self.duration("range")
-        if self.is_op(":"):
-            self.advance()
-            if not self.is_op("]"):
+        if self.metricsql and (isinstance(node, Range) or isinstance(node, Selector) and (node.offset or node.at)):
+            raise QueryError("a range must come right after the selector, before offset and @", bracket.start)
+        if not (self.metricsql and self.is_colon()):      # MetricsQL: [:step] takes the step as the window
+            self.duration("range")
+        if self.is_colon():
+            colon = self.advance()
+            step = colon.text[1:]                         # `:1m` lexes as one name: the step follows the colon
+            if step:
+                self.check_duration(step, colon.start + 1, "subquery step")
+            elif not self.is_op("]"):
                 self.duration("subquery step")
             self.closing_bracket(bracket, "subquery")
             if node.type not in (VECTOR, ANY):
-                self.type_fail(f"subquery is only allowed on instant vector, got {node.type}", bracket.start)
+                self.type_fail(f"subquery is only allowed on instant vector, got {node.type}", node.start)
             return Range(node.start, node, True, type=MATRIX)
         self.closing_bracket(bracket, "range")
         if not isinstance(node, Selector):
             self.type_fail("ranges only allowed for vector selectors", bracket.start)
+        elif (node.offset or node.at) and not self.metricsql:
+            raise QueryError("a range must come right after the selector, before offset and @", bracket.start)
         return Range(node.start, node, False, type=MATRIX)
+
+    def is_colon(self) -> bool:
+        return self.tok.kind == "ident" and self.tok.text[0] == ":"
+
+    def check_duration(self, text: str, offset: int, what: str) -> None:
+        """A step written right after a colon (the lexer read `:1m` as a name)."""
+        if ":" in text:
+            raise QueryError(f"unexpected ':' in the {what}", offset + text.index(":"))
+        tokens = tokenize(text, self.metricsql)
+        if len(tokens) != 2 or tokens[0].kind not in ("dur", "num"):
+            raise QueryError(f"bad {what} {text!r}: expected a duration such as 1m", offset)
+        if tokens[0].kind == "num" and not self.metricsql:
+            raise QueryError(f"bad {what} {text!r}: a duration needs a unit (s, m, h, d, w, y)", offset)
+
+    def duration_sum(self) -> None:
+        """MetricsQL: `[1h-5m]`, a window summed from durations."""
+        while self.metricsql and self.tok.kind == "op" and self.tok.text in ("+", "-") and \
+                self.peek().kind in ("dur", "num"):
+            self.advance()
+            self.advance()
 
     def closing_bracket(self, bracket: Token, what: str) -> None:
         if self.tok.kind == "eof":
@@ -279,9 +316,14 @@ class _Parser:
                 raise QueryError(f"bad duration {tok.text!r} (PromQL durations are whole numbers: 1h30m)",
                                  tok.start)
             self.advance()
+            self.duration_sum()
             return
         if self.metricsql and tok.kind == "num":          # MetricsQL reads a bare number as seconds
+            glued = self.peek()
+            if glued.kind == "ident" and glued.start == tok.start + len(tok.text):
+                raise QueryError(f"bad duration {tok.text + glued.text!r}", tok.start)
             self.advance()
+            self.duration_sum()
             return
         if tok.kind == "num" and not self.metricsql:
             raise QueryError(f"bad {what} {tok.text!r}: a duration needs a unit (s, m, h, d, w, y)", tok.start)
@@ -308,12 +350,18 @@ class _Parser:
                 return self.paren()
             case "op" if tok.text == "{":
                 return self.selector(None, tok.start)
+        if tok.kind == "op" and tok.text == ")":
+            raise QueryError("unexpected ) where an expression should start", tok.start + 1)
         self.fail_unexpected("where an expression should start")
         raise AssertionError
 
     def paren(self) -> Node:
         open_ = self.advance()
         if self.is_op(")"):
+            if self.metricsql:                 # an empty union
+                self.advance()
+                self.extensions.add("union")
+                return Union(open_.start, [], type=ANY)
             self.fail_unexpected("inside ( ): expected an expression")
         items = [self.expr(-2)]
         while self.metricsql and self.is_op(","):
@@ -354,7 +402,10 @@ class _Parser:
             return Number(tok.start, float(low), type=SCALAR)
         self.advance()
         if self.is_op("{"):
-            return self.selector(tok.text, tok.start)
+            node = self.selector(tok.text, tok.start)
+            if self.is_template(tok.text):
+                node.type = ANY                # a WITH parameter or name with filters: not a series selector
+            return node
         end = tok.start + len(tok.text)
         if self.is_template(tok.text):
             return Selector(tok.start, tok.text, [], type=ANY, end=end)
@@ -378,24 +429,32 @@ class _Parser:
         while not self.is_op("}"):
             if self.tok.kind == "eof":
                 self.unclosed(open_, "}")
-            if self.metricsql and self.is_word("or") and groups[-1]:
+            if self.metricsql and self.is_or():
+                if not groups[-1] or self.toks[self.i - 1].text == ",":
+                    self.fail_unexpected("in label matchers: expected a matcher before or")
                 self.advance()
                 groups.append([])
+                if self.is_op("}"):
+                    self.fail_unexpected("in label matchers: expected a matcher after or")
                 continue
             groups[-1].append(self.matcher())
-            if not (self.metricsql and self.is_word("or")):
+            if not (self.metricsql and self.is_or()):
                 self.separator("}", open_, "in label matchers")
         close = self.advance()
         node = Selector(start, name, groups, type=VECTOR, end=close.start + 1)
         for m in groups[0]:
             if m.label == "__name__" and m.op == "=" and name is None and len(groups) == 1:
                 node.name = m.value
-        if name is not None and any(m.label == "__name__" for g in groups for m in g):
-            m = next(m for g in groups for m in g if m.label == "__name__")
-            raise QueryError(f"metric name given twice: {name} and __name__", m.start)
+        if name is not None and not self.metricsql and any(m.label == "__name__" for g in groups for m in g):
+            raise QueryError(f"metric name given twice: {name} and __name__", start)
         if not self.metricsql:
             self.check_not_empty(node, start)
         return node
+
+    def is_or(self) -> bool:
+        """MetricsQL's `or` between matcher groups (not a label named `or`: `{or="x"}`)."""
+        nxt = self.peek()
+        return self.is_word("or") and not (nxt.kind == "op" and nxt.text in _MATCH_OPS or nxt.text == "==")
 
     def matcher(self) -> Matcher:
         tok = self.tok
@@ -407,6 +466,8 @@ class _Parser:
         elif tok.kind == "ident":
             self.advance()
             label = tok.text
+            if not self.metricsql and not _LABEL.fullmatch(label):
+                raise QueryError(f"{label!r} is not a label name ([a-zA-Z_][a-zA-Z0-9_]*)", tok.start)
             if self.metricsql and (self.is_op(",") or self.is_op("}") or self.is_word("or")):
                 if not self.is_template(label):
                     raise QueryError(f"{label!r} is not a label matcher (label=\"value\") nor a WITH name",
@@ -424,7 +485,7 @@ class _Parser:
         value_tok = self.tok
         if self.metricsql and (value_tok.kind == "ident" or self.peek().text == "+"):
             self.template_string()         # MetricsQL: "prefix" + name, names from WITH
-            return Matcher(label, op.text, "", tok.start)
+            return Matcher(label, "", "", tok.start)     # known only once the templates are expanded
         if value_tok.kind != "str":
             self.fail_unexpected(f"after {label}{op.text}: expected a quoted string")
         self.advance()
@@ -487,6 +548,8 @@ class _Parser:
             grouping = self.labels("by" if not without else "without")
             if self.is_word("by", "without"):
                 raise QueryError("by/without is given twice", self.tok.start)
+            if not self.is_op("("):
+                self.fail_unexpected(f"after {name.text} {'without' if without else 'by'} (...): expected (")
         try:
             args = self.arguments(name)
         except QueryError as exc:
@@ -509,8 +572,8 @@ class _Parser:
                 grouping = self.labels("by" if not without else "without")
             if self.metricsql and self.is_word("limit"):
                 self.advance()
-                if self.tok.kind != "num":
-                    self.fail_unexpected("after limit: expected a number")
+                if self.tok.kind != "num" or not self.tok.text.isdigit():
+                    self.fail_unexpected("after limit: expected a whole number")
                 self.advance()
             node = Aggregate(name.start, low, args, grouping, without, type=VECTOR)
             self.check_aggregation(node, name)
@@ -652,10 +715,14 @@ def _describe(tok: Token) -> str:
 def _number(text: str) -> float:
     t = text.replace("_", "")
     if t[:2].lower() in ("0x", "0o", "0b"):
-        return float(int(t, 0))
-    if t and t[-1] in "KMGTBi":
-        return 0.0                       # MetricsQL's suffixed numbers: their value does not matter here
-    return float(t)
+        try:
+            return float(int(t, 0))
+        except OverflowError:                # more digits than a float holds: +Inf, as the servers read it
+            return math.inf
+    try:
+        return float(t)
+    except ValueError:
+        return 0.0                       # MetricsQL's 1Ki, 2MB: their value does not matter here
 
 
 def _regex_problem(pattern: str) -> str:

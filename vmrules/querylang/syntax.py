@@ -73,6 +73,7 @@ class Binary(Node):
     ignoring: bool = False
     group: str = ""                              # "left" | "right" | ""
     include: tuple[str, ...] = ()
+    op_start: int = 0                            # the operator's offset (`start` is the left operand's)
 
 
 @dataclass(slots=True)
