@@ -13,7 +13,8 @@ from pathlib import Path
 
 PKG = Path(__file__).parent.parent / "vmrules"
 LAYERS = [                         # low to high; a module may import its own layer and those below
-    {"errors", "durations", "units", "model", "expr", "thresholds", "window", "templates", "sandbox", "querylang"},
+    {"errors", "durations", "units", "model", "expr", "thresholds", "window", "templates", "sandbox", "querylang",
+     "gotemplate"},
     {"net"},
     {"sources"},                   # below config: validate checks a datasource's scheme against the sources
     {"config"},

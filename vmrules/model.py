@@ -250,6 +250,7 @@ class RuleSet:
     targets: Mapping[str, Target]
     files: tuple[str, ...] = ()
     tests: tuple[RuleTest, ...] = ()
+    prometheus_files: tuple[str, ...] = ()    # Prometheus/vmalert rule files (`groups:`) among `files`
 
     def rule(self, name: str) -> Rule:
         for r in self.rules:

@@ -241,6 +241,11 @@ def _execute(rules: list[Rule], ruleset: RuleSet, sources: dict[str, Datasource]
 
 
 def _select(ruleset: RuleSet, names: Sequence[str], shard: tuple[int, int] | None = None) -> list[Rule]:
+    if ruleset.prometheus_files:
+        listed = ", ".join(ruleset.prometheus_files[:3]) + (" and more" if len(ruleset.prometheus_files) > 3 else "")
+        raise UsageError(f"{listed}: Prometheus rule files (groups:), which `vmrules validate` checks; running "
+                         "their rules, routed from a vmrules file, is not available yet: leave them out of the "
+                         "paths given to apply and plan")
     rules = list(ruleset.rules)
     if names:
         known = {r.name for r in ruleset.rules}

@@ -16,6 +16,7 @@ from vmrules import expr
 from vmrules.config import schema
 from vmrules.config.lints import lint_headers, lint_rule
 from vmrules.config.load import LoadedFile, load_file
+from vmrules.config.promrules import check_prometheus_file, is_prometheus_file
 from vmrules.durations import format_duration_ms, parse_duration_ms
 from vmrules.errors import ConfigError, Location, Problem
 from vmrules.model import (
@@ -64,6 +65,7 @@ class FileOutcome:
     rules: list[tuple[str, Location, Rule | None]] = field(default_factory=list)
     route_refs: list[tuple[str, str, Location]] = field(default_factory=list)
     tests: list[RuleTest] = field(default_factory=list)
+    prometheus: bool = False                                 # a Prometheus/vmalert rule file (`groups:`)
     warnings: list[Problem] = field(default_factory=list)    # lints: reported, fail only `validate --strict`
     notes: list[Problem] = field(default_factory=list)       # what was not checked, for `validate -v`
     unread: set[str] = field(default_factory=set)   # "targets", "rules": names it may hold that could not be read
@@ -80,6 +82,8 @@ def check_file(path: str) -> FileOutcome:
         f = load_file(path)
     except ConfigError as exc:
         return FileOutcome(path, exc.problems, unread={"targets", "rules"})
+    if is_prometheus_file(f.data):
+        return FileOutcome(path, f.problems + check_prometheus_file(f), prometheus=True)
     problems, bad = schema.check(f)
     checker = _FileChecker(FileOutcome(path, f.problems + problems))
     scope = _FileScope(f, bad)

@@ -10,8 +10,8 @@ import difflib
 from collections.abc import Iterable
 from typing import Any
 
-PROMETHEUS_FILE = ("`groups:` starts a Prometheus rule file, a different format: a vmrules rule file has "
-                   "`version: 1` and `rules:` (README, A rule file)")
+PROMETHEUS_FILE = ("`groups:` starts a Prometheus rule file, which vmrules reads as it is: keep it in a file of its "
+                   "own, without `version:` (README, Prometheus and vmalert rule files)")
 PROMETHEUS_RULE = ("`{key}` is a Prometheus rule key; Prometheus rule files (top-level `groups:`) are a different "
                    "format: a vmrules rule has name, query and thresholds (README, A rule file)")
 PROMETHEUS_KEYS = ("alert", "record", "expr", "for", "keep_firing_for", "annotations")

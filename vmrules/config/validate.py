@@ -92,7 +92,8 @@ def validate_paths(paths: Iterable[str], jobs: int | None = None) -> Result:
     result = Result(files, sorted(set(problems)), warnings=sorted(set(merger.warnings)),
                     notes=sorted(set(merger.notes)))
     if result.ok:
-        result.ruleset = RuleSet(tuple(merger.rules), dict(merger.targets), tuple(files), tuple(merger.tests))
+        result.ruleset = RuleSet(tuple(merger.rules), dict(merger.targets), tuple(files), tuple(merger.tests),
+                                 tuple(out.path for out in outcomes if out.prometheus))
     return result
 
 

@@ -1,0 +1,54 @@
+"""Prometheus and vmalert rule files (`groups:`) are read by validate: public files validate clean, as promtool and
+vmalert say they are valid; a broken one is refused by us and by the references alike."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from vmrules.cli import main
+from vmrules.config.validate import validate_paths
+
+FILES = Path(__file__).parent / "prometheus-rules"
+
+
+def test_public_rule_files_validate_clean() -> None:
+    result = validate_paths([str(FILES)])
+    assert len(result.files) == 10
+    assert result.problems == [] and result.warnings == []
+    assert result.ruleset is not None and len(result.ruleset.prometheus_files) == 10
+
+
+def test_the_references_accept_them_too() -> None:
+    promtool, vmalert = shutil.which("promtool"), shutil.which("vmalert")
+    assert promtool and vmalert, "make test installs prometheus and victoria-metrics (vmalert)"
+    for path in sorted(FILES.glob("*.yml")):
+        if path.name.startswith("apa-"):           # Prometheus files: promtool; vmalert files use MetricsQL
+            subprocess.run([promtool, "check", "rules", str(path)], check=True, capture_output=True)
+        subprocess.run([vmalert, f"-rule={path}", "-dryRun"], check=True, capture_output=True)
+
+
+def test_a_broken_copy_is_refused_where_promtool_refuses_it(tmp_path: Path) -> None:
+    text = (FILES / "apa-host-and-hardware-node-exporter.yml").read_text()
+    broken = text.replace("node_memory_MemAvailable_bytes / node_memory_MemTotal_bytes",
+                          "node_memory_MemAvailable_bytes / (node_memory_MemTotal_bytes", 1)
+    assert broken != text
+    (tmp_path / "r.yml").write_text(broken)
+    line = next(i for i, t in enumerate(broken.splitlines(), 1) if "(node_memory_MemTotal_bytes" in t)
+    problems = validate_paths([str(tmp_path)]).problems
+    assert len(problems) == 1 and problems[0].location.line == line, problems
+    assert "unclosed (" in problems[0].message
+    out = subprocess.run(["promtool", "check", "rules", str(tmp_path / "r.yml")], capture_output=True, text=True)
+    assert out.returncode != 0 and "unclosed left parenthesis" in out.stdout + out.stderr
+
+
+def test_apply_says_what_prometheus_rule_files_need(tmp_path: Path) -> None:
+    shutil.copy(FILES / "vm-alerts-health.yml", tmp_path)
+    res = CliRunner().invoke(main, ["apply", str(tmp_path), "--datasource", "http://127.0.0.1:9",
+                                    "--output-dir", str(tmp_path / "out")])
+    assert res.exit_code == 2
+    assert "vm-alerts-health.yml: Prometheus rule files (groups:)" in res.stderr
+    assert not (tmp_path / "out").exists()
