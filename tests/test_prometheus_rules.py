@@ -52,3 +52,52 @@ def test_apply_says_what_prometheus_rule_files_need(tmp_path: Path) -> None:
     assert res.exit_code == 2
     assert "vm-alerts-health.yml: Prometheus rule files (groups:)" in res.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_convert_gives_rules_that_validate(tmp_path: Path) -> None:
+    files = sorted(str(p) for p in FILES.glob("*.yml"))
+    res = CliRunner().invoke(main, ["convert", *files])
+    assert res.exit_code == 0, res.output
+    (tmp_path / "converted.yaml").write_text(res.stdout)
+    result = validate_paths([str(tmp_path)])
+    assert result.problems == [] and result.ruleset is not None
+    assert len(result.ruleset.rules) == 192                       # every alerting rule of the ten files
+    assert "# Not converted:" in res.stdout and "the annotations of" in res.stdout
+
+
+def test_convert_maps_a_comparison_with_a_number_to_a_threshold(tmp_path: Path) -> None:
+    (tmp_path / "a.yml").write_text("""groups:
+  - name: g
+    interval: 30s
+    labels: {team: infra}
+    rules:
+      - alert: High
+        expr: '(sum by (job) (rate(errors[5m])) > 0.5)'
+        for: 2m
+        labels: {severity: page}
+      - alert: High
+        expr: 0.1 < sum by (job) (rate(errors[5m]))
+      - alert: Templated
+        expr: up == 0
+        labels: {severity: '{{ if eq $labels.job "db" }}page{{ else }}ticket{{ end }}'}
+""")
+    res = CliRunner().invoke(main, ["convert", str(tmp_path / "a.yml")])
+    assert res.exit_code == 0, res.output
+    import yaml
+
+    rules = yaml.safe_load(res.stdout)["rules"]
+    assert rules == [
+        {"name": "High", "description": "alert High of group g", "query": "sum by (job) (rate(errors[5m]))",
+         "step": "30s", "labels": {"team": "infra"}, "thresholds": [{"severity": "page", "above": 0.5, "for": "2m"}]},
+        {"name": "High_2", "description": "alert High of group g", "query": "sum by (job) (rate(errors[5m]))",
+         "step": "30s", "labels": {"team": "infra"}, "thresholds": [{"severity": "firing", "above": 0.1}]}]
+    assert "alert Templated not converted: templated labels (severity)" in res.stdout
+
+
+def test_convert_refuses_what_is_not_a_valid_prometheus_rule_file(tmp_path: Path) -> None:
+    (tmp_path / "v.yaml").write_text("version: 1\nrules: []\n")
+    (tmp_path / "b.yml").write_text("groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: up ==\n")
+    res = CliRunner().invoke(main, ["convert", str(tmp_path / "v.yaml"), str(tmp_path / "b.yml")])
+    assert res.exit_code == 2
+    assert "v.yaml:1:1: error: not a Prometheus rule file" in res.stderr
+    assert "b.yml:5:20: error: expr: unexpected end of the query" in res.stderr

@@ -178,6 +178,22 @@ def query_cmd(exprs: tuple[str, ...], datasource: str, headers: tuple[str, ...],
         click.echo(text)
 
 
+@main.command("convert")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+def convert_cmd(files: tuple[str, ...]) -> None:
+    """Print the alerting rules of Prometheus/vmalert rule files as vmrules rules (where the mapping is exact).
+
+    Exit 0 when printed, 2 when a file is not a valid Prometheus rule file.
+    """
+    from vmrules.commands.convert import convert_files
+
+    try:
+        click.echo(convert_files(list(files)), nl=False)
+    except ConfigError as exc:
+        click.echo(format_problems(exc.problems), err=True)
+        raise click.exceptions.Exit(2) from None
+
+
 @main.command("schema")
 def schema_cmd() -> None:
     """Print the JSON Schema of rule files (for editors and other tools), with installed plugins' targets."""

@@ -120,3 +120,119 @@ def _templates(f: LoadedFile, path: tuple[Any, ...], values: Any) -> Iterator[Pr
             if found is not None:
                 offset, message = found
                 yield Problem(f.where_in(path + (key,), offset), f"{path[-1]}.{key}: template: {message}")
+
+
+# -- the same rules as vmrules rules ----------------------------------------------------------------------------
+_THRESHOLD_KEYS = {">": "above", "<": "below", ">=": "at_least", "<=": "at_most", "==": "equal", "!=": "not_equal"}
+_FLIPPED = {">": "<", "<": ">", ">=": "<=", "<=": ">=", "==": "==", "!=": "!="}
+DEFAULT_INTERVAL = "1m"
+
+
+def as_vmrules(data: dict[str, Any], taken: dict[str, int] | None = None) -> tuple[list[dict[str, Any]], list[str]]:
+    """The alerting rules of a valid Prometheus rule file as vmrules rule specs, where the mapping is exact,
+    and a note for each rule (or setting) left out and why.
+
+    `alert: A, expr: X > N, for: F` becomes a rule with query X and the threshold `above: N, for: F`: a sample
+    of X at or under N breaks the run of `for` exactly as its absence from the answer of `X > N` does. Any
+    other expr becomes its own query with the threshold `when: 'true'`: every sample it returns counts.
+    `taken`: the rule names given so far (several files converted together get distinct names).
+    """
+    specs: list[dict[str, Any]] = []
+    notes: list[str] = []
+    taken = {} if taken is None else taken
+    annotated = 0
+    for group in data.get("groups") or []:
+        gname = group.get("name", "?")
+        interval = group.get("interval") or DEFAULT_INTERVAL
+        skipped = [k for k in ("query_offset", "eval_offset", "eval_delay", "limit", "params", "headers")
+                   if group.get(k)]
+        if skipped:
+            notes.append(f"group {gname}: {', '.join(skipped)} not converted (vmrules evaluates every step of its "
+                         "window, with no offset, limit or extra parameters)")
+        for rule in group.get("rules") or []:
+            if "record" in rule:
+                notes.append(f"group {gname}: recording rule {rule['record']} not converted (route the file with "
+                             "prometheus_rules: to run it as it is)")
+                continue
+            spec, why = _alert_spec(group, rule, interval, taken)
+            if spec is None:
+                notes.append(f"group {gname}: alert {rule.get('alert')} not converted: {why}")
+                continue
+            specs.append(spec)
+            annotated += bool(rule.get("annotations"))
+    if annotated:
+        notes.append(f"the annotations of {annotated} alert(s) not converted (Go templates; an alertmanager target "
+                     "takes Jinja2 annotations)")
+    return specs, notes
+
+
+def _alert_spec(group: dict[str, Any], rule: dict[str, Any], interval: str,
+                taken: dict[str, int]) -> tuple[dict[str, Any] | None, str]:
+    labels = {**(group.get("labels") or {}), **(rule.get("labels") or {})}
+    templated = sorted(k for k, v in labels.items() if "{{" in str(v))
+    if templated:
+        return None, f"templated labels ({', '.join(templated)}) change the alert's identity per sample"
+    text = str(rule["expr"])
+    result = querylang.check(text, "metricsql")
+    if result.tree is None:
+        return None, "its expr does not parse"
+    query, threshold = _split(text, result.tree)
+    severity = str(labels.pop("severity", "firing"))
+    threshold = {"severity": severity, **threshold}
+    for key in ("for", "keep_firing_for"):
+        if rule.get(key) and _ms(str(rule[key])) > 0:
+            threshold[key] = rule[key]
+    spec: dict[str, Any] = {"name": _name(str(rule["alert"]), taken),
+                            "description": f"alert {rule['alert']} of group {group.get('name', '?')}",
+                            "query": query, "step": interval}
+    if labels:
+        spec["labels"] = {k: str(v) for k, v in labels.items()}
+    spec["thresholds"] = [threshold]
+    return spec, ""
+
+
+def _split(text: str, tree: Any) -> tuple[str, dict[str, Any]]:
+    """`X OP N` (no bool, no on/ignoring) as (X, {KEY: N}); anything else as (text, {when: 'true'})."""
+    from vmrules.querylang.syntax import Binary, Number, Paren
+
+    stop = len(text.rstrip())
+    while isinstance(tree, Paren) and tree.start == len(text) - len(text.lstrip()) and text.rstrip().endswith(")"):
+        tree, stop = tree.inner, stop - 1                 # (X > N): the parentheses around the whole expr
+        if not _closes_at(text, stop):
+            return text.strip(), {"when": "true"}
+    if isinstance(tree, Binary) and tree.op in _THRESHOLD_KEYS and not tree.bool and tree.matching is None:
+        end = tree.op_start + len(tree.op)
+        if isinstance(tree.right, Number) and tree.left.type != "scalar":
+            return text[tree.start:tree.op_start].strip(), {_THRESHOLD_KEYS[tree.op]: tree.right.value}
+        if isinstance(tree.left, Number) and tree.right.type != "scalar":
+            return text[end:stop].strip(), {_THRESHOLD_KEYS[_FLIPPED[tree.op]]: tree.left.value}
+    return text.strip(), {"when": "true"}
+
+
+def _closes_at(text: str, stop: int) -> bool:
+    """The parenthesis at `stop` closes the one that opens the text (not `(a) + (b)`)."""
+    depth = 0
+    for i, c in enumerate(text[:stop + 1]):
+        depth += c == "("
+        depth -= c == ")"
+        if depth == 0 and text[:i + 1].strip():
+            return i == stop
+    return False
+
+
+def _ms(text: str) -> int:
+    from vmrules.durations import parse_duration_ms
+
+    try:
+        return parse_duration_ms(text)
+    except ValueError:
+        return 1
+
+
+def _name(alert: str, taken: dict[str, int]) -> str:
+    """A vmrules rule name from an alert name: other characters as _, a second alert of the name `NAME_2`."""
+    base = "".join(c if c.isascii() and (c.isalnum() or c == "_") else "_" for c in alert) or "alert"
+    if base[0].isdigit():
+        base = "_" + base
+    taken[base] = taken.get(base, 0) + 1
+    return base if taken[base] == 1 else f"{base}_{taken[base]}"

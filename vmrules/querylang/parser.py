@@ -142,7 +142,7 @@ class _Parser:
                 return left
             self.advance()
             node = Binary(left.start, op, left, left, op_start=tok.start)
-            is_bool = self.binary_modifiers(node)
+            is_bool = node.bool = self.binary_modifiers(node)
             node.right = self.expr(priority if op == "^" else priority + 1)
             self.check_binary(node, is_bool)
             left = node

@@ -74,6 +74,7 @@ class Binary(Node):
     group: str = ""                              # "left" | "right" | ""
     include: tuple[str, ...] = ()
     op_start: int = 0                            # the operator's offset (`start` is the left operand's)
+    bool: bool = False                           # a comparison with `bool`: 0/1 instead of a filter
 
 
 @dataclass(slots=True)
