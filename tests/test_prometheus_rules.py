@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from click.testing import CliRunner
 
@@ -50,7 +51,7 @@ def test_apply_says_what_prometheus_rule_files_need(tmp_path: Path) -> None:
     res = CliRunner().invoke(main, ["apply", str(tmp_path), "--datasource", "http://127.0.0.1:9",
                                     "--output-dir", str(tmp_path / "out")])
     assert res.exit_code == 2
-    assert "vm-alerts-health.yml: Prometheus rule files (groups:)" in res.stderr
+    assert "vm-alerts-health.yml: Prometheus rule files with no route for their rows; add a vmrules file" in res.stderr
     assert not (tmp_path / "out").exists()
 
 
@@ -101,3 +102,38 @@ def test_convert_refuses_what_is_not_a_valid_prometheus_rule_file(tmp_path: Path
     assert res.exit_code == 2
     assert "v.yaml:1:1: error: not a Prometheus rule file" in res.stderr
     assert "b.yml:5:20: error: expr: unexpected end of the query" in res.stderr
+
+
+def test_prometheus_rules_route_files_relative_to_the_vmrules_file(tmp_path: Path, monkeypatch: Any) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "alerts").mkdir()
+    (tmp_path / "rules").mkdir()
+    shutil.copy(FILES / "vm-alerts-health.yml", tmp_path / "alerts")
+    (tmp_path / "alerts" / "more.yml").write_text("groups:\n  - name: g\n    rules:\n"
+                                                   "      - alert: TooManyRestarts\n        expr: up == 0\n"
+                                                   "      - record: job:up:sum\n        expr: sum by (job) (up)\n")
+    (tmp_path / "rules" / "route.yaml").write_text("""version: 1
+targets: {alerts: {type: jsonl, path: "{{ rule.name }}.jsonl"}}
+prometheus_rules:
+  - files: ["../alerts/*.yml"]
+    route: [{when: alert, to: alerts}, {to: [alerts, nowhere]}]
+  - files: ["../alerts/none-*.yml", "/etc/passwd"]
+""")
+    result = validate_paths([str(tmp_path / "rules"), str(tmp_path / "alerts")])
+    assert [(p.location.line, p.message) for p in result.problems] == [
+        (5, "prometheus_rules routes to unknown target 'nowhere' (known: alerts)"),
+        (6, "files: '../alerts/none-*.yml' matches no file"),
+        (6, "files: '/etc/passwd' reaches outside this file's folder and the working directory; refused")]
+    (tmp_path / "rules" / "route.yaml").write_text("""version: 1
+targets: {alerts: {type: jsonl, path: "{{ rule.name }}.jsonl"}}
+prometheus_rules:
+  - files: ["../alerts/*.yml"]
+    route: [{when: alert, to: alerts}]
+""")
+    result = validate_paths([str(tmp_path / "rules"), str(tmp_path / "alerts")])
+    assert result.problems == [] and result.ruleset is not None
+    assert result.ruleset.prometheus_files == ()                        # routed: apply runs them
+    names = [r.name for r in result.ruleset.rules]
+    assert len(names) == 13 and "TooManyRestarts" in names and "TooManyRestarts_2" in names
+    record = result.ruleset.rule("job_up_sum")
+    assert record.labels == {"__name__": "job:up:sum"} and not record.thresholds and record.routes

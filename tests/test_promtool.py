@@ -43,9 +43,9 @@ def random_cases(n: int) -> list[Case]:
     return out
 
 
-def vmrules_firing(values: list[float | None], for_m: int, keep_m: int) -> list[bool]:
+def vmrules_firing(values: list[float | None], for_m: int, keep_m: int, rule: Rule | None = None) -> list[bool]:
     th = Threshold("page", ">", 80.0, None, for_m * STEP, None, keep_m * STEP)  # type: ignore[arg-type]
-    rule = Rule("r", "m", None, step_ms=STEP, thresholds=(th,))  # type: ignore[arg-type]
+    rule = rule or Rule("r", "m", None, step_ms=STEP, thresholds=(th,))  # type: ignore[arg-type]
     present = [i for i, v in enumerate(values) if v is not None]
     result = QueryResult([{"__name__": "m", "case": "x"}], np.zeros(len(present), np.int32),
                          np.array([i * STEP for i in present], np.int64),
@@ -56,18 +56,46 @@ def vmrules_firing(values: list[float | None], for_m: int, keep_m: int) -> list[
 
 
 def test_keep_firing_for_agrees_with_promtool(tmp_path: Path) -> None:
-    promtool = shutil.which("promtool")
-    assert promtool, "promtool is not installed: run `make test` (it installs Debian's prometheus)"
-    groups, tests = [], []
-    for n, (values, for_m, keep_m) in enumerate(CASES + random_cases(40)):
-        alert = {"alert": f"Case{n}", "expr": f'm{{case="{n}"}} > 80', "labels": {"severity": "page"}}
+    run_against_promtool(tmp_path, from_the_file=False)
+
+
+def test_the_rules_of_a_prometheus_rule_file_agree_with_promtool(tmp_path: Path) -> None:
+    """The same alerts, run as vmrules runs a Prometheus rule file (prometheus_rules: / plan): the rules it
+    builds from the file's own text fire where Prometheus does."""
+    run_against_promtool(tmp_path, from_the_file=True)
+
+
+def _alerts(cases: list[Case]) -> list[dict[str, object]]:
+    groups = []
+    for n, (_, for_m, keep_m) in enumerate(cases):
+        alert: dict[str, object] = {"alert": f"Case{n}", "expr": f'm{{case="{n}"}} > 80',
+                                    "labels": {"severity": "page"}}
         if for_m:
             alert["for"] = f"{for_m}m"
         if keep_m:
             alert["keep_firing_for"] = f"{keep_m}m"
         groups.append({"name": f"case{n}", "interval": "1m", "rules": [alert]})
+    return groups
+
+
+def run_against_promtool(tmp_path: Path, from_the_file: bool) -> None:
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is not installed: run `make test` (it installs Debian's prometheus)"
+    cases = CASES + random_cases(40)
+    groups = _alerts(cases)
+    (tmp_path / "rules.yml").write_text(yaml.safe_dump({"groups": groups}))
+    built: dict[str, Rule] = {}
+    if from_the_file:
+        from vmrules.config.load import load_file
+        from vmrules.config.promrules import build_rules
+
+        rules, warnings = build_rules(load_file(str(tmp_path / "rules.yml")), None, (), 3_600_000, {})
+        assert not warnings and len(rules) == len(cases)
+        built = {r.name: r for r in rules}
+    tests = []
+    for n, (values, for_m, keep_m) in enumerate(cases):
         text = " ".join("stale" if v is None else f"{v:g}" for v in values)
-        fired = vmrules_firing(values, for_m, keep_m)
+        fired = vmrules_firing(values, for_m, keep_m, built.get(f"Case{n}"))
         assert fired.count(True) or n > len(CASES), f"case {n} never fires: not a useful case"
         # a step without a sample has no row in vmrules; Prometheus' state there is still checked
         # through the steps after it, so only steps with a sample are compared
@@ -76,7 +104,6 @@ def test_keep_firing_for_agrees_with_promtool(tmp_path: Path) -> None:
                           {"eval_time": f"{i}m", "alertname": f"Case{n}",
                            "exp_alerts": [{"exp_labels": {"severity": "page", "case": str(n)}}] if f else []}
                           for i, f in enumerate(fired) if values[i] is not None]})
-    (tmp_path / "rules.yml").write_text(yaml.safe_dump({"groups": groups}))
     (tmp_path / "tests.yml").write_text(yaml.safe_dump({"rule_files": ["rules.yml"], "evaluation_interval": "1m",
                                                         "tests": tests}))
     res = subprocess.run([promtool, "test", "rules", "tests.yml"], cwd=tmp_path, capture_output=True, text=True,

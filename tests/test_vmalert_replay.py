@@ -16,6 +16,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from click.testing import CliRunner
 
@@ -55,6 +56,9 @@ GROUPS = {
       - alert: RpLowCPU
         expr: 0.35 > rp_cpu
         for: 4m
+      - record: rp:cpu:max_by_team
+        expr: max by (team) (rp_cpu * on(instance) group_left(team) rp_info)
+        labels: {source: recorded}
 """,
     "30s": """groups:
   - name: rp_half_minute
@@ -132,6 +136,13 @@ def _vmalert_firing(vm: VictoriaMetrics) -> set[tuple[str, str, frozenset[tuple[
     return out
 
 
+def _export(vm: VictoriaMetrics, match: str) -> list[tuple[dict[str, str], int, float]]:
+    q = urllib.parse.urlencode({"match[]": match, "start": T0, "end": T0 + HOURS * 3600 - 1})
+    body = urllib.request.urlopen(f"{vm.url}/api/v1/export?{q}", timeout=60).read().decode()
+    return [(doc["metric"], ts // 1000, v) for doc in map(json.loads, body.splitlines())
+            for ts, v in zip(doc["timestamps"], doc["values"], strict=True)]
+
+
 def _vmrules_firing(vm: VictoriaMetrics, files: list[Path], tmp: Path) -> set[tuple[str, str, frozenset[Any], int]]:
     runner = CliRunner()
     converted = runner.invoke(main, ["convert", *map(str, files)])
@@ -156,7 +167,31 @@ def _vmrules_firing(vm: VictoriaMetrics, files: list[Path], tmp: Path) -> set[tu
     return out
 
 
-def test_converted_alerts_fire_where_vmalert_replay_fires(vm: VictoriaMetrics, tmp_path: Path) -> None:
+def _routed_firing(vm: VictoriaMetrics, tmp: Path) -> set[tuple[str, str, frozenset[Any], int]]:
+    """The same files run as they are: routed by a vmrules file's prometheus_rules."""
+    (tmp / "routed").mkdir()
+    (tmp / "routed" / "route.yaml").write_text(f"""version: 1
+datasource: {{url: "{vm.url}"}}
+targets: {{firing: {{type: jsonl, path: "{{{{ rule.name }}}}.jsonl"}}}}
+prometheus_rules:
+  - files: ["../rules-*.yml"]
+    route: [{{when: alert or rule == "rp_cpu_max_by_team", to: firing}}]
+""")
+    res = CliRunner().invoke(main, ["apply", str(tmp / "routed"), "--output-dir", str(tmp / "routed-out"),
+                                    "--from", str(T0), "--to", str(T0 + HOURS * 3600 - 1), "-q"])
+    assert res.exit_code == 0, res.output
+    out = set()
+    for path in (tmp / "routed-out").glob("Rp*.jsonl"):
+        for row in read.rows(str(path)):
+            labels = json.loads(row["labels"]) if isinstance(row["labels"], str) else row["labels"]
+            key = frozenset((k, v) for k, v in labels.items() if k not in IGNORED)
+            out.add((row["rule"].split("_")[0], row["severity"], key, row["timestamp"]))
+    return out
+
+
+def test_converted_and_routed_alerts_fire_where_vmalert_replay_fires(vm: VictoriaMetrics, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)          # the repository root: prometheus_rules reads files below it
     _series(vm)
     files = []
     for step, text in GROUPS.items():
@@ -178,3 +213,10 @@ def test_converted_alerts_fire_where_vmalert_replay_fires(vm: VictoriaMetrics, t
     assert all(n >= 10 for n in per_alert.values()), per_alert          # every alert fires for a while
     missing, extra = want - got, got - want
     assert not missing and not extra, (sorted(missing)[:10], sorted(extra)[:10])
+    routed = {f for f in _routed_firing(vm, tmp_path) if since <= f[3]}
+    assert routed == want
+    recorded = _export(vm, '{__name__="rp:cpu:max_by_team"}')
+    rows = [r for r in read.rows(str(tmp_path / "routed-out" / "rp_cpu_max_by_team.jsonl"))]
+    assert rows and {r["metric"] for r in rows} == {"rp:cpu:max_by_team"}
+    ours = {(r["team"], r["source"], r["timestamp"], round(r["value"], 9)) for r in rows}
+    assert ours == {(labels["team"], labels["source"], ts, round(v, 9)) for labels, ts, v in recorded}

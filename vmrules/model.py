@@ -189,6 +189,7 @@ class Rule:
     lookback_ms: int | None = None        # None: from the thresholds (see `warmup_ms`)
     episodes: bool = False                # routes to a target that takes episodes (set when the set is loaded)
     query_location: Location | None = None   # where the query text starts in its file
+    origin: str = ""                      # "prometheus": a rule of a Prometheus/vmalert rule file
 
     @property
     def warmup_ms(self) -> int:

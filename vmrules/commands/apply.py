@@ -150,6 +150,11 @@ def apply(ruleset: RuleSet, options: ApplyOptions) -> RunReport:
     log = options.log or (lambda _m: None)
     now = datetime.now(UTC)
     to_ms = options.to_ms if options.to_ms is not None else int(now.timestamp() * 1000)
+    if ruleset.prometheus_files:
+        listed = ", ".join(ruleset.prometheus_files[:3]) + (" and more" if len(ruleset.prometheus_files) > 3 else "")
+        raise UsageError(f"{listed}: Prometheus rule files with no route for their rows; add a vmrules file "
+                         "that routes them: prometheus_rules: [{files: [alerts/*.yml], route: [{to: TARGET}]}] "
+                         "(`vmrules plan` runs them as they are)")
     rules = _select(ruleset, options.rules, options.shard)
     sources = {r.name: rule_datasource(r, options.datasource) for r in rules}
     check_variables(rules, sources, ruleset.targets, allowed_env(options))
@@ -241,11 +246,6 @@ def _execute(rules: list[Rule], ruleset: RuleSet, sources: dict[str, Datasource]
 
 
 def _select(ruleset: RuleSet, names: Sequence[str], shard: tuple[int, int] | None = None) -> list[Rule]:
-    if ruleset.prometheus_files:
-        listed = ", ".join(ruleset.prometheus_files[:3]) + (" and more" if len(ruleset.prometheus_files) > 3 else "")
-        raise UsageError(f"{listed}: Prometheus rule files (groups:), which `vmrules validate` checks; running "
-                         "their rules, routed from a vmrules file, is not available yet: leave them out of the "
-                         "paths given to apply and plan")
     rules = list(ruleset.rules)
     if names:
         known = {r.name for r in ruleset.rules}

@@ -6,6 +6,7 @@ parallel processes; names across files are matched afterwards (validate.py).
 
 from __future__ import annotations
 
+import os
 import re
 import urllib.parse
 from collections.abc import Generator, Iterator
@@ -16,9 +17,9 @@ from vmrules import expr
 from vmrules.config import schema
 from vmrules.config.lints import lint_headers, lint_rule
 from vmrules.config.load import LoadedFile, load_file
-from vmrules.config.promrules import check_prometheus_file, is_prometheus_file
+from vmrules.config.promrules import build_rules, check_prometheus_file, is_prometheus_file
 from vmrules.durations import format_duration_ms, parse_duration_ms
-from vmrules.errors import ConfigError, Location, Problem
+from vmrules.errors import ConfigError, Location, Problem, excerpt
 from vmrules.model import (
     DEFAULT_MAX_POINTS,
     DEFAULT_RANGE_MS,
@@ -69,6 +70,7 @@ class FileOutcome:
     warnings: list[Problem] = field(default_factory=list)    # lints: reported, fail only `validate --strict`
     notes: list[Problem] = field(default_factory=list)       # what was not checked, for `validate -v`
     unread: set[str] = field(default_factory=set)   # "targets", "rules": names it may hold that could not be read
+    routed: set[str] = field(default_factory=set)   # Prometheus rule files (real paths) its prometheus_rules run
 
 
 def check_files(paths: list[str]) -> list[FileOutcome]:
@@ -83,7 +85,11 @@ def check_file(path: str) -> FileOutcome:
     except ConfigError as exc:
         return FileOutcome(path, exc.problems, unread={"targets", "rules"})
     if is_prometheus_file(f.data):
-        return FileOutcome(path, f.problems + check_prometheus_file(f), prometheus=True)
+        out = FileOutcome(path, f.problems + check_prometheus_file(f), prometheus=True)
+        if not out.problems:                   # unrouted: `plan` runs them (with --datasource), `apply` says no
+            rules, out.warnings = build_rules(f, None, (), DEFAULT_RANGE_MS, {})
+            out.rules = [(r.name, r.location, r) for r in rules]
+        return out
     problems, bad = schema.check(f)
     checker = _FileChecker(FileOutcome(path, f.problems + problems))
     scope = _FileScope(f, bad)
@@ -91,6 +97,7 @@ def check_file(path: str) -> FileOutcome:
     checker.out.problems += list(checker.file_targets(scope))
     checker.out.problems += list(checker.file_rules(scope))
     checker.out.problems += list(checker.file_tests(scope))
+    checker.out.problems += list(checker.file_prometheus(scope))
     return checker.out
 
 
@@ -365,6 +372,62 @@ class _FileChecker:
                           f"rule {spec.get('name', '?')!r}: its range of {_text(written, 'range', range_ms)} at step "
                           f"{_text(written, 'step', step_ms)}: {why}: raise max_points_per_series or the step, "
                           "or shorten the range")
+
+    # -- Prometheus rule files run from here --------------------------------
+    def file_prometheus(self, s: _FileScope) -> Iterator[Problem]:
+        data = s.f.data if isinstance(s.f.data, dict) else {}
+        range_ms = parse_duration_ms(s.defaults["range"]) if isinstance(s.defaults.get("range"), str) \
+            else DEFAULT_RANGE_MS
+        for i, entry in _items(data, "prometheus_rules", s, ()):
+            path = ("prometheus_rules", i)
+            routes = []
+            for j, r in enumerate(entry.get("route") or []):
+                rp = path + ("route", j)
+                when = yield from self.expression(s.f, rp + ("when",), r.get("when"))
+                routes.append(Route((r["to"],) if isinstance(r["to"], str) else tuple(r["to"]), when, s.f.where(rp)))
+            for j, pattern in enumerate(entry["files"]):
+                found = yield from self.prometheus_paths(s.f, path + ("files", j), pattern)
+                for name in found:
+                    yield from self.prometheus_file(s, path + ("files", j), name, tuple(routes), range_ms)
+
+    def prometheus_paths(self, f: LoadedFile, path: tuple[Any, ...], pattern: str) -> Checks[list[str]]:
+        """The files a `files:` pattern names, relative to this file; only inside its folder or the working
+        directory (a rule file from a pull request reads nothing else)."""
+        import glob
+
+        base = os.path.dirname(os.path.abspath(f.path))
+        names = sorted(glob.glob(os.path.join(base, pattern), recursive=True))
+        roots = [os.path.realpath(base), os.path.realpath(os.getcwd())]
+        inside = [n for n in names if os.path.isfile(n) and any(
+            os.path.commonpath([root, os.path.realpath(n)]) == root for root in roots)]
+        if len(inside) < len([n for n in names if os.path.isfile(n)]):
+            yield Problem(f.where(path), f"files: {excerpt(pattern)} reaches outside this file's folder and the "
+                          "working directory; refused")
+        elif not inside:
+            yield Problem(f.where(path), f"files: {excerpt(pattern)} matches no file")
+        return inside
+
+    def prometheus_file(self, s: _FileScope, path: tuple[Any, ...], name: str, routes: tuple[Route, ...],
+                        range_ms: int) -> Iterator[Problem]:
+        real = os.path.realpath(name)
+        if real in self.out.routed:
+            return
+        try:
+            g = load_file(name)
+        except ConfigError as exc:
+            yield from exc.problems
+            return
+        if not is_prometheus_file(g.data):
+            yield Problem(s.f.where(path), f"files: {name} is not a Prometheus rule file (its top level has no "
+                          "groups:)")
+            return
+        found = g.problems + check_prometheus_file(g)
+        yield from found
+        self.out.routed.add(real)
+        if not found:
+            rules, warnings = build_rules(g, s.datasource, routes, range_ms, {})
+            self.out.rules += [(r.name, r.location, r) for r in rules]
+            self.out.warnings += warnings
 
     # -- tests ------------------------------------------------------------
     def file_tests(self, s: _FileScope) -> Iterator[Problem]:

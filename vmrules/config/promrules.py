@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from collections.abc import Iterator
 from functools import cache
 from importlib import resources
@@ -16,7 +17,10 @@ from typing import Any
 from vmrules import gotemplate, querylang
 from vmrules.config import schema
 from vmrules.config.load import LoadedFile
+from vmrules.durations import format_duration_ms
 from vmrules.errors import Problem, excerpt
+from vmrules.model import Datasource, Route, Rule, Threshold
+from vmrules.thresholds import COMPARISONS
 
 RULE_KINDS = ("alert", "record")
 ONLY_ALERTS = ("for", "keep_firing_for", "annotations")
@@ -181,10 +185,10 @@ def _alert_spec(group: dict[str, Any], rule: dict[str, Any], interval: str,
     threshold = {"severity": severity, **threshold}
     for key in ("for", "keep_firing_for"):
         if rule.get(key) and _ms(str(rule[key])) > 0:
-            threshold[key] = rule[key]
+            threshold[key] = format_duration_ms(_ms(str(rule[key])))
     spec: dict[str, Any] = {"name": _name(str(rule["alert"]), taken),
                             "description": f"alert {rule['alert']} of group {group.get('name', '?')}",
-                            "query": query, "step": interval}
+                            "query": query, "step": format_duration_ms(_ms(interval))}
     if labels:
         spec["labels"] = {k: str(v) for k, v in labels.items()}
     spec["thresholds"] = [threshold]
@@ -220,13 +224,14 @@ def _closes_at(text: str, stop: int) -> bool:
     return False
 
 
-def _ms(text: str) -> int:
-    from vmrules.durations import parse_duration_ms
+_PROM_UNITS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000,
+               "y": 31_536_000_000}
+_PROM_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
 
-    try:
-        return parse_duration_ms(text)
-    except ValueError:
-        return 1
+
+def _ms(text: str) -> int:
+    """A Prometheus (or vmalert: 1.5m) duration in milliseconds; the schema has checked its form."""
+    return int(sum(float(n) * _PROM_UNITS[u] for n, u in _PROM_PART.findall(str(text))))
 
 
 def _name(alert: str, taken: dict[str, int]) -> str:
@@ -236,3 +241,49 @@ def _name(alert: str, taken: dict[str, int]) -> str:
         base = "_" + base
     taken[base] = taken.get(base, 0) + 1
     return base if taken[base] == 1 else f"{base}_{taken[base]}"
+
+
+# -- the rules themselves, as a run takes them --------------------------------------------------------------------
+def build_rules(f: LoadedFile, datasource: Datasource | None, routes: tuple[Route, ...], range_ms: int,
+                taken: dict[str, int]) -> tuple[list[Rule], list[Problem]]:
+    """The rules of a valid Prometheus rule file, with these routes; a warning for each rule not run.
+
+    An alerting rule is its `as_vmrules` spec (exact); a recording rule is its expr, its rows named after the
+    record (`__name__` among the static labels) and labelled with the rule's labels."""
+    from vmrules import expr as condition
+
+    rules: list[Rule] = []
+    warnings: list[Problem] = []
+    for g, group in enumerate(f.data.get("groups") or []):
+        interval = group.get("interval") or DEFAULT_INTERVAL
+        for r, rule in enumerate(group.get("rules") or []):
+            path = ("groups", g, "rules", r)
+            common: dict[str, Any] = {"location": f.where(path), "datasource": datasource, "range_ms": range_ms,
+                      "step_ms": _ms(interval), "routes": routes, "origin": "prometheus",
+                      "query_location": f.where(path + ("expr",))}
+            if "record" in rule:
+                labels = {**(group.get("labels") or {}), **(rule.get("labels") or {})}
+                if any("{{" in str(v) for v in labels.values()):
+                    warnings.append(Problem(f.where(path), f"record {rule['record']}: not run (templated labels)",
+                                            "warning"))
+                    continue
+                rules.append(Rule(name=_name(rule["record"], taken), query=str(rule["expr"]).strip(),
+                                  labels={**{k: str(v) for k, v in labels.items()}, "__name__": rule["record"]},
+                                  description=f"record {rule['record']} of group {group.get('name', '?')}",
+                                  **common))
+                continue
+            spec, why = _alert_spec(group, rule, interval, taken)
+            if spec is None:
+                warnings.append(Problem(f.where(path), f"alert {rule.get('alert')}: not run: {why}", "warning"))
+                continue
+            t = spec["thresholds"][0]
+            key = next(k for k in (*_THRESHOLD_KEYS.values(), "when") if k in t)
+            threshold = Threshold(
+                severity=t["severity"], op=COMPARISONS[key].op if key != "when" else "when",
+                value=float(t[key]) if key != "when" else None,
+                when=condition.parse("true") if key == "when" else None,
+                for_ms=_ms(t["for"]) if "for" in t else 0, location=f.where(path),
+                keep_firing_ms=_ms(t["keep_firing_for"]) if "keep_firing_for" in t else 0)
+            rules.append(Rule(name=spec["name"], query=spec["query"], labels=spec.get("labels", {}),
+                              thresholds=(threshold,), description=spec["description"], **common))
+    return rules, warnings

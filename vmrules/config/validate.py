@@ -93,7 +93,7 @@ def validate_paths(paths: Iterable[str], jobs: int | None = None) -> Result:
                     notes=sorted(set(merger.notes)))
     if result.ok:
         result.ruleset = RuleSet(tuple(merger.rules), dict(merger.targets), tuple(files), tuple(merger.tests),
-                                 tuple(out.path for out in outcomes if out.prometheus))
+                                 tuple(merger.unrouted))
     return result
 
 
@@ -105,6 +105,16 @@ def _check_all(files: list[str], jobs: int) -> list[FileOutcome]:
     chunks = [files[i:i + size] for i in range(0, len(files), size)]
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
         return [out for part in pool.map(check_files, chunks) for out in part]
+
+
+def _free(name: str, taken: dict[str, Location]) -> str:
+    """`name`, or `name_2`, `name_3`... when taken (Prometheus allows an alert name in several files)."""
+    if name not in taken:
+        return name
+    n = 2
+    while f"{name}_{n}" in taken:
+        n += 1
+    return f"{name}_{n}"
 
 
 def load_ruleset(paths: Iterable[str], jobs: int | None = None) -> RuleSet:
@@ -133,13 +143,19 @@ class _Merger:
         self.tests: list[RuleTest] = []
         self.warnings: list[Problem] = []
         self.notes: list[Problem] = []
+        self.unrouted: list[str] = []          # Prometheus rule files no prometheus_rules: runs
         self.broken: dict[str, Location] = {}     # targets defined with a problem of their own: not "unknown"
         self.unread: set[str] = set()             # "targets", "rules": some file's names could not be read
 
     def run(self, outcomes: list[FileOutcome]) -> Iterator[Problem]:
         rule_names: dict[str, Location] = {}
         refs = []
+        routed = set().union(*(out.routed for out in outcomes))
         for out in outcomes:
+            if out.prometheus and os.path.realpath(out.path) in routed:
+                continue                         # read through the prometheus_rules that route it
+            if out.prometheus:
+                self.unrouted.append(out.path)
             yield from out.problems
             self.unread |= out.unread
             for name, loc, target in out.targets:
@@ -151,6 +167,10 @@ class _Merger:
                 else:
                     self.broken[name] = loc
             for name, loc, rule in out.rules:
+                if rule is not None and rule.origin == "prometheus":
+                    rule = replace(rule, name=_free(name, rule_names))     # alerts of one name in two files
+                    name = rule.name
+                    refs += [(name, target, route.location) for route in rule.routes for target in route.to]
                 if name in rule_names:
                     yield Problem(loc, f"duplicate rule name {name!r} (first defined at {rule_names[name]})")
                     continue
@@ -192,12 +212,18 @@ class _Merger:
     def routes_and_templates(self, route_refs: list[tuple[str, str, Location]]) -> Iterator[Problem]:
         by_name = {r.name: r for r in self.rules}
         used: dict[str, dict[str, Rule]] = {}
+        said: set[tuple[str, Location]] = set()
         for rule_name, name, loc in route_refs:
             if name in self.broken or "targets" in self.unread and name not in self.targets:
                 continue                      # its own problem is said where it is defined (or unread)
             if name not in self.targets:
+                if (name, loc) in said:       # a prometheus_rules route, shared by all the rules it routes
+                    continue
+                said.add((name, loc))
                 known = ", ".join(sorted({*self.targets, *self.broken})) or "none defined"
-                yield Problem(loc, f"rule {rule_name!r} routes to unknown target {name!r} (known: {known})")
+                who = f"rule {rule_name!r}" if by_name.get(rule_name) is None or \
+                    by_name[rule_name].origin != "prometheus" else "prometheus_rules"
+                yield Problem(loc, f"{who} routes to unknown target {name!r} (known: {known})")
             elif rule_name in by_name:
                 used.setdefault(name, {})[rule_name] = by_name[rule_name]
         example = Rule(name="example_rule", query="up", location=Location("<sample>"))

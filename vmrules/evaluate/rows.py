@@ -47,11 +47,13 @@ class _Series:
     @classmethod
     def of(cls, result: QueryResult, static: Mapping[str, str]) -> _Series:
         labels, metric = [], []
+        name = static.get("__name__")          # a recording rule names its series after the record
+        static = {k: v for k, v in static.items() if k != "__name__"} if name is not None else static
         for lab in result.labels:
             rest = {k: v for k, v in lab.items() if k != "__name__"}
             rest.update(static)
             labels.append(rest)
-            metric.append(lab.get("__name__", ""))
+            metric.append(name if name is not None else lab.get("__name__", ""))
         as_json = [json.dumps(lab, sort_keys=True, separators=(",", ":"), ensure_ascii=False) for lab in labels]
         return cls(labels, metric, as_json)
 
