@@ -3,6 +3,7 @@ vmalert say they are valid; a broken one is refused by us and by the references 
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -137,3 +138,35 @@ prometheus_rules:
     assert len(names) == 13 and "TooManyRestarts" in names and "TooManyRestarts_2" in names
     record = result.ruleset.rule("job_up_sum")
     assert record.labels == {"__name__": "job:up:sum"} and not record.thresholds and record.routes
+
+
+def test_plan_base_compares_the_alerts_of_a_rule_file_in_a_pull_request(tmp_path: Path, monkeypatch: Any) -> None:
+    """The question a pull request asks: with the warning threshold lowered, when would it have fired?"""
+    data = Path(__file__).parent.parent / "examples" / "data" / "node.jsonl"
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "alerts").mkdir()
+    rules = """groups:
+  - name: node
+    interval: 5m
+    rules:
+      - alert: NodeCPUHigh
+        expr: instance:node_cpu_utilisation:rate5m > 0.9
+        for: 15m
+        labels: {severity: critical}
+      - alert: NodeCPUHigh
+        expr: instance:node_cpu_utilisation:rate5m > 0.8
+        for: 15m
+        labels: {severity: warning}
+"""
+    (tmp_path / "alerts" / "node.yml").write_text(rules)
+    git = ["git", "-c", "user.email=ci@example.com", "-c", "user.name=ci"]
+    subprocess.run(["git", "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "alerts"], check=True)
+    (tmp_path / "alerts" / "node.yml").write_text(rules.replace("> 0.8", "> 0.7"))
+    res = CliRunner().invoke(main, ["plan", "alerts/", "--base", "HEAD", "--datasource", f"file:{data}",
+                                    "--to", "2026-11-01T00:00:00Z", "--since", "1d", "--format", "json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    changes = {d["rule"]: d["change"] for d in doc["diff"]}
+    assert changes == {"NodeCPUHigh": "unchanged", "NodeCPUHigh_2": "changed"}, changes
