@@ -170,3 +170,44 @@ def test_plan_base_compares_the_alerts_of_a_rule_file_in_a_pull_request(tmp_path
     doc = json.loads(res.stdout)
     changes = {d["rule"]: d["change"] for d in doc["diff"]}
     assert changes == {"NodeCPUHigh": "unchanged", "NodeCPUHigh_2": "changed"}, changes
+
+
+def test_plan_shows_the_near_misses_of_an_alert(tmp_path: Path, monkeypatch: Any) -> None:
+    """Series that never alerted, closest first: their peak and the rows within 10 % under the threshold, as
+    the rows themselves say (written out by apply from the same file and data)."""
+    data = Path(__file__).parent.parent / "examples" / "data" / "node.jsonl"
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "alerts").mkdir()
+    (tmp_path / "alerts" / "node.yml").write_text("""groups:
+  - name: node
+    interval: 5m
+    rules:
+      - alert: NodeCPUHigh
+        expr: instance:node_cpu_utilisation:rate5m > 0.9
+        for: 15m
+""")
+    window = ["--datasource", f"file:{data}", "--to", "2026-11-01T00:00:00Z", "--since", "1d"]
+    res = CliRunner().invoke(main, ["plan", "alerts/", *window, "--format", "json"])
+    assert res.exit_code == 0, res.output
+    plan = json.loads(res.stdout)["rules"][0]
+    assert plan["near_threshold"] == "> 0.9" and plan["near"]
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "all.yaml").write_text("""version: 1
+targets: {rows: {type: jsonl, path: rows.jsonl}}
+prometheus_rules: [{files: ["../alerts/*.yml"], route: [{to: rows}]}]
+""")
+    res = CliRunner().invoke(main, ["apply", "rules/", *window, "--output-dir", "out", "-q"])
+    assert res.exit_code == 0, res.output
+    peak: dict[str, float] = {}
+    close: dict[str, int] = {}
+    alerted = set()
+    for line in (tmp_path / "out" / "rows.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        key = row["metric"] + "\x00" + row["labels"]
+        peak[key] = max(peak.get(key, -1e300), row["value"])
+        close[key] = close.get(key, 0) + (0.81 <= row["value"] < 0.9 and not row["alert"])
+        alerted |= {key} if row["alert"] else set()
+    assert set(plan["near"]) == set(peak)
+    for key, (value, rows) in plan["near"].items():
+        assert (value, rows) == (peak[key], close[key]), key
+    assert plan["alert_series"] and set(plan["alert_series"]) == alerted

@@ -23,7 +23,7 @@ from typing import Any
 from vmrules.commands.apply import ApplyOptions, _select, allowed_env, evaluated, rule_datasource
 from vmrules.commands.variables import check_variables
 from vmrules.config.validate import load_ruleset
-from vmrules.durations import format_time_ms
+from vmrules.durations import format_duration_ms, format_time_ms
 from vmrules.errors import ConfigError, UsageError
 from vmrules.evaluate.counts import Counts
 from vmrules.model import Rule, RuleSet, Target, key_text
@@ -55,6 +55,17 @@ class RulePlan:
     severity_series: dict[str, set[str]] = field(default_factory=dict)   # severity -> the series alerting at it
     severity_episodes: dict[str, int] = field(default_factory=dict)      # severity -> unbroken alerting stretches
     last_alert: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)   # (series, severity) -> ms
+    near: dict[str, list[float]] = field(default_factory=dict)   # series -> [closest value, rows within 10 %]
+    near_threshold: str = ""                                      # the threshold near misses are measured against
+
+    def near_misses(self) -> list[tuple[str, float, int]]:
+        """The series that never alerted, closest to the threshold first: (series, closest value, rows that
+        came within 10 % of it)."""
+        if not self.near_threshold:
+            return []
+        above = self.near_threshold[0] == ">"
+        found = [(k, v[0], int(v[1])) for k, v in self.near.items() if k not in self.alert_series]
+        return sorted(found, key=lambda x: (-x[1] if above else x[1], x[0]))
 
     @property
     def alerting_series(self) -> int:
@@ -124,6 +135,7 @@ def _plan_rule(rule: Rule, window: Window, sources: dict[str, Any], targets: dic
                 for row in pairs.group_by(["s", "k"]).aggregate([]).to_pylist():
                     out.severity_series.setdefault(row["s"], set()).add(row["k"])
                 _episodes(out, keys, alerts, rule.step_ms)
+            _near(out, rule, ev.table)
         shaped = episode_targets(rule, targets)
         if state is not None and shaped:              # and the episodes still open at the window's end
             count(finish_episodes(rule, state, window.end_ms, window.first_ms if window.lookback_ms else None,
@@ -136,6 +148,41 @@ def _plan_rule(rule: Rule, window: Window, sources: dict[str, Any], targets: dic
         if options.progress is not None:
             options.progress.rule_done()
     return out
+
+
+def _near(out: RulePlan, rule: Rule, table: Any) -> None:
+    """For the rule's last comparison threshold (`above`, `below`, ...): how close each series came, and how
+    many of its rows were within 10 % of the threshold without alerting: the near misses a change of the
+    number would turn into alerts."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from vmrules.evaluate.rows import series_keys
+
+    last = next((t for t in reversed(rule.thresholds) if t.op in (">", ">=", "<", "<=") and t.value is not None),
+                None)
+    if last is None or table.num_rows == 0 or last.value is None:
+        return
+    n, above = last.value, last.op[0] == ">"
+    out.near_threshold = f"{last.op} {n:g}"
+    band = abs(n) * 0.1
+    values = table.column("value")
+    keys = series_keys(table).cast(pa.string())
+    grouped = pa.table({"k": keys, "v": values}).group_by("k").aggregate([("v", "max" if above else "min")])
+    inside = pc.and_(pc.greater_equal(values, n - band), pc.less(values, n)) if above else \
+        pc.and_(pc.greater(values, n), pc.less_equal(values, n + band))
+    inside = pc.and_(inside, pc.invert(table.column("alert")))
+    close = dict(_counts(pc.value_counts(pc.filter(keys, inside)).to_pylist())) if band else {}
+    for k, v in zip(grouped.column("k").to_pylist(), grouped.column(1).to_pylist(), strict=True):
+        if v is None:
+            continue
+        held = out.near.get(k)
+        best = v if held is None else (max(held[0], v) if above else min(held[0], v))
+        out.near[k] = [best, (held[1] if held else 0) + close.get(k, 0)]
+
+
+def _counts(counts: list[dict[str, Any]]) -> list[tuple[str, int]]:
+    return [(c["values"], int(c["counts"])) for c in counts if c["values"] is not None]
 
 
 def _episodes(out: RulePlan, keys: Any, alerts: Any, step_ms: int) -> None:
@@ -294,6 +341,12 @@ def format_text(report: PlanReport) -> str:
         if top:
             lines.append("  series with the most alert rows:")
             lines += [f"    {n:>6}  {key_text(k)}" for k, n in top]
+        near = r.near_misses()[:TOP_SERIES]
+        if near:
+            lines.append(f"  near misses (never alerted): the closest value to {r.near_threshold} (past it: `for` "
+                         "did not hold), the time within 10 % of it")
+            lines += [f"    {v:>10g}  {format_duration_ms(rows * r.window.step_ms) if rows else '-':>8}  "
+                      f"{key_text(k)}" for k, v, rows in near]
     lines.append("no target written")
     return "\n".join(lines)
 
