@@ -82,7 +82,8 @@ def test_plan_against_a_git_ref(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert res.exit_code == 0, res.output
     lines = res.stdout.splitlines()
     assert lines[0] == "#### vmrules plan: rules at `main` and now"
-    assert lines[2] == "| rule | change | alert rows | alerting series | rows per target |"
+    assert lines[2] == ("| rule | change | alert rows | alerting series | time firing (first .. last) "
+                        "| rows per target |")
     cpu = next(x for x in lines if x.startswith("| cpu |")).split(" | ")
     assert cpu[1] == "changed"
     before, after = (int(x) for x in cpu[2].split(" (")[0].split(" -> "))
@@ -93,6 +94,8 @@ def test_plan_against_a_git_ref(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
                             "0 -> 4 (+4) (started "
                             "alerting: disk_free{instance=\"host-00\", job=\"node\", mount=\"/\"}")
     assert fresh.endswith("| alerts 0 -> 960 (+960) |")
+    firing = fresh.split(" | ")[4]                       # 960 rows x the step, and its first and last alert
+    assert re.fullmatch(r"- -> \S+ \(\d{4}-\d\d-\d\dT\S+Z \.\. \d{4}-\d\d-\d\dT\S+Z\)", firing), firing
     assert any(x.startswith("| gone | removed | 960 -> 0 (-960) (alert 960 -> 0 (-960) in 4 -> 0 (-4) series, "
                             "4 -> 0 (-4) episodes) | "
                             "4 -> 0 (-4) (stopped: ")

@@ -55,6 +55,8 @@ class RulePlan:
     severity_series: dict[str, set[str]] = field(default_factory=dict)   # severity -> the series alerting at it
     severity_episodes: dict[str, int] = field(default_factory=dict)      # severity -> unbroken alerting stretches
     last_alert: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)   # (series, severity) -> ms
+    first_alert_ms: int | None = None       # the earliest and latest alert row of the window
+    last_alert_ms: int | None = None
     near: dict[str, list[float]] = field(default_factory=dict)   # series -> [closest value, rows within 10 %]
     near_threshold: str = ""                                      # the threshold near misses are measured against
 
@@ -129,6 +131,10 @@ def _plan_rule(rule: Rule, window: Window, sources: dict[str, Any], targets: dic
             count(ev)
             alerts = ev.table.filter(ev.table.column("alert"))
             if alerts.num_rows:
+                ts = alerts.column("timestamp").cast(pa.int64())
+                low, high = pc.min(ts).as_py(), pc.max(ts).as_py()
+                out.first_alert_ms = low if out.first_alert_ms is None else min(out.first_alert_ms, low)
+                out.last_alert_ms = high if out.last_alert_ms is None else max(out.last_alert_ms, high)
                 keys = series_keys(alerts).cast(pa.string())
                 _add(out.alert_series, pc.value_counts(keys).to_pylist())
                 pairs = pa.table({"s": alerts.column("severity").cast(pa.string()), "k": keys})
@@ -374,17 +380,29 @@ def format_diff(diffs: list[RuleDiff], ref: str, markdown: bool = False) -> str:
         moved = _moved_series(b, h)
         if moved:
             series += f" ({moved})"
-        rows.append((d.name, d.change, failed, alerts, series, per_target or "-"))
+        rows.append((d.name, d.change, failed, alerts, series, _firing(b, h), per_target or "-"))
     if markdown:
         out = [f"#### vmrules plan: rules at {_md_code(ref)} and now", "",
-               "| rule | change | alert rows | alerting series | rows per target |", "|---|---|---|---|---|"]
+               "| rule | change | alert rows | alerting series | time firing (first .. last) | rows per target |",
+               "|---|---|---|---|---|---|"]
         out += ["| " + " | ".join([_md(n), _md(c) + (f" (failed: {_md_code(f)})" if f else ""), _md(a), _md(s),
-                                   _md(t)]) + " |" for n, c, f, a, s, t in rows]
+                                   _md(w), _md(t)]) + " |" for n, c, f, a, s, w, t in rows]
         return "\n".join(out)
     out = [f"compared with the rules at {ref}:"]
-    out += [f"  rule {n}: {c}{f' (failed: {f})' if f else ''}; alert rows {a}; alerting series {s}; rows {t}"
-            for n, c, f, a, s, t in rows]
+    out += [f"  rule {n}: {c}{f' (failed: {f})' if f else ''}; alert rows {a}; alerting series {s}; time firing {w}; "
+            f"rows {t}" for n, c, f, a, s, w, t in rows]
     return "\n".join(out)
+
+
+def _firing(b: RulePlan | None, h: RulePlan | None) -> str:
+    """Time firing (alert rows x step, summed over series), and the first and last firing, before -> now."""
+    def one(r: RulePlan | None) -> str:
+        if r is None or r.first_alert_ms is None or r.last_alert_ms is None:
+            return "-"
+        return (f"{format_duration_ms(r.counts.alerts * r.window.step_ms)} ({format_time_ms(r.first_alert_ms)} .. "
+                f"{format_time_ms(r.last_alert_ms)})")
+    before, now = one(b), one(h)
+    return now if before == now else f"{before} -> {now}"
 
 
 def _severity_deltas(b: RulePlan | None, h: RulePlan | None) -> str:
@@ -442,6 +460,9 @@ def _diff_doc(d: RuleDiff) -> dict[str, Any]:
                 "alerting_series": r.alerting_series, "by_severity": r.counts.by_severity,
                 "series_by_severity": {k: len(v) for k, v in r.severity_series.items()},
                 "episodes_by_severity": r.severity_episodes,
+                "firing_ms": r.counts.alerts * r.window.step_ms,
+                "first_alert": format_time_ms(r.first_alert_ms) if r.first_alert_ms is not None else None,
+                "last_alert": format_time_ms(r.last_alert_ms) if r.last_alert_ms is not None else None,
                 "rows": {n: t.rows for n, t in r.targets.items()}}
 
     b, h = side(d.base), side(d.head)
