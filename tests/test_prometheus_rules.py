@@ -191,6 +191,11 @@ def test_plan_shows_the_near_misses_of_an_alert(tmp_path: Path, monkeypatch: Any
     assert res.exit_code == 0, res.output
     plan = json.loads(res.stdout)["rules"][0]
     assert plan["near_threshold"] == "> 0.9" and plan["near"]
+    res = CliRunner().invoke(main, ["plan", "alerts/", *window, "--report", "r.html"])
+    assert res.exit_code == 0, res.output
+    page = (tmp_path / "r.html").read_text()
+    closest = max((v[0], k) for k, v in plan["near"].items() if k not in plan["alert_series"])
+    assert "<table class='near'>" in page and f"<td>{closest[0]:g}</td>" in page
     (tmp_path / "rules").mkdir()
     (tmp_path / "rules" / "all.yaml").write_text("""version: 1
 targets: {rows: {type: jsonl, path: rows.jsonl}}

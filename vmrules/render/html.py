@@ -20,12 +20,13 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from vmrules.durations import format_time_ms
+from vmrules.durations import format_duration_ms, format_time_ms
 from vmrules.evaluate.rows import series_keys
 from vmrules.model import Rule, key_text
 from vmrules.units import format_value
 
 SERIES_PER_CHART = 6
+NEAR_MISSES = 5                  # series listed under a rule's near misses (`plan --report`)
 WIDTH, PLOT_H, PAD_L, PAD_R, PAD_T = 720, 170, 56, 12, 12
 COLORS = ("#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#17becf", "#7f7f7f")
 SEVERITY_COLORS = ("#d62728", "#ff7f0e", "#bcbd22", "#e377c2")
@@ -109,6 +110,9 @@ class RuleSummary:
     numbers: dict[str, Any]              # series, samples, invalid, filtered, alerts
     by_severity: dict[str, int]
     rows: dict[str, int]                 # per target
+    near: list[tuple[str, float, int]] = field(default_factory=list)   # `plan`: series, closest value, rows near
+    near_threshold: str = ""
+    step_ms: int = 0
 
 
 @dataclass
@@ -165,6 +169,12 @@ def _section(s: RuleSummary, series: dict[str, _Series],
                          f"{_e(key_text(name))}{' (alerting)' if s_.alerting else ''}</li>"
                          for i, (name, s_) in enumerate(series.items()))
         parts.append(f"<p class='shown'>{shown} shown, alerting ones first</p><ul class='legend'>{legend}</ul>")
+    if s.near:
+        rows = "".join(f"<tr><td>{_e(key_text(k))}</td><td>{v:g}</td>"
+                       f"<td>{_e(format_duration_ms(n * s.step_ms)) if n else '-'}</td></tr>" for k, v, n in s.near)
+        parts.append(f"<table class='near'><caption>near misses: series that never alerted, closest to "
+                     f"{_e(s.near_threshold)} first (past it: <code>for</code> did not hold)</caption>"
+                     f"<tr><th>series</th><th>closest value</th><th>time within 10 %</th></tr>{rows}</table>")
     parts.append("</section>")
     return "\n".join(parts)
 
@@ -375,7 +385,9 @@ def write_report(path: str, title: str, subtitle: str, rules: Sequence[Any], rul
     summaries = []
     for r in rules:
         rows = r.rows if hasattr(r, "rows") else {n: t.rows for n, t in r.targets.items()}
+        near = r.near_misses()[:NEAR_MISSES] if hasattr(r, "near_misses") else []
         summaries.append(RuleSummary(ruleset.rule(r.name), r.status, r.error, r.window.start_ms, r.window.end_ms,
-                                     _numbers(r.counts), dict(r.counts.by_severity), rows))
+                                     _numbers(r.counts), dict(r.counts.by_severity), rows, near,
+                                     getattr(r, "near_threshold", ""), r.window.step_ms))
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         f.write(render(title, subtitle, summaries, charts, base))
