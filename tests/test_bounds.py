@@ -224,7 +224,7 @@ def test_plan_markdown_escapes_every_cell(tmp_path: Path, monkeypatch: pytest.Mo
         assert "](" not in cell.replace("`", "").split("failed: ")[0]
         failure = cell.split("(failed: ", 1)[1]
         assert failure.startswith("`") and failure.count("`") == 2         # one code span: no link, image or HTML
-        assert "\\| x \\| y \\|" in failure and cell.count(" | ") == 4
+        assert "\\| x \\| y \\|" in failure and cell.count(" | ") == 5           # six cells
     finally:
         server.stop()
 
