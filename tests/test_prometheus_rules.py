@@ -216,3 +216,30 @@ prometheus_rules: [{files: ["../alerts/*.yml"], route: [{to: rows}]}]
     for key, (value, rows) in plan["near"].items():
         assert (value, rows) == (peak[key], close[key]), key
     assert plan["alert_series"] and set(plan["alert_series"]) == alerted
+
+
+def test_what_vmalert_accepts_is_no_problem(tmp_path: Path) -> None:
+    """Spellings vmalert runs (some Prometheus refuses): never an error; what Prometheus refuses is a warning."""
+    (tmp_path / "empty.yml").write_text("groups:\n\n- name: Empty\n\n  \n  rules: \n")   # as a public file has it
+    subprocess.run(["promtool", "check", "rules", str(tmp_path / "empty.yml")], check=True, capture_output=True)
+    (tmp_path / "a.yml").write_text("""groups:
+  - name: g
+    rules:
+      - alert: A
+        expr: up == 0
+        labels: {recording: true, ins-tance: x, n: 1}
+        annotations:
+          link: 'http://vm/vmui?query={{ $labels.job | queryEscape }}'
+      - record: job:up:sum
+        expr: sum by (job) (up)
+        for: 5m
+""")
+    result = validate_paths([str(tmp_path)])
+    assert result.problems == []
+    assert [w.message for w in result.warnings] == [
+        "for is for alerting rules; a recording rule ('job:up:sum') has no for (Prometheus refuses it, vmalert "
+        "ignores it)"]
+    assert result.ruleset is not None
+    alert = result.ruleset.rule("A")
+    assert alert.labels == {"recording": "true", "ins-tance": "x", "n": "1"}
+    subprocess.run(["vmalert", f"-rule={tmp_path / 'a.yml'}", "-dryRun"], check=True, capture_output=True)

@@ -17,6 +17,9 @@ PROMETHEUS_FUNCTIONS = frozenset({
     "humanizePercentage", "humanizeTimestamp", "toTime", "toDuration", "pathPrefix", "externalURL", "parseDuration",
     "stripPort", "stripDomain", "reReplaceAll", "now",
 })
+# vmalert's own (app/vmalert/templates/funcs.go): escaping and time helpers beside Prometheus' set.
+VMALERT_FUNCTIONS = frozenset({"queryEscape", "pathEscape", "jsonEscape", "quotesEscape", "crlfEscape", "htmlEscape",
+                               "parseDurationTime", "humanizeTimestamp"})
 RENDERED = frozenset({"humanize", "humanize1024", "humanizePercentage", "humanizeDuration", "printf", "toUpper",
                       "toLower", "title", "reReplaceAll", "eq", "ne", "lt", "le", "gt", "ge", "and", "or", "not",
                       "len", "print"})
@@ -27,7 +30,8 @@ _TOKEN = re.compile(r'\s+|"(?:[^"\\\n]|\\.)*"|`[^`]*`|\'(?:[^\'\\\n]|\\.)+\'|:=|
                     r"|[A-Za-z_][A-Za-z0-9_]*")
 
 
-def check(text: str, functions: frozenset[str] = GO_FUNCTIONS | PROMETHEUS_FUNCTIONS) -> tuple[int, str] | None:
+def check(text: str, functions: frozenset[str] = GO_FUNCTIONS | PROMETHEUS_FUNCTIONS | VMALERT_FUNCTIONS) \
+        -> tuple[int, str] | None:
     """The first problem of the template `text` (its 0-based offset and a message), or None."""
     stack: list[tuple[str, int]] = []
     pos = 0
@@ -117,7 +121,7 @@ def _pipeline(tokens: list[tuple[str, int]], functions: frozenset[str]) -> tuple
             if word in ("true", "false", "nil"):
                 continue
             if word not in functions:
-                return at, f"function {word!r} not defined (template functions: Go's and Prometheus')"
+                return at, f"function {word!r} not defined (template functions: Go's, Prometheus' and vmalert's)"
     if depth:
         return tokens[-1][1], "unclosed ( in a template action"
     return None

@@ -24,7 +24,7 @@ def convert_files(paths: Sequence[str]) -> str:
         if not is_prometheus_file(f.data):
             problems.append(Problem(Location(path), "not a Prometheus rule file (its top level has no groups:)"))
             continue
-        found = f.problems + check_prometheus_file(f)
+        found = [p for p in f.problems + check_prometheus_file(f) if p.level == "error"]
         if found:
             problems += found
             continue

@@ -85,10 +85,12 @@ def check_file(path: str) -> FileOutcome:
     except ConfigError as exc:
         return FileOutcome(path, exc.problems, unread={"targets", "rules"})
     if is_prometheus_file(f.data):
-        out = FileOutcome(path, f.problems + check_prometheus_file(f), prometheus=True)
+        found = f.problems + check_prometheus_file(f)
+        out = FileOutcome(path, [p for p in found if p.level == "error"], prometheus=True)
         if not out.problems:                   # unrouted: `plan` runs them (with --datasource), `apply` says no
             rules, out.warnings = build_rules(f, None, (), DEFAULT_RANGE_MS, {})
             out.rules = [(r.name, r.location, r) for r in rules]
+        out.warnings += [p for p in found if p.level == "warning"]
         return out
     problems, bad = schema.check(f)
     checker = _FileChecker(FileOutcome(path, f.problems + problems))
@@ -421,8 +423,10 @@ class _FileChecker:
             yield Problem(s.f.where(path), f"files: {name} is not a Prometheus rule file (its top level has no "
                           "groups:)")
             return
-        found = g.problems + check_prometheus_file(g)
+        every = g.problems + check_prometheus_file(g)
+        found = [p for p in every if p.level == "error"]
         yield from found
+        self.out.warnings += [p for p in every if p.level == "warning"]
         self.out.routed.add(real)
         if not found:
             rules, warnings = build_rules(g, s.datasource, routes, range_ms, {})

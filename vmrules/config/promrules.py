@@ -23,6 +23,7 @@ from vmrules.model import Datasource, Route, Rule, Threshold
 from vmrules.thresholds import COMPARISONS
 
 RULE_KINDS = ("alert", "record")
+_METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 ONLY_ALERTS = ("for", "keep_firing_for", "annotations")
 
 
@@ -100,11 +101,15 @@ def _rule(f: LoadedFile, path: tuple[Any, ...], rule: dict[str, Any], bad: set[t
         yield Problem(f.where(path), "a rule needs alert: NAME (an alerting rule) or record: NAME (a recording rule)")
     elif len(kinds) == 2:
         yield Problem(f.where_key(path + ("record",)), "a rule is an alert or a record, not both")
-    elif kinds == ["record"]:
+    elif kinds == ["record"]:                 # Prometheus refuses these, vmalert ignores them: a warning
         for key in ONLY_ALERTS:
             if key in rule:
                 yield Problem(f.where_key(path + (key,)), f"{key} is for alerting rules; a recording rule "
-                              f"({excerpt(rule['record'])}) has no {key}")
+                              f"({excerpt(rule['record'])}) has no {key} (Prometheus refuses it, vmalert ignores "
+                              "it)", "warning")
+        if isinstance(rule["record"], str) and not _METRIC_NAME.fullmatch(rule["record"]):
+            yield Problem(f.where(path + ("record",)), f"record {excerpt(rule['record'])} is not a metric name "
+                          "([a-zA-Z_:][a-zA-Z0-9_:]*): Prometheus refuses it", "warning")
     expr = rule.get("expr")
     if isinstance(expr, (str, int, float)) and not isinstance(expr, bool) and \
             not any(b[:len(path) + 1] == path + ("expr",) for b in bad):
@@ -172,8 +177,8 @@ def as_vmrules(data: dict[str, Any], taken: dict[str, int] | None = None) -> tup
 
 def _alert_spec(group: dict[str, Any], rule: dict[str, Any], interval: str,
                 taken: dict[str, int]) -> tuple[dict[str, Any] | None, str]:
-    labels = {**(group.get("labels") or {}), **(rule.get("labels") or {})}
-    templated = sorted(k for k, v in labels.items() if "{{" in str(v))
+    labels = {k: _text(v) for k, v in {**(group.get("labels") or {}), **(rule.get("labels") or {})}.items()}
+    templated = sorted(k for k, v in labels.items() if "{{" in v)
     if templated:
         return None, f"templated labels ({', '.join(templated)}) change the alert's identity per sample"
     text = str(rule["expr"])
@@ -193,6 +198,11 @@ def _alert_spec(group: dict[str, Any], rule: dict[str, Any], interval: str,
         spec["labels"] = {k: str(v) for k, v in labels.items()}
     spec["thresholds"] = [threshold]
     return spec, ""
+
+
+def _text(value: Any) -> str:
+    """A label value as Prometheus and vmalert read a YAML scalar: `true` stays `true`."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def _split(text: str, tree: Any) -> tuple[str, dict[str, Any]]:
@@ -262,7 +272,7 @@ def build_rules(f: LoadedFile, datasource: Datasource | None, routes: tuple[Rout
                       "step_ms": _ms(interval), "routes": routes, "origin": "prometheus",
                       "query_location": f.where(path + ("expr",))}
             if "record" in rule:
-                labels = {**(group.get("labels") or {}), **(rule.get("labels") or {})}
+                labels = {k: _text(v) for k, v in {**(group.get("labels") or {}), **(rule.get("labels") or {})}.items()}
                 if any("{{" in str(v) for v in labels.values()):
                     warnings.append(Problem(f.where(path), f"record {rule['record']}: not run (templated labels)",
                                             "warning"))
