@@ -118,13 +118,14 @@ targets: {alerts: {type: jsonl, path: "{{ rule.name }}.jsonl"}}
 prometheus_rules:
   - files: ["../alerts/*.yml"]
     route: [{when: alert, to: alerts}, {to: [alerts, nowhere]}]
-  - files: ["../alerts/none-*.yml", "/etc/passwd"]
+  - files: ["../alerts/none-*.yml", "/etc/passwd", "../../../etc/*", "../alerts/**/*.yml"]
 """)
     result = validate_paths([str(tmp_path / "rules"), str(tmp_path / "alerts")])
     assert [(p.location.line, p.message) for p in result.problems] == [
         (5, "prometheus_rules routes to unknown target 'nowhere' (known: alerts)"),
         (6, "files: '../alerts/none-*.yml' matches no file"),
-        (6, "files: '/etc/passwd' reaches outside this file's folder and the working directory; refused")]
+        *[(6, f"files: {p!r}: a pattern relative to this file, inside its folder or the one above it, without "
+              "** (refused)") for p in ("/etc/passwd", "../../../etc/*", "../alerts/**/*.yml")]]
     (tmp_path / "rules" / "route.yaml").write_text("""version: 1
 targets: {alerts: {type: jsonl, path: "{{ rule.name }}.jsonl"}}
 prometheus_rules:
@@ -243,3 +244,40 @@ def test_what_vmalert_accepts_is_no_problem(tmp_path: Path) -> None:
     alert = result.ruleset.rule("A")
     assert alert.labels == {"recording": "true", "ins-tance": "x", "n": "1"}
     subprocess.run(["vmalert", f"-rule={tmp_path / 'a.yml'}", "-dryRun"], check=True, capture_output=True)
+
+
+def test_odd_rules_are_problems_or_left_out_never_a_crash(tmp_path: Path) -> None:
+    (tmp_path / "a.yml").write_text("""groups:
+  - name: g
+    interval: 0s
+    rules:
+      - alert: NoExpr
+      - alert: Backup
+        expr: time() - backup_last_success_timestamp > 1d
+      - alert: Disk
+        expr: node_filesystem_avail_bytes < 10Gi
+      - alert: At
+        expr: x @ end() > 50
+      - alert: Disk_Full
+        expr: up == 0
+      - alert: Disk-Full
+        expr: up == 0
+      - alert: Disk_Full_2
+        expr: up == 0
+""")
+    problems = validate_paths([str(tmp_path)]).problems
+    assert [(p.location.line, p.message) for p in problems] == [(5, "a rule needs expr: the query it evaluates")]
+    (tmp_path / "a.yml").write_text((tmp_path / "a.yml").read_text().replace("      - alert: NoExpr\n", ""))
+    res = CliRunner().invoke(main, ["convert", str(tmp_path / "a.yml")])
+    assert res.exit_code == 0, res.output
+    import yaml
+
+    rules = {r["name"]: r for r in yaml.safe_load(res.stdout)["rules"]}
+    assert rules["Backup"]["thresholds"] == [{"severity": "firing", "when": "true"}]      # 1d is no plain number
+    assert rules["Disk"]["query"] == "node_filesystem_avail_bytes < 10Gi"
+    assert "At" not in rules and "alert At not converted: it uses @" in res.stdout
+    assert sorted(n for n in rules if n.startswith("Disk_Full")) == ["Disk_Full", "Disk_Full_2", "Disk_Full_2_2"]
+    assert {r["step"] for r in rules.values()} == {"1m"}                                  # interval 0: the default
+    (tmp_path / "converted.yaml").write_text(res.stdout)
+    (tmp_path / "a.yml").unlink()
+    assert validate_paths([str(tmp_path)]).problems == []

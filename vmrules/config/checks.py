@@ -42,6 +42,7 @@ from vmrules.templates import TemplateError, compile_template, render
 from vmrules.thresholds import COMPARISONS, CONDITION_KEYS
 
 UPSERT_KEY = ("rule", "labels", "timestamp")
+MAX_PROMETHEUS_FILES = 10_000        # files one prometheus_rules pattern may name
 EPISODE_KEY = ("rule", "metric", "labels", "severity", "start")
 TABLE_TYPES = ("sqlite", "postgres")      # database targets: modes append, upsert, replace; episodes upserted
 SERVICE_TYPES = ("webhook", "alertmanager", "victoriametrics")   # built-in targets sent over HTTP(S)
@@ -393,18 +394,28 @@ class _FileChecker:
                     yield from self.prometheus_file(s, path + ("files", j), name, tuple(routes), range_ms)
 
     def prometheus_paths(self, f: LoadedFile, path: tuple[Any, ...], pattern: str) -> Checks[list[str]]:
-        """The files a `files:` pattern names, relative to this file; only inside its folder or the working
-        directory (a rule file from a pull request reads nothing else)."""
+        """The files a `files:` pattern names, relative to this file: only in its folder and the folder above
+        (`../alerts/*.yml`), never `**` (a link loop would make it endless) and never an absolute path; a rule
+        file from a pull request reads nothing else, and learns nothing of what lies outside."""
         import glob
 
         base = os.path.dirname(os.path.abspath(f.path))
-        names = sorted(glob.glob(os.path.join(base, pattern), recursive=True))
-        roots = [os.path.realpath(base), os.path.realpath(os.getcwd())]
-        inside = [n for n in names if os.path.isfile(n) and any(
-            os.path.commonpath([root, os.path.realpath(n)]) == root for root in roots)]
-        if len(inside) < len([n for n in names if os.path.isfile(n)]):
-            yield Problem(f.where(path), f"files: {excerpt(pattern)} reaches outside this file's folder and the "
-                          "working directory; refused")
+        parent = os.path.dirname(base)
+        roots = [os.path.realpath(base)] + ([os.path.realpath(parent)] if os.path.dirname(parent) != parent else [])
+        where = os.path.normpath(os.path.join(base, pattern))
+        if os.path.isabs(pattern) or "**" in pattern or "\x00" in pattern or not any(
+                os.path.commonpath([root, where]) == root for root in roots):
+            yield Problem(f.where(path), f"files: {excerpt(pattern)}: a pattern relative to this file, inside its "
+                          "folder or the one above it, without ** (refused)")
+            return []
+        names = sorted(n for n in glob.glob(where)[:MAX_PROMETHEUS_FILES + 1] if os.path.isfile(n))
+        inside = [n for n in names if any(os.path.commonpath([root, os.path.realpath(n)]) == root for root in roots)]
+        if len(inside) < len(names):
+            yield Problem(f.where(path), f"files: {excerpt(pattern)} names a link to a file outside this file's "
+                          "folder and the one above it; refused")
+        elif len(inside) > MAX_PROMETHEUS_FILES:
+            yield Problem(f.where(path), f"files: {excerpt(pattern)} matches more than {MAX_PROMETHEUS_FILES} files")
+            return []
         elif not inside:
             yield Problem(f.where(path), f"files: {excerpt(pattern)} matches no file")
         return inside

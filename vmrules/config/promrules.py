@@ -97,6 +97,8 @@ def _semantics(f: LoadedFile, bad: set[tuple[Any, ...]]) -> Iterator[Problem]:
 
 def _rule(f: LoadedFile, path: tuple[Any, ...], rule: dict[str, Any], bad: set[tuple[Any, ...]]) -> Iterator[Problem]:
     kinds = [k for k in RULE_KINDS if k in rule]
+    if "expr" not in rule:
+        yield Problem(f.where(path), "a rule needs expr: the query it evaluates")
     if not kinds:
         yield Problem(f.where(path), "a rule needs alert: NAME (an alerting rule) or record: NAME (a recording rule)")
     elif len(kinds) == 2:
@@ -152,7 +154,7 @@ def as_vmrules(data: dict[str, Any], taken: dict[str, int] | None = None) -> tup
     annotated = 0
     for group in data.get("groups") or []:
         gname = group.get("name", "?")
-        interval = group.get("interval") or DEFAULT_INTERVAL
+        interval = group.get("interval") if _ms(group.get("interval") or "") > 0 else DEFAULT_INTERVAL
         skipped = [k for k in ("query_offset", "eval_offset", "eval_delay", "limit", "params", "headers")
                    if group.get(k)]
         if skipped:
@@ -185,6 +187,10 @@ def _alert_spec(group: dict[str, Any], rule: dict[str, Any], interval: str,
     result = querylang.check(text, "metricsql")
     if result.tree is None:
         return None, "its expr does not parse"
+    from vmrules.querylang.syntax import Range, Selector, walk
+
+    if any(isinstance(n, (Selector, Range)) and n.at for n in walk(result.tree)):
+        return None, "it uses @ (Prometheus evaluates it per evaluation, a range query once per window)"
     query, threshold = _split(text, result.tree)
     severity = str(labels.pop("severity", "firing"))
     threshold = {"severity": severity, **threshold}
@@ -216,11 +222,20 @@ def _split(text: str, tree: Any) -> tuple[str, dict[str, Any]]:
             return text.strip(), {"when": "true"}
     if isinstance(tree, Binary) and tree.op in _THRESHOLD_KEYS and not tree.bool and tree.matching is None:
         end = tree.op_start + len(tree.op)
-        if isinstance(tree.right, Number) and tree.left.type != "scalar":
+        if isinstance(tree.right, Number) and tree.left.type != "scalar" and _plain(text[end:stop]):
             return text[tree.start:tree.op_start].strip(), {_THRESHOLD_KEYS[tree.op]: tree.right.value}
-        if isinstance(tree.left, Number) and tree.right.type != "scalar":
+        if isinstance(tree.left, Number) and tree.right.type != "scalar" and _plain(text[tree.start:tree.op_start]):
             return text[end:stop].strip(), {_THRESHOLD_KEYS[_FLIPPED[tree.op]]: tree.left.value}
     return text.strip(), {"when": "true"}
+
+
+def _plain(number: str) -> bool:
+    """A number written as one (not MetricsQL's 5m or 10Gi, whose value the parser does not keep)."""
+    try:
+        float(number.strip().replace("_", ""))
+    except ValueError:
+        return number.strip().lower().lstrip("+-") in ("inf", "nan")
+    return True
 
 
 def _closes_at(text: str, stop: int) -> bool:
@@ -249,8 +264,12 @@ def _name(alert: str, taken: dict[str, int]) -> str:
     base = "".join(c if c.isascii() and (c.isalnum() or c == "_") else "_" for c in alert) or "alert"
     if base[0].isdigit():
         base = "_" + base
-    taken[base] = taken.get(base, 0) + 1
-    return base if taken[base] == 1 else f"{base}_{taken[base]}"
+    name, n = base, 1
+    while name in taken:
+        n += 1
+        name = f"{base}_{n}"
+    taken[name] = 1
+    return name
 
 
 # -- the rules themselves, as a run takes them --------------------------------------------------------------------
@@ -265,7 +284,7 @@ def build_rules(f: LoadedFile, datasource: Datasource | None, routes: tuple[Rout
     rules: list[Rule] = []
     warnings: list[Problem] = []
     for g, group in enumerate(f.data.get("groups") or []):
-        interval = group.get("interval") or DEFAULT_INTERVAL
+        interval = group.get("interval") if _ms(group.get("interval") or "") > 0 else DEFAULT_INTERVAL
         for r, rule in enumerate(group.get("rules") or []):
             path = ("groups", g, "rules", r)
             common: dict[str, Any] = {"location": f.where(path), "datasource": datasource, "range_ms": range_ms,
