@@ -15,6 +15,15 @@ from vmrules.cli import main
 from vmrules.config.validate import validate_paths
 
 FILES = Path(__file__).parent / "prometheus-rules"
+DATA = Path(__file__).parent.parent / "examples" / "data" / "node.jsonl"
+NODE_CPU = """groups:
+  - name: node
+    interval: 5m
+    rules:
+      - alert: NodeCPUHigh
+        expr: instance:node_cpu_utilisation:rate5m > 0.9
+        for: 15m
+"""
 
 
 def test_public_rule_files_validate_clean() -> None:
@@ -143,17 +152,9 @@ prometheus_rules:
 
 def test_plan_base_compares_the_alerts_of_a_rule_file_in_a_pull_request(tmp_path: Path, monkeypatch: Any) -> None:
     """The question a pull request asks: with the warning threshold lowered, when would it have fired?"""
-    data = Path(__file__).parent.parent / "examples" / "data" / "node.jsonl"
     monkeypatch.chdir(tmp_path)
     (tmp_path / "alerts").mkdir()
-    rules = """groups:
-  - name: node
-    interval: 5m
-    rules:
-      - alert: NodeCPUHigh
-        expr: instance:node_cpu_utilisation:rate5m > 0.9
-        for: 15m
-        labels: {severity: critical}
+    rules = NODE_CPU + """        labels: {severity: critical}
       - alert: NodeCPUHigh
         expr: instance:node_cpu_utilisation:rate5m > 0.8
         for: 15m
@@ -165,7 +166,7 @@ def test_plan_base_compares_the_alerts_of_a_rule_file_in_a_pull_request(tmp_path
     subprocess.run([*git, "add", "-A"], check=True)
     subprocess.run([*git, "commit", "-qm", "alerts"], check=True)
     (tmp_path / "alerts" / "node.yml").write_text(rules.replace("> 0.8", "> 0.7"))
-    res = CliRunner().invoke(main, ["plan", "alerts/", "--base", "HEAD", "--datasource", f"file:{data}",
+    res = CliRunner().invoke(main, ["plan", "alerts/", "--base", "HEAD", "--datasource", f"file:{DATA}",
                                     "--to", "2026-11-01T00:00:00Z", "--since", "1d", "--format", "json"])
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
@@ -176,18 +177,10 @@ def test_plan_base_compares_the_alerts_of_a_rule_file_in_a_pull_request(tmp_path
 def test_plan_shows_the_near_misses_of_an_alert(tmp_path: Path, monkeypatch: Any) -> None:
     """Series that never alerted, closest first: their peak and the rows within 10 % under the threshold, as
     the rows themselves say (written out by apply from the same file and data)."""
-    data = Path(__file__).parent.parent / "examples" / "data" / "node.jsonl"
     monkeypatch.chdir(tmp_path)
     (tmp_path / "alerts").mkdir()
-    (tmp_path / "alerts" / "node.yml").write_text("""groups:
-  - name: node
-    interval: 5m
-    rules:
-      - alert: NodeCPUHigh
-        expr: instance:node_cpu_utilisation:rate5m > 0.9
-        for: 15m
-""")
-    window = ["--datasource", f"file:{data}", "--to", "2026-11-01T00:00:00Z", "--since", "1d"]
+    (tmp_path / "alerts" / "node.yml").write_text(NODE_CPU)
+    window = ["--datasource", f"file:{DATA}", "--to", "2026-11-01T00:00:00Z", "--since", "1d"]
     res = CliRunner().invoke(main, ["plan", "alerts/", *window, "--format", "json"])
     assert res.exit_code == 0, res.output
     plan = json.loads(res.stdout)["rules"][0]

@@ -158,12 +158,17 @@ def _vmrules_firing(vm: VictoriaMetrics, files: list[Path], tmp: Path) -> set[tu
     res = runner.invoke(main, ["apply", str(tmp / "rules"), "--datasource", vm.url, "--output-dir", str(tmp / "out"),
                                "--from", str(T0), "--to", str(T0 + HOURS * 3600 - 1), "-q"])
     assert res.exit_code == 0, res.output
+    return _firing(tmp / "out", "*.jsonl", lambda rule: alerts[rule])
+
+
+def _firing(folder: Path, pattern: str, alert_of: Any) -> set[tuple[str, str, frozenset[Any], int]]:
+    """(alert, severity, labels, timestamp in seconds) of the rows written to the jsonl files."""
     out = set()
-    for path in (tmp / "out").glob("*.jsonl"):
+    for path in folder.glob(pattern):
         for row in read.rows(str(path)):
             labels = json.loads(row["labels"]) if isinstance(row["labels"], str) else row["labels"]
             key = frozenset((k, v) for k, v in labels.items() if k not in IGNORED)
-            out.add((alerts[row["rule"]], row["severity"], key, row["timestamp"]))     # seconds (read.rows)
+            out.add((alert_of(row["rule"]), row["severity"], key, row["timestamp"]))
     return out
 
 
@@ -180,13 +185,7 @@ prometheus_rules:
     res = CliRunner().invoke(main, ["apply", str(tmp / "routed"), "--output-dir", str(tmp / "routed-out"),
                                     "--from", str(T0), "--to", str(T0 + HOURS * 3600 - 1), "-q"])
     assert res.exit_code == 0, res.output
-    out = set()
-    for path in (tmp / "routed-out").glob("Rp*.jsonl"):
-        for row in read.rows(str(path)):
-            labels = json.loads(row["labels"]) if isinstance(row["labels"], str) else row["labels"]
-            key = frozenset((k, v) for k, v in labels.items() if k not in IGNORED)
-            out.add((row["rule"].split("_")[0], row["severity"], key, row["timestamp"]))
-    return out
+    return _firing(tmp / "routed-out", "Rp*.jsonl", lambda rule: rule.split("_")[0])
 
 
 def test_converted_and_routed_alerts_fire_where_vmalert_replay_fires(vm: VictoriaMetrics, tmp_path: Path,
