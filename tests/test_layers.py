@@ -14,7 +14,7 @@ from pathlib import Path
 PKG = Path(__file__).parent.parent / "vmrules"
 LAYERS = [                         # low to high; a module may import its own layer and those below
     {"errors", "durations", "units", "model", "expr", "thresholds", "window", "templates", "sandbox", "querylang",
-     "gotemplate"},
+     "gotemplate", "gorender"},
     {"net"},
     {"sources"},                   # below config: validate checks a datasource's scheme against the sources
     {"config"},

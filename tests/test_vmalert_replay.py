@@ -56,6 +56,12 @@ GROUPS = {
       - alert: RpLowCPU
         expr: 0.35 > rp_cpu
         for: 4m
+      - alert: RpTemplated
+        expr: rp_cpu * on(instance) group_left(team) rp_info > 0.6
+        for: 2m
+        labels:
+          severity: '{{ if eq $labels.instance "a" }}critical{{ else }}warning{{ end }}'
+          host: '{{ $labels.instance | toUpper }}-{{ $labels.team }}'
       - record: rp:cpu:max_by_team
         expr: max by (team) (rp_cpu * on(instance) group_left(team) rp_info)
         labels: {source: recorded}
@@ -205,12 +211,15 @@ def test_converted_and_routed_alerts_fire_where_vmalert_replay_fires(vm: Victori
     got = {f for f in _vmrules_firing(vm, files, tmp_path) if since <= f[3]}
     alerts = {a for a, *_ in want}
     assert alerts == {"RpHighCPU", "RpErrorsOverRequests", "RpAbsent", "RpDownUnlessMaintenance",
-                      "RpCPUWhenSwitchedOn", "RpCPUByTeam", "RpLowCPU", "RpFastCPU"}, alerts
+                      "RpCPUWhenSwitchedOn", "RpCPUByTeam", "RpLowCPU", "RpFastCPU", "RpTemplated"}, alerts
+    templated = {f for f in want if f[0] == "RpTemplated"}
+    assert {(s, dict(key)["host"]) for _, s, key, _ in templated} == {
+        ("critical", "A-t0"), ("warning", "B-t1"), ("warning", "C-t2")}
     assert {s for _, s, *_ in want if _ == "RpHighCPU"} <= {"critical", "warning"}
     assert len(want) > 500
     per_alert = {a: sum(1 for f in want if f[0] == a) for a in alerts}
     assert all(n >= 10 for n in per_alert.values()), per_alert          # every alert fires for a while
-    missing, extra = want - got, got - want
+    missing, extra = want - templated - got, got - want      # convert leaves templated labels out
     assert not missing and not extra, (sorted(missing)[:10], sorted(extra)[:10])
     routed = {f for f in _routed_firing(vm, tmp_path) if since <= f[3]}
     assert routed == want

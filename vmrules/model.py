@@ -158,6 +158,9 @@ class Threshold:
         return self.for_ms > 0 or self.keep_firing_ms > 0 or self.clear is not None
 
 
+SEVERITY_LABEL = "{{ severity }}"     # a threshold's severity taken from the series' (rendered) `severity` label
+
+
 @dataclass(frozen=True)
 class Route:
     """Rows matching `when` (every row when None) go to the targets named in `to`."""
@@ -190,6 +193,9 @@ class Rule:
     episodes: bool = False                # routes to a target that takes episodes (set when the set is loaded)
     query_location: Location | None = None   # where the query text starts in its file
     origin: str = ""                      # "prometheus": a rule of a Prometheus/vmalert rule file
+    label_templates: Mapping[str, str] = field(default_factory=dict)   # Go templates, rendered per sample
+    annotations: Mapping[str, str] = field(default_factory=dict)       # Go templates, for alertmanager targets
+    external_labels: Mapping[str, str] = field(default_factory=dict)   # $externalLabels; added where absent
 
     @property
     def warmup_ms(self) -> int:
@@ -215,7 +221,8 @@ class Rule:
         import hashlib
 
         parts = (self.query, self.step_ms, self.instant, self.valid_min, self.valid_max, repr(self.where),
-                 sorted(self.labels.items()),
+                 sorted(self.labels.items()), sorted(self.label_templates.items()),
+                 sorted(self.external_labels.items()),
                  [(t.severity, t.op, t.value, repr(t.when), t.for_ms, t.keep_firing_ms, repr(t.clear))
                   for t in self.thresholds])
         return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]

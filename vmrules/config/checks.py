@@ -391,7 +391,8 @@ class _FileChecker:
             for j, pattern in enumerate(entry["files"]):
                 found = yield from self.prometheus_paths(s.f, path + ("files", j), pattern)
                 for name in found:
-                    yield from self.prometheus_file(s, path + ("files", j), name, tuple(routes), range_ms)
+                    yield from self.prometheus_file(s, path + ("files", j), name, tuple(routes), range_ms,
+                                                    dict(entry.get("external_labels") or {}))
 
     def prometheus_paths(self, f: LoadedFile, path: tuple[Any, ...], pattern: str) -> Checks[list[str]]:
         """The files a `files:` pattern names, relative to this file: only in its folder and the folder above
@@ -421,7 +422,7 @@ class _FileChecker:
         return inside
 
     def prometheus_file(self, s: _FileScope, path: tuple[Any, ...], name: str, routes: tuple[Route, ...],
-                        range_ms: int) -> Iterator[Problem]:
+                        range_ms: int, external: dict[str, str]) -> Iterator[Problem]:
         real = os.path.realpath(name)
         if real in self.out.routed:
             return
@@ -440,7 +441,7 @@ class _FileChecker:
         self.out.warnings += [p for p in every if p.level == "warning"]
         self.out.routed.add(real)
         if not found:
-            rules, warnings = build_rules(g, s.datasource, routes, range_ms, {})
+            rules, warnings = build_rules(g, s.datasource, routes, range_ms, {}, external)
             self.out.rules += [(r.name, r.location, r) for r in rules]
             self.out.warnings += warnings
 

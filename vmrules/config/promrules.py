@@ -14,12 +14,12 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from vmrules import gotemplate, querylang
+from vmrules import gorender, gotemplate, querylang
 from vmrules.config import schema
 from vmrules.config.load import LoadedFile
 from vmrules.durations import format_duration_ms
 from vmrules.errors import Problem, excerpt
-from vmrules.model import Datasource, Route, Rule, Threshold
+from vmrules.model import SEVERITY_LABEL, Datasource, Route, Rule, Threshold
 from vmrules.thresholds import COMPARISONS
 
 RULE_KINDS = ("alert", "record")
@@ -128,6 +128,11 @@ def _templates(f: LoadedFile, path: tuple[Any, ...], values: Any) -> Iterator[Pr
     for key, text in values.items():
         if isinstance(text, str) and "{{" in text:
             found = gotemplate.check(text)
+            if found is None:
+                try:
+                    gorender.parse(text)
+                except gorender.GoTemplateError as exc:
+                    found = exc.offset, exc.message
             if found is not None:
                 offset, message = found
                 yield Problem(f.where_in(path + (key,), offset), f"{path[-1]}.{key}: template: {message}")
@@ -178,11 +183,14 @@ def as_vmrules(data: dict[str, Any], taken: dict[str, int] | None = None) -> tup
 
 
 def _alert_spec(group: dict[str, Any], rule: dict[str, Any], interval: str,
-                taken: dict[str, int]) -> tuple[dict[str, Any] | None, str]:
+                taken: dict[str, int], templates: bool = False) -> tuple[dict[str, Any] | None, str]:
+    """The vmrules spec of an alert; with `templates`, its templated labels under `label_templates`
+    (a templated severity among them, the threshold's severity then SEVERITY_LABEL)."""
     labels = {k: _text(v) for k, v in {**(group.get("labels") or {}), **(rule.get("labels") or {})}.items()}
-    templated = sorted(k for k, v in labels.items() if "{{" in v)
-    if templated:
-        return None, f"templated labels ({', '.join(templated)}) change the alert's identity per sample"
+    templated = {k: v for k, v in labels.items() if "{{" in v}
+    if templated and not templates:
+        return None, f"templated labels ({', '.join(sorted(templated))}) change the alert's identity per sample"
+    labels = {k: v for k, v in labels.items() if k not in templated}
     text = str(rule["expr"])
     result = querylang.check(text, "metricsql")
     if result.tree is None:
@@ -192,7 +200,7 @@ def _alert_spec(group: dict[str, Any], rule: dict[str, Any], interval: str,
     if any(isinstance(n, (Selector, Range)) and n.at for n in walk(result.tree)):
         return None, "it uses @ (Prometheus evaluates it per evaluation, a range query once per window)"
     query, threshold = _split(text, result.tree)
-    severity = str(labels.pop("severity", "firing"))
+    severity = SEVERITY_LABEL if "severity" in templated else str(labels.pop("severity", "firing"))
     threshold = {"severity": severity, **threshold}
     for key in ("for", "keep_firing_for"):
         if rule.get(key) and _ms(str(rule[key])) > 0:
@@ -202,6 +210,8 @@ def _alert_spec(group: dict[str, Any], rule: dict[str, Any], interval: str,
                             "query": query, "step": format_duration_ms(_ms(interval))}
     if labels:
         spec["labels"] = {k: str(v) for k, v in labels.items()}
+    if templated:
+        spec["label_templates"] = templated
     spec["thresholds"] = [threshold]
     return spec, ""
 
@@ -274,7 +284,7 @@ def _name(alert: str, taken: dict[str, int]) -> str:
 
 # -- the rules themselves, as a run takes them --------------------------------------------------------------------
 def build_rules(f: LoadedFile, datasource: Datasource | None, routes: tuple[Route, ...], range_ms: int,
-                taken: dict[str, int]) -> tuple[list[Rule], list[Problem]]:
+                taken: dict[str, int], external: dict[str, str] | None = None) -> tuple[list[Rule], list[Problem]]:
     """The rules of a valid Prometheus rule file, with these routes; a warning for each rule not run.
 
     An alerting rule is its `as_vmrules` spec (exact); a recording rule is its expr, its rows named after the
@@ -289,7 +299,7 @@ def build_rules(f: LoadedFile, datasource: Datasource | None, routes: tuple[Rout
             path = ("groups", g, "rules", r)
             common: dict[str, Any] = {"location": f.where(path), "datasource": datasource, "range_ms": range_ms,
                       "step_ms": _ms(interval), "routes": routes, "origin": "prometheus",
-                      "query_location": f.where(path + ("expr",))}
+                      "query_location": f.where(path + ("expr",)), "external_labels": external or {}}
             if "record" in rule:
                 labels = {k: _text(v) for k, v in {**(group.get("labels") or {}), **(rule.get("labels") or {})}.items()}
                 if any("{{" in str(v) for v in labels.values()):
@@ -301,7 +311,7 @@ def build_rules(f: LoadedFile, datasource: Datasource | None, routes: tuple[Rout
                                   description=f"record {rule['record']} of group {group.get('name', '?')}",
                                   **common))
                 continue
-            spec, why = _alert_spec(group, rule, interval, taken)
+            spec, why = _alert_spec(group, rule, interval, taken, templates=True)
             if spec is None:
                 warnings.append(Problem(f.where(path), f"alert {rule.get('alert')}: not run: {why}", "warning"))
                 continue
@@ -314,5 +324,8 @@ def build_rules(f: LoadedFile, datasource: Datasource | None, routes: tuple[Rout
                 for_ms=_ms(t["for"]) if "for" in t else 0, location=f.where(path),
                 keep_firing_ms=_ms(t["keep_firing_for"]) if "keep_firing_for" in t else 0)
             rules.append(Rule(name=spec["name"], query=spec["query"], labels=spec.get("labels", {}),
-                              thresholds=(threshold,), description=spec["description"], **common))
+                              thresholds=(threshold,), description=spec["description"],
+                              label_templates=spec.get("label_templates", {}),
+                              annotations={k: _text(v) for k, v in (rule.get("annotations") or {}).items()},
+                              **common))
     return rules, warnings

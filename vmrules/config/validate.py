@@ -130,7 +130,9 @@ def rule_template_context(rule: Rule, run: dict[str, Any], target: Target) -> di
     return {"rule": {"name": rule.name, "query": rule.query, "labels": dict(rule.labels),
                      "description": rule.description, "unit": rule.unit,
                      "file": rule.location.path if rule.location else "",
-                     "datasource": ""},           # apply puts the datasource in use here (without credentials)
+                     "datasource": "",            # apply puts the datasource in use here (without credentials)
+                     "go_annotations": dict(rule.annotations), "external_labels": dict(rule.external_labels),
+                     "own_labels": sorted({*rule.labels, *rule.label_templates})},
             "run": run, "target": {"name": target.name, "type": target.type}}
 
 

@@ -17,9 +17,9 @@ import pyarrow.compute as pc
 
 from vmrules import expr
 from vmrules.errors import RuleError
-from vmrules.evaluate import alertstate, episodes
+from vmrules.evaluate import alertstate, episodes, templated
 from vmrules.evaluate.counts import Counts
-from vmrules.model import ROW_COLUMNS, Condition, Rule, Target
+from vmrules.model import ROW_COLUMNS, SEVERITY_LABEL, Condition, Rule, Target
 from vmrules.sources.result import QueryResult
 from vmrules.thresholds import BY_OP
 
@@ -45,13 +45,15 @@ class _Series:
     labels_json: list[str]
 
     @classmethod
-    def of(cls, result: QueryResult, static: Mapping[str, str]) -> _Series:
+    def of(cls, result: QueryResult, static: Mapping[str, str], external: Mapping[str, str] | None = None) -> _Series:
         labels, metric = [], []
         name = static.get("__name__")          # a recording rule names its series after the record
         static = {k: v for k, v in static.items() if k != "__name__"} if name is not None else static
         for lab in result.labels:
             rest = {k: v for k, v in lab.items() if k != "__name__"}
             rest.update(static)
+            for k, v in (external or {}).items():
+                rest.setdefault(k, v)
             labels.append(rest)
             metric.append(name if name is not None else lab.get("__name__", ""))
         as_json = [json.dumps(lab, sort_keys=True, separators=(",", ":"), ensure_ascii=False) for lab in labels]
@@ -93,7 +95,9 @@ def evaluate(rule: Rule, result: QueryResult, targets: Mapping[str, Target],
     only later rows are routed to it. Samples before `emit_from` (the lookback)
     only feed the alert state: they are neither counted nor emitted.
     """
-    series = _Series.of(result, rule.labels)
+    if rule.label_templates:
+        result = templated.relabel(rule, result)
+    series = _Series.of(result, rule.labels, rule.external_labels)
     _check_distinct(rule, result, series, state)
     sid, ts, val = result.series_id, result.ts_ms, result.values
     inside = np.ones(len(ts), bool) if emit_from is None else ts >= emit_from
@@ -242,6 +246,13 @@ def _severities(rule: Rule, series: _Series, table: pa.Table, sid: np.ndarray, t
 
     With `episodes_too`, also which threshold gave each row its severity, and its state there."""
     names = list(dict.fromkeys(t.severity for t in rule.thresholds))
+    from_label = np.zeros(0, np.int64)
+    if SEVERITY_LABEL in names:                       # a Prometheus alert's templated severity: per series
+        per_series = [lab.get("severity") or "firing" for lab in series.labels]
+        names = [n for n in names if n != SEVERITY_LABEL]
+        names += [n for n in dict.fromkeys(per_series) if n not in names]
+        from_label = np.array([names.index(n) for n in per_series], np.int64)[sid] if per_series else \
+            np.zeros(0, np.int64)
     sev = np.full(len(val), -1, np.int64)
     winner = (np.full(len(val), -1, np.int64), np.zeros(len(val), bool), np.zeros(len(val), np.int64)) \
         if episodes_too else None
@@ -256,7 +267,7 @@ def _severities(rule: Rule, series: _Series, table: pa.Table, sid: np.ndarray, t
         th = rule.thresholds[i]
         cond = _condition(th.condition, table, series, sid, val)
         if not th.stateful and winner is None:      # its rows depend on their own values only
-            sev[cond] = names.index(th.severity)
+            sev[cond] = from_label[cond] if th.severity == SEVERITY_LABEL else names.index(th.severity)
             continue
         clear = _condition(th.clear, table, series, sid, val) if th.clear is not None else None
         prior = alertstate.Prior.of(len(sid), heads, [state.carried.get((k, i)) for k in keys] if state else
@@ -264,7 +275,7 @@ def _severities(rule: Rule, series: _Series, table: pa.Table, sid: np.ndarray, t
         out = alertstate.run(cond, clear, ts, head, prior, rule.step_ms, th.for_ms, th.keep_firing_ms)
         if state is not None:
             state.keep(i, keys, out.carried(ts, tails))
-        sev[out.firing] = names.index(th.severity)
+        sev[out.firing] = from_label[out.firing] if th.severity == SEVERITY_LABEL else names.index(th.severity)
         if winner is not None:
             winner[0][out.firing] = i
             winner[1][out.firing] = out.continued[out.firing]

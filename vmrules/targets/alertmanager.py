@@ -19,7 +19,9 @@ Anything older is history and is not sent: a replay of an old window never
 brings back an alert that a later run resolved. So what Alertmanager holds
 after any sequence of runs is what it holds after one run to the same end.
 Series whose alert labels would be the same (they differ only in `__name__`)
-fail the rule, as Prometheus and vmalert refuse them.
+fail the rule, as Prometheus and vmalert refuse them. A Prometheus alerting
+rule's own annotations (Go templates) are rendered per alert, then the
+target's `annotations` (Jinja2) are added, a name in both taking the target's.
 """
 
 from __future__ import annotations
@@ -86,7 +88,7 @@ def _alert(d: Delivery, ep: dict[str, Any], labels: dict[str, str], renamed: str
         return None                                   # ended long ago: Alertmanager has it resolved, or never saw it
     ctx = {**d.context, "labels": _Labels(labels), "value": json_value(float(ep["last_value"])),
            "peak": json_value(float(ep["peak"]))}
-    annotations = {}
+    annotations = _go_annotations(d, ep, labels)
     for name, text in (d.target.options.get("annotations") or {}).items():
         try:
             annotations[name] = render(text, ctx)
@@ -98,6 +100,28 @@ def _alert(d: Delivery, ep: dict[str, Any], labels: dict[str, str], renamed: str
             "startsAt": format_time_ms(int(ep["start"].timestamp() * 1000)),
             "endsAt": format_time_ms(end if end is not None else now_ms + renew),
             "generatorURL": _generator_url(d)}
+
+
+def _go_annotations(d: Delivery, ep: dict[str, Any], labels: dict[str, str]) -> dict[str, str]:
+    """A Prometheus alert's own annotations, rendered as Prometheus renders them: `$labels` the series' labels
+    (with `__name__`, without those the rule sets), `$value` the episode's last value."""
+    rule = d.context["rule"]
+    if not rule.get("go_annotations"):
+        return {}
+    from vmrules import gorender
+
+    series = {k: v for k, v in json.loads(ep["labels"]).items() if k not in rule.get("own_labels", ())}
+    if ep["metric"]:
+        series["__name__"] = ep["metric"]
+    data = gorender.alert_data({k: v if isinstance(v, str) else json.dumps(v) for k, v in series.items()},
+                               float(ep["last_value"]), rule.get("external_labels"), "", str(rule.get("query", "")))
+    out = {}
+    for name, text in rule["go_annotations"].items():
+        try:
+            out[name] = gorender.parse(text).render(data)
+        except gorender.GoTemplateError as exc:
+            raise RuleError(d.rule, f"annotation {name}: template: {exc.message} (labels {labels})") from None
+    return out
 
 
 def _group(d: Delivery) -> str:
