@@ -27,9 +27,23 @@ def lint_rule(f: LoadedFile, path: tuple[Any, ...], spec: dict[str, Any], rule: 
     """Every lint of one well-formed rule (`tree`: its parsed query, or None)."""
     yield from _thresholds(f, path, rule)
     yield from _labels(f, path, spec, rule, tree)
+    yield from _file_datasource(f, path, spec, rule)
     if not rule.routes:
         yield warning(f, path + ("name",), f"rule {rule.name!r} routes to no target: `apply` computes its rows and "
                       "writes them nowhere; add route: [{to: TARGET}]")
+
+
+def _file_datasource(f: LoadedFile, path: tuple[Any, ...], spec: dict[str, Any], rule: Rule) -> Iterator[Problem]:
+    """A `file:` datasource answers plain series selectors: another query runs only with --datasource URL."""
+    if rule.datasource is None or not rule.datasource.url.startswith("file:") or "query" not in spec:
+        return
+    from vmrules.sources.exportfile import parse_selector
+    from vmrules.sources.result import FetchError
+
+    try:
+        parse_selector(rule.query)
+    except FetchError as exc:
+        yield warning(f, path + ("query",), f"{exc}; `apply` fails on it unless --datasource names a server")
 
 
 def lint_headers(f: LoadedFile, path: tuple[Any, ...], spec: dict[str, Any]) -> Iterator[Problem]:

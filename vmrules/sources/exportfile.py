@@ -1,6 +1,7 @@
 """The `file:PATH` datasource: a VictoriaMetrics /api/v1/export JSON-lines file.
 
-It answers plain series selectors (`metric{label="x", other=~"re"}`) over a
+It answers plain series selectors (`metric{label="x", other=~"re"}`), parsed
+by the grammar `validate` checks queries with, regexes run by RE2, over a
 window: the value at each point is the last sample at or before it within the
 lookback (5m, as Prometheus), which is exactly the stored sample for data
 aligned to the step. NaN samples (staleness markers) are skipped.
@@ -22,10 +23,9 @@ from vmrules.sources.result import FetchError, QueryResult, check_unique, series
 from vmrules.window import Window
 
 LOOKBACK_MS = 300_000
-_SELECTOR = re.compile(r"^\s*(?P<name>[A-Za-z_:][A-Za-z0-9_:]*)?\s*(?:\{(?P<matchers>.*)\})?\s*$", re.S)
-_MATCHER = re.compile(r'\s*(?P<label>[A-Za-z_][A-Za-z0-9_]*)\s*(?P<op>=~|!~|!=|=)\s*'
-                      r'(?P<value>"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\')\s*(?:,|$)')
 _BARE_INF = re.compile(rb"(?<![\w\"])([+-]?)Inf(?![\w\"])")
+UNSUPPORTED = ('it answers plain series selectors such as metric{label="x", other=~"re"} (MetricsQL\'s '
+               '{a="1" or b="2"} too), without functions, operators, ranges or offsets')
 
 
 @dataclass(frozen=True)
@@ -34,44 +34,44 @@ class Matcher:
     op: str
     value: str
 
-    def matches(self, labels: dict[str, str]) -> bool:
-        v = labels.get(self.label, "")
-        match self.op:
-            case "=":
-                return v == self.value
-            case "!=":
-                return v != self.value
-            case "=~":
-                return re.fullmatch(self.value, v) is not None
-        return re.fullmatch(self.value, v) is None
+
+def parse_selector(query: str) -> list[list[Matcher]]:
+    """The matcher groups of a plain series selector (a series matching any group is selected), parsed by the
+    query grammar `validate` uses; FetchError for anything else."""
+    from vmrules import querylang
+    from vmrules.querylang.syntax import Paren, Selector
+
+    result = querylang.check(query, "metricsql")
+    if result.problems:
+        raise FetchError(f"query {query!r}: {result.problems[0].message}")
+    tree = result.tree
+    while isinstance(tree, Paren):
+        tree = tree.inner
+    if not isinstance(tree, Selector) or tree.offset or tree.at or any(m.op == "" for g in tree.groups for m in g):
+        raise FetchError(f"query {query!r} is not supported by the file datasource: {UNSUPPORTED}")
+    name = [Matcher("__name__", "=", tree.name)] if tree.name else []
+    groups = [name + [Matcher(m.label, m.op, m.value) for m in g] for g in tree.groups or [[]]]
+    for group in groups:
+        if all(_accepts_empty(m) for m in group):    # as Prometheus: some matcher must reject the empty label
+            raise FetchError(f"selector {query!r} matches every series: name a metric or a non-empty label")
+    return groups
 
 
-def parse_selector(query: str) -> list[Matcher]:
-    """Matchers of a plain series selector; FetchError for anything else."""
-    m = _SELECTOR.match(query)
-    unsupported = FetchError(f"query {query!r} is not supported by the file datasource: it answers plain series "
-                             'selectors such as metric{label="x", other=~"re"}')
-    if not m or not (m.group("name") or m.group("matchers")):
-        raise unsupported
-    out = [Matcher("__name__", "=", m.group("name"))] if m.group("name") else []
-    rest = (m.group("matchers") or "").strip()
-    pos = 0
-    while pos < len(rest):
-        mm = _MATCHER.match(rest, pos)
-        if not mm:
-            raise unsupported
-        raw = mm.group("value")
-        value = json.loads(raw) if raw.startswith('"') else raw[1:-1].replace("\\'", "'")
-        if mm.group("op") in ("=~", "!~"):
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise FetchError(f"invalid regex {value!r} in selector: {exc}") from None
-        out.append(Matcher(mm.group("label"), mm.group("op"), value))
-        pos = mm.end()
-    if all(x.matches({}) for x in out):   # as Prometheus: some matcher must reject the empty label
-        raise FetchError(f"selector {query!r} matches every series: name a metric or a non-empty label")
-    return out
+def _accepts_empty(m: Matcher) -> bool:
+    return bool(_matches(m, [""])[0])
+
+
+def _matches(m: Matcher, values: list[str]) -> np.ndarray:
+    """Per value, whether the matcher accepts it; regexes fully anchored, run by RE2 as `where` runs them."""
+    if m.op in ("=", "!="):
+        hit = np.fromiter((v == m.value for v in values), bool, len(values))
+    else:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        hit = np.asarray(pc.match_substring_regex(pa.array(values, pa.string()), pattern=f"^(?:{m.value})$")
+                         .to_numpy(zero_copy_only=False), bool)
+    return hit if m.op in ("=", "=~") else ~hit
 
 
 class ExportFile:
@@ -85,6 +85,7 @@ class ExportFile:
         self.labels: list[dict[str, str]] = []
         self.ts: list[np.ndarray] = []
         self.values: list[np.ndarray] = []
+        self._chosen: dict[str, np.ndarray] = {}
         self._read()
 
     @classmethod
@@ -129,16 +130,28 @@ class ExportFile:
             self.values.append(vals[order][keep])
         _merge_duplicates(self)
 
+    def chosen(self, query: str) -> np.ndarray:
+        """Which series the selector selects (kept per query: chunks ask again)."""
+        if query not in self._chosen:
+            mask = np.zeros(len(self.labels), bool)
+            for group in parse_selector(query):
+                hit = np.ones(len(self.labels), bool)
+                for m in group:
+                    hit &= _matches(m, [lab.get(m.label, "") for lab in self.labels])
+                mask |= hit
+            self._chosen[query] = mask
+        return self._chosen[query]
+
     def select(self, query: str, start_ms: int, end_ms: int, step_ms: int) -> QueryResult:
         """The answer a server gives to query_range (or to query when start == end)."""
-        matchers = parse_selector(query)
+        chosen = self.chosen(query)
         grid = np.arange(start_ms, end_ms + 1, step_ms, dtype=np.int64)
         labels: list[dict[str, str]] = []
         ids: list[np.ndarray] = []
         ts_out: list[np.ndarray] = []
         vals_out: list[np.ndarray] = []
-        for lab, ts, vals in zip(self.labels, self.ts, self.values, strict=True):
-            if not all(m.matches(lab) for m in matchers) or not len(ts):
+        for lab, ts, vals, hit in zip(self.labels, self.ts, self.values, chosen, strict=True):
+            if not hit or not len(ts):
                 continue
             idx = np.searchsorted(ts, grid, side="right") - 1
             ok = idx >= 0
