@@ -69,6 +69,7 @@ TEMPLATES = [
     "{{ print 1 2 \"a\" 3 $value }}",
     "{{ println $value \"s\" }}",
     "{{ html \"<a href='x'>&\" }}",
+    "{{ html $value 1.5 \"a\" false }}",
     "{{ urlquery $labels.job \"&=\" }}",
     "{{ match \"^host\" $labels.instance }}",
     "{{ gt $value 5 }}",
@@ -157,6 +158,7 @@ def test_renders_as_promtool(promtool_renders: dict[str, dict[str, str]], index:
     ("{{ $labels | $value }}", 13, "non executable command"),
     ("a{{ range $labels }}{{ if . }}x{{ end }}", 1, "no {{end}}"),
     ("{{ /* a space before the comment */ }}", 3, "unexpected '/'"),
+    ("{{/* a space after the comment */ }}", 31, "comment ends before closing delimiter"),
     ("{{ if gt $value 80 }}hot{{ end }}", 16, "write 80.0"),
     ("{{ $value | toUpper }}", 12, "toUpper takes a string"),
     ("{{ .Nope }}", -1, ""),
@@ -191,6 +193,10 @@ def test_go_float_printing() -> None:
     "{{ range $labels }}" * 8 + "x" + "{{ end }}" * 8,
     "{{ printf \"%999999d\" 1 }}",
     "{{ range 1000000000 }}x{{ end }}",
+    "{{ $x := \"ab\" }}{{ range $labels }}{{ $x = print $x $x }}{{ end }}{{ len $x }}",   # 2^20 characters
+    "{{ $x := \"ab\" }}" + "{{ $x = printf \"%s%s\" $x $x }}" * 40 + "{{ len $x }}",
+    "{{ reReplaceAll \"\" \"" + "x" * 50_000 + "\" \"" + "y" * 5000 + "\" | len }}",
+    "{{ match \"" + "(" * 2000 + ")" * 2000 + "\" \"x\" }}",
 ])
 def test_hostile_templates_are_refused_in_bounded_time(text: str) -> None:
     """A rule file comes from a pull request: deep nesting, endless loops and huge output are refused."""
