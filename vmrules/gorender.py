@@ -563,9 +563,9 @@ _SHORT_CIRCUIT = ("and", "or")
 _TOKEN = re.compile(r'''(?P<space>\s+)|(?P<str>"(?:[^"\\\n]|\\.)*")|(?P<raw>`[^`]*`)|(?P<char>'(?:[^'\\\n]|\\.)+')'''
                     r"|(?P<decl>:=)|(?P<assign>=)|(?P<pipe>\|)|(?P<open>\()|(?P<close>\))|(?P<comma>,)"
                     r"|(?P<var>\$[A-Za-z0-9_]*)(?P<vfields>(?:\.[A-Za-z0-9_]+)*)"
-                    r"|(?P<fields>(?:\.[A-Za-z0-9_]+)+)|(?P<dot>\.)"
-                    r"|(?P<num>[-+]?(?:0[xX][0-9a-fA-F_]+|0[oObB][0-7_]+|[0-9][0-9_]*(?:\.[0-9_]*)?"
-                    r"(?:[eE][-+]?[0-9]+)?|\.[0-9]+(?:[eE][-+]?[0-9]+)?))"
+                    r"|(?P<fields>\.[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*)|(?P<num>[-+]?(?:"
+                    r"0[xX][0-9a-fA-F_]*\.?[0-9a-fA-F_]*[pP][-+]?[0-9_]+|0[xX][0-9a-fA-F_]+|0[oObB][0-7_]+"
+                    r"|[0-9][0-9_]*(?:\.[0-9_]*)?(?:[eE][-+]?[0-9]+)?|\.[0-9]+(?:[eE][-+]?[0-9]+)?))|(?P<dot>\.)"
                     r"|(?P<ident>[A-Za-z_][A-Za-z0-9_]*)")
 
 
@@ -912,19 +912,29 @@ def _types(cmd: list[_Arg], piped_value: bool) -> None:
 
 
 def _number(text: str, at: int) -> int | float:
+    """A number as Go's parser reads it: an int (within int64: Go refuses a larger one where it is used) or a
+    float64 (finite); underscores only between digits, after a base prefix."""
     clean = text.replace("_", "")
     try:
+        if re.search(r"_(?![0-9a-fA-F])|(?<![0-9a-fA-FxXoObB])_", text):
+            raise ValueError(text)
         body = clean.lstrip("+-")
         sign = -1 if clean.startswith("-") else 1
-        if body[:2].lower() in ("0x", "0o", "0b"):
-            return sign * int(body, 0)
-        if re.fullmatch(r"0[0-7]+", body):
-            return sign * int(body, 8)
-        if re.search(r"[.eE]", body):
-            return float(clean)
-        return int(clean)
+        if body[:2].lower() == "0x" and "p" in body.lower():
+            value: int | float = float.fromhex(clean)
+        elif body[:2].lower() in ("0x", "0o", "0b"):
+            value = sign * int(body, 0)
+        elif re.fullmatch(r"0[0-9]+", body):
+            value = sign * int(body, 8)
+        elif re.search(r"[.eE]", body):
+            value = float(clean)
+        else:
+            value = int(clean)
     except ValueError:
         raise GoTemplateError(at, f"bad number syntax: {text!r}") from None
+    if not math.isfinite(value) if isinstance(value, float) else not -2 ** 63 <= value < 2 ** 63:
+        raise GoTemplateError(at, f"number out of range: {text!r}")
+    return value
 
 
 _ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v", "\\": "\\", '"': '"',
@@ -954,7 +964,7 @@ def _unquote(s: str, at: int) -> str:
             i += 2 + n
         elif e in "01234567":
             digits = body[i + 1:i + 4]
-            if not re.fullmatch(r"[0-7]{3}", digits):
+            if not re.fullmatch(r"[0-3][0-7]{2}", digits):
                 raise GoTemplateError(at, f"invalid syntax in string {s}")
             out.append(chr(int(digits, 8)))
             i += 4
