@@ -112,3 +112,23 @@ def test_whole_chunked_and_incremental_runs_write_the_same_rows(data: None, vm: 
     for to in (first, first + 3600, first + 3 * 3600 + 17 * 60, end):
         _apply(incremental, tmp_path / "incremental-out", "--incremental", "--lag", "0s", "--to", str(to))
     assert _rows(tmp_path / "incremental-out" / "rows.db") == want
+
+
+def test_series_made_one_alert_across_batches_fail_the_rule(data: None, vm: VictoriaMetrics, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """In one batch, h1 and h57 made one alert at the same time fail the rule; in two batches as well (they were
+    two evaluations of one alert, their rows twice)."""
+    monkeypatch.setattr(MatrixStream.__init__, "__defaults__", (32 << 10,))
+    monkeypatch.chdir(tmp_path)
+    route = _setup(tmp_path / "merged", vm)
+    (tmp_path / "merged" / "alerts" / "win.yml").write_text("""groups:
+  - name: win
+    rules:
+      - alert: Merged
+        expr: win_load > 40
+        labels:
+          instance: '{{ if eq $labels.instance "h1" "h57" }}X{{ else }}{{ $labels.instance }}{{ end }}'
+""")
+    res = CliRunner().invoke(main, ["apply", str(route), "--output-dir", str(tmp_path / "out"), "-q",
+                                    "--from", str(T0), "--to", str(T0 + HOURS * 3600 - 60)])
+    assert res.exit_code == 1 and "different batches of the answer" in res.output, res.output

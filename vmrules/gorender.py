@@ -140,6 +140,7 @@ def sprintf(fmt: str, args: list[Any]) -> str:
     out: list[str] = []
     pos = 0
     used = 0
+    size = 0
     for m in _VERB.finditer(fmt):
         out.append(fmt[pos:m.start()])
         pos = m.end()
@@ -156,6 +157,9 @@ def sprintf(fmt: str, args: list[Any]) -> str:
         used += 1
         out.append(_pad(_verb(verb, flags, None if prec is None else int(prec or 0), arg),
                         flags, int(width) if width else 0, verb, arg))
+        size += len(out[-1])
+        if size > MAX_CHARS:
+            raise ValueError(f"error calling printf: more than {MAX_CHARS:,} characters (refused)")
     out.append(fmt[pos:])
     if used < len(args):
         out.append("%!(EXTRA " + ", ".join(f"{_type(a)}={go_print(a)}" for a in args[used:]) + ")")
@@ -352,13 +356,15 @@ def _groups(pattern: str) -> tuple[dict[str, int], int]:
     """The pattern's group names and count; it must compile in RE2, the engine that runs it (as `where`)."""
     from vmrules.expr import _regex_problem
 
-    problem = _regex_problem(pattern)
-    if problem:
-        raise ValueError(f"regexp: {problem}")
     try:
+        problem = _regex_problem(pattern)
+        if problem:
+            raise ValueError(f"regexp: {problem}")
         compiled = re.compile(pattern)
     except re.error:
         return {}, 9
+    except RecursionError:
+        raise ValueError("regexp: the expression nests too deeply (refused)") from None
     return dict(compiled.groupindex), compiled.groups
 
 
@@ -395,7 +401,11 @@ def re_replace_all(pattern: Any, repl: Any, text: Any) -> str:
         else:
             rewrite.append("\\\\" if c == "\\" else c)
             i += 1
-    return str(_re2([_string(text, "reReplaceAll")], pattern, "".join(rewrite)))
+    value = _string(text, "reReplaceAll")
+    literal = len(template) - 2 * template.count("$")
+    if len(value) + (len(value) + 1) * max(literal, 0) + len(value) * template.count("$") > MAX_CHARS:
+        raise ValueError(f"error calling reReplaceAll: it may give more than {MAX_CHARS:,} characters (refused)")
+    return str(_re2([value], pattern, "".join(rewrite)))
 
 
 def match(pattern: Any, text: Any) -> bool:
@@ -454,7 +464,7 @@ def parse_duration(s: Any) -> float:
 
 
 def html_escape(*args: Any) -> str:
-    text = "".join(go_print(a) for a in args) if len(args) != 1 else go_print(args[0])
+    text = _sprint(*args)
     return (text.replace("&", "&amp;").replace("'", "&#39;").replace("<", "&lt;").replace(">", "&gt;")
             .replace('"', "&#34;").replace("\x00", "\ufffd"))
 
@@ -553,9 +563,9 @@ _SHORT_CIRCUIT = ("and", "or")
 _TOKEN = re.compile(r'''(?P<space>\s+)|(?P<str>"(?:[^"\\\n]|\\.)*")|(?P<raw>`[^`]*`)|(?P<char>'(?:[^'\\\n]|\\.)+')'''
                     r"|(?P<decl>:=)|(?P<assign>=)|(?P<pipe>\|)|(?P<open>\()|(?P<close>\))|(?P<comma>,)"
                     r"|(?P<var>\$[A-Za-z0-9_]*)(?P<vfields>(?:\.[A-Za-z0-9_]+)*)"
-                    r"|(?P<fields>(?:\.[A-Za-z0-9_]+)+)|(?P<dot>\.)"
-                    r"|(?P<num>[-+]?(?:0[xX][0-9a-fA-F_]+|0[oObB][0-7_]+|[0-9][0-9_]*(?:\.[0-9_]*)?"
-                    r"(?:[eE][-+]?[0-9]+)?|\.[0-9]+(?:[eE][-+]?[0-9]+)?))"
+                    r"|(?P<fields>\.[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*)|(?P<num>[-+]?(?:"
+                    r"0[xX][0-9a-fA-F_]*\.?[0-9a-fA-F_]*[pP][-+]?[0-9_]+|0[xX][0-9a-fA-F_]+|0[oObB][0-7_]+"
+                    r"|[0-9][0-9_]*(?:\.[0-9_]*)?(?:[eE][-+]?[0-9]+)?|\.[0-9]+(?:[eE][-+]?[0-9]+)?))|(?P<dot>\.)"
                     r"|(?P<ident>[A-Za-z_][A-Za-z0-9_]*)")
 
 
@@ -649,7 +659,7 @@ def _split(text: str) -> list[tuple[str, int, Any]]:
             close = text.find("*/", inner + 2)
             if close < 0:
                 raise GoTemplateError(start, "unclosed comment")
-            rest = re.match(r"[ \t\r\n]*(-?)}}", text[close + 2:])
+            rest = re.match(r"(?:[ \t\r\n](-))?}}", text[close + 2:])
             if rest is None:
                 raise GoTemplateError(close, "comment ends before closing delimiter")
             trim_next = bool(rest.group(1))
@@ -902,19 +912,29 @@ def _types(cmd: list[_Arg], piped_value: bool) -> None:
 
 
 def _number(text: str, at: int) -> int | float:
+    """A number as Go's parser reads it: an int (within int64: Go refuses a larger one where it is used) or a
+    float64 (finite); underscores only between digits, after a base prefix."""
     clean = text.replace("_", "")
     try:
+        if re.search(r"_(?![0-9a-fA-F])|(?<![0-9a-fA-FxXoObB])_", text):
+            raise ValueError(text)
         body = clean.lstrip("+-")
         sign = -1 if clean.startswith("-") else 1
-        if body[:2].lower() in ("0x", "0o", "0b"):
-            return sign * int(body, 0)
-        if re.fullmatch(r"0[0-7]+", body):
-            return sign * int(body, 8)
-        if re.search(r"[.eE]", body):
-            return float(clean)
-        return int(clean)
+        if body[:2].lower() == "0x" and "p" in body.lower():
+            value: int | float = float.fromhex(clean)
+        elif body[:2].lower() in ("0x", "0o", "0b"):
+            value = sign * int(body, 0)
+        elif re.fullmatch(r"0[0-9]+", body):
+            value = sign * int(body, 8)
+        elif re.search(r"[.eE]", body):
+            value = float(clean)
+        else:
+            value = int(clean)
     except ValueError:
         raise GoTemplateError(at, f"bad number syntax: {text!r}") from None
+    if not math.isfinite(value) if isinstance(value, float) else not -2 ** 63 <= value < 2 ** 63:
+        raise GoTemplateError(at, f"number out of range: {text!r}")
+    return value
 
 
 _ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v", "\\": "\\", '"': '"',
@@ -944,7 +964,7 @@ def _unquote(s: str, at: int) -> str:
             i += 2 + n
         elif e in "01234567":
             digits = body[i + 1:i + 4]
-            if not re.fullmatch(r"[0-7]{3}", digits):
+            if not re.fullmatch(r"[0-3][0-7]{2}", digits):
                 raise GoTemplateError(at, f"invalid syntax in string {s}")
             out.append(chr(int(digits, 8)))
             i += 4
@@ -1084,12 +1104,17 @@ def _command(cmd: list[_Arg], dot: Any, scopes: list[dict[str, Any]], piped: Any
     values = [_operand(a, dot, scopes) for a in cmd[1:]]
     if piped is not _NOTHING:
         values.append(piped)
+    if sum(len(v) for v in values if isinstance(v, str)) > MAX_CHARS:
+        raise GoTemplateError(head.at, f"{name} is given more than {MAX_CHARS:,} characters (refused)")
     try:
-        return FUNCTIONS[name](*values)
+        value = FUNCTIONS[name](*values)
     except TypeError:
         raise GoTemplateError(head.at, f"wrong number of args for {name}: got {len(values)}") from None
     except (ValueError, OverflowError) as exc:
         raise GoTemplateError(head.at, str(exc)) from None
+    if isinstance(value, str) and len(value) > MAX_CHARS:
+        raise GoTemplateError(head.at, f"{name} gives more than {MAX_CHARS:,} characters (refused)")
+    return value
 
 
 def _operand(a: _Arg, dot: Any, scopes: list[dict[str, Any]]) -> Any:

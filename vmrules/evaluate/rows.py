@@ -96,7 +96,7 @@ def evaluate(rule: Rule, result: QueryResult, targets: Mapping[str, Target],
     only feed the alert state: they are neither counted nor emitted.
     """
     if rule.label_templates:
-        result = templated.relabel(rule, result)
+        result = templated.relabel(rule, result, None if state is None else state.request_identities)
     series = _Series.of(result, rule.labels, rule.external_labels)
     _check_distinct(rule, result, series, state)
     sid, ts, val = result.series_id, result.ts_ms, result.values
@@ -303,6 +303,7 @@ class EvalState:
     carried: dict[tuple[tuple[str, str], int], alertstate.Carried] = field(default_factory=dict)
     open: dict[tuple[str, str], episodes.Open] = field(default_factory=dict)     # episodes still going
     request_series: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)  # this request's series
+    request_identities: set[tuple[tuple[str, str], ...]] = field(default_factory=set)  # rendered, this request
 
     def keep(self, i: int, keys: list[tuple[str, str]], states: list[alertstate.Carried]) -> None:
         for key, c in zip(keys, states, strict=True):

@@ -20,8 +20,13 @@ from vmrules.model import Rule
 from vmrules.sources.result import QueryResult, label_key
 
 
-def relabel(rule: Rule, result: QueryResult) -> QueryResult:
-    """The answer with each sample under its rendered labels (series sorted by id, samples by time)."""
+def relabel(rule: Rule, result: QueryResult, seen: set[tuple[tuple[str, str], ...]] | None = None) -> QueryResult:
+    """The answer with each sample under its rendered labels (series sorted by id, samples by time).
+
+    `seen`: the identities earlier batches of the same request gave (a batch holds whole series, so one given
+    again comes from another series: the two cannot be regrouped, the rule fails as if at the same time)."""
+    if seen is not None and result.request_start:
+        seen.clear()
     if not len(result.values) or not rule.label_templates:
         return result
     templates = {name: gorender.parse(text) for name, text in rule.label_templates.items()}
@@ -52,6 +57,14 @@ def relabel(rule: Rule, result: QueryResult) -> QueryResult:
         raise RuleError(rule.name, "its labels make two series one alert at the same time "
                         f"({labels[int(sid[same[0]])]}): Prometheus refuses such an evaluation (vector contains "
                         "metrics with the same labelset after applying alert labels)")
+    if seen is not None:
+        keys = [label_key(lab) for lab in labels]
+        again = next((i for i, k in enumerate(keys) if k in seen), None)
+        if again is not None:
+            raise RuleError(rule.name, f"its labels make two series one alert ({labels[again]}), series that come in "
+                            "different batches of the answer: vmrules cannot follow them as one alert (Prometheus "
+                            "does, unless they are there at the same time); tell them apart in the labels")
+        seen.update(keys)
     return QueryResult(labels, sid.astype(np.int32), ts, values, result.requests,
                        result.bytes_read, result.request_start)
 
