@@ -274,3 +274,37 @@ def test_odd_rules_are_problems_or_left_out_never_a_crash(tmp_path: Path) -> Non
     (tmp_path / "converted.yaml").write_text(res.stdout)
     (tmp_path / "a.yml").unlink()
     assert validate_paths([str(tmp_path)]).problems == []
+
+
+def test_yaml_as_prometheus_reads_it(tmp_path: Path) -> None:
+    """Empty values are null, merge keys merge, and only the first document counts (a later one is a warning):
+    as promtool reads these files (checked here too)."""
+    (tmp_path / "a.yml").write_text("""groups:
+- name: g
+  rules:
+  - &base
+    alert: A
+    expr: up == 0
+    labels:
+    annotations:
+  - <<: *base
+    alert: B
+    labels: {severity: page}
+---
+groups:
+- name: h
+  rules:
+  - alert: C
+    expr: up ==
+""")
+    (tmp_path / "b.yml").write_text("groups:\n- name: e\n  rules:\n---\n")
+    for name in ("a.yml", "b.yml"):
+        out = subprocess.run(["promtool", "check", "rules", str(tmp_path / name)], capture_output=True, text=True)
+        assert out.returncode == 0, out.stdout + out.stderr
+    result = validate_paths([str(tmp_path)])
+    assert result.problems == [] and result.ruleset is not None
+    assert [(w.location.line, w.location.col) for w in result.warnings] == [(12, 1)]
+    assert "another YAML document starts here" in result.warnings[0].message
+    b = result.ruleset.rule("B")
+    assert (b.query, b.thresholds[0].severity, b.location.line) == ("up", "page", 9)
+    assert [r.name for r in result.ruleset.rules] == ["A", "B"]

@@ -16,8 +16,8 @@ from typing import Any, TypeVar
 from vmrules import expr
 from vmrules.config import schema
 from vmrules.config.lints import lint_headers, lint_rule
-from vmrules.config.load import LoadedFile, load_file
-from vmrules.config.promrules import build_rules, check_prometheus_file, is_prometheus_file
+from vmrules.config.load import LoadedFile, is_prometheus_data, load_file
+from vmrules.config.promrules import build_rules, check_prometheus_file
 from vmrules.durations import format_duration_ms, parse_duration_ms
 from vmrules.errors import ConfigError, Location, Problem, excerpt
 from vmrules.model import (
@@ -85,7 +85,7 @@ def check_file(path: str) -> FileOutcome:
         f = load_file(path)
     except ConfigError as exc:
         return FileOutcome(path, exc.problems, unread={"targets", "rules"})
-    if is_prometheus_file(f.data):
+    if is_prometheus_data(f.data):
         found = f.problems + check_prometheus_file(f)
         out = FileOutcome(path, [p for p in found if p.level == "error"], prometheus=True)
         if not out.problems:                   # unrouted: `plan` runs them (with --datasource), `apply` says no
@@ -430,7 +430,7 @@ class _FileChecker:
         except ConfigError as exc:
             yield from exc.problems
             return
-        if not is_prometheus_file(g.data):
+        if not is_prometheus_data(g.data):
             yield Problem(s.f.where(path), f"files: {name} is not a Prometheus rule file (its top level has no "
                           "groups:)")
             return

@@ -27,10 +27,6 @@ _METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 ONLY_ALERTS = ("for", "keep_firing_for", "annotations")
 
 
-def is_prometheus_file(data: Any) -> bool:
-    return isinstance(data, dict) and "groups" in data and "version" not in data
-
-
 @cache
 def _validator() -> Any:
     from jsonschema import Draft202012Validator
