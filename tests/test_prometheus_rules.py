@@ -308,3 +308,81 @@ groups:
     b = result.ruleset.rule("B")
     assert (b.query, b.thresholds[0].severity, b.location.line) == ("up", "page", 9)
     assert [r.name for r in result.ruleset.rules] == ["A", "B"]
+
+
+def test_values_are_the_text_as_written_as_promtool_reads_them(tmp_path: Path) -> None:
+    """YAML 1.1 reads `no`, `01`, `1.10` as a boolean and numbers; Prometheus and vmalert read a string field as the
+    text written: the labels promtool's test gives the alert are the ones we read."""
+    (tmp_path / "a.yml").write_text("""groups:
+- name: 123
+  rules:
+  - alert: 404
+    expr: up == 0
+    for: 0
+    labels:
+      page: no
+      ack: yes
+      tt: True
+      priority: 01
+      ver: 1.10
+      hex: 0x1F
+      big: 1e3
+      day: 2001-12-14
+      team: ~
+  - record: one
+    expr: 1
+""")
+    result = validate_paths([str(tmp_path)])
+    assert result.problems == [] and result.warnings == [] and result.ruleset is not None
+    alert, record = result.ruleset.rules
+    assert alert.name == "_404" and alert.description == "alert 404 of group 123"
+    assert alert.labels == {"page": "no", "ack": "yes", "tt": "True", "priority": "01", "ver": "1.10",
+                            "hex": "0x1F", "big": "1e3", "day": "2001-12-14", "team": ""}
+    assert alert.thresholds[0].for_ms == 0 and record.query == "1"
+    labels = {k: v for k, v in alert.labels.items() if v} | {"alertname": "404", "job": "j"}
+    (tmp_path / "t.yml").write_text(json.dumps({
+        "rule_files": ["a.yml"], "tests": [{"interval": "1m", "input_series": [{"series": 'up{job="j"}',
+                                                                                "values": "0 0"}],
+                                           "alert_rule_test": [{"eval_time": "1m", "alertname": "404",
+                                                                "exp_alerts": [{"exp_labels": labels}]}]}]}))
+    out = subprocess.run(["promtool", "test", "rules", str(tmp_path / "t.yml")], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_durations_as_promtool_and_vmalert_take_them(tmp_path: Path) -> None:
+    """`for: 0` and an empty `for:` are fine for both; a number without a unit is seconds to vmalert and refused
+    by Prometheus (a warning); longer than Go's durations is refused (promtool: out of range)."""
+    (tmp_path / "a.yml").write_text("""groups:
+- name: g
+  interval: 90
+  rules:
+  - alert: A
+    expr: up == 0
+    for:
+  - alert: B
+    expr: up == 0
+    for: 300y
+  - alert: C
+    expr: up == 0
+    keep_firing_for: 999999999999y
+""")
+    result = validate_paths([str(tmp_path)])
+    assert [(p.location.line, p.location.col, p.message) for p in result.problems] == [
+        (10, 10, "for: '300y' is out of range: durations are at most 292y (Prometheus refuses longer ones)"),
+        (13, 22, "keep_firing_for: '999999999999y' is out of range: durations are at most 292y (Prometheus "
+                 "refuses longer ones)")]
+    assert [(w.location.line, w.message) for w in result.warnings] == [
+        (3, "interval: '90' has no unit: vmalert reads it as seconds, Prometheus refuses it; write 90s")]
+    out = subprocess.run(["promtool", "check", "rules", str(tmp_path / "a.yml")], capture_output=True, text=True)
+    assert out.returncode != 0 and 'not a valid duration string: "90"' in out.stdout + out.stderr
+    (tmp_path / "a.yml").write_text("\n".join((tmp_path / "a.yml").read_text().splitlines()[:7]) + "\n")
+    result = validate_paths([str(tmp_path)])
+    assert result.ruleset is not None
+    rule = result.ruleset.rule("A")
+    assert (rule.step_ms, rule.thresholds[0].for_ms) == (90_000, 0)
+    out = subprocess.run(["promtool", "check", "rules", str(tmp_path / "a.yml")], capture_output=True, text=True)
+    assert out.returncode != 0
+    (tmp_path / "a.yml").write_text((tmp_path / "a.yml").read_text().replace("interval: 90", "interval: 0"))
+    out = subprocess.run(["promtool", "check", "rules", str(tmp_path / "a.yml")], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert validate_paths([str(tmp_path)]).ruleset is not None

@@ -18,7 +18,7 @@ from vmrules.config import schema
 from vmrules.config.lints import lint_headers, lint_rule
 from vmrules.config.load import LoadedFile, is_prometheus_data, load_file
 from vmrules.config.promrules import build_rules, check_prometheus_file
-from vmrules.durations import format_duration_ms, parse_duration_ms
+from vmrules.durations import MAX_DURATION_MS, format_duration_ms, parse_duration_ms
 from vmrules.errors import ConfigError, Location, Problem, excerpt
 from vmrules.model import (
     DEFAULT_MAX_POINTS,
@@ -47,6 +47,7 @@ EPISODE_KEY = ("rule", "metric", "labels", "severity", "start")
 TABLE_TYPES = ("sqlite", "postgres")      # database targets: modes append, upsert, replace; episodes upserted
 SERVICE_TYPES = ("webhook", "alertmanager", "victoriametrics")   # built-in targets sent over HTTP(S)
 T = TypeVar("T")
+_LONGEST = f"durations are at most {MAX_DURATION_MS // 604_800_000}w (about 292 years)"
 Checks = Generator[Problem, None, T]   # yields problems, returns what it built
 
 
@@ -187,6 +188,9 @@ class _FileChecker:
         ms = parse_duration_ms(text)
         if ms <= 0:
             yield Problem(f.where(path), f"{path[-1]} must be longer than 0")
+            return default
+        if ms > MAX_DURATION_MS:
+            yield Problem(f.where(path), f"{path[-1]}: {excerpt(text)} is out of range: {_LONGEST}")
             return default
         return ms
 
@@ -329,6 +333,10 @@ class _FileChecker:
                 to_path = rp + ("to",) + (() if isinstance(r["to"], str) else (j,))
                 self.out.route_refs.append((spec.get("name", "?"), name, f.where(to_path)))
         lookback = parse_duration_ms(spec["lookback"]) if ok("lookback") else None   # 0s: no lookback
+        if lookback is not None and lookback > MAX_DURATION_MS:
+            yield Problem(f.where(path + ("lookback",)), f"lookback: {excerpt(spec['lookback'])} is out of range: "
+                          f"{_LONGEST}")
+            return None
         if not s.ok(path):
             return None
         rule = Rule(
@@ -379,8 +387,9 @@ class _FileChecker:
     # -- Prometheus rule files run from here --------------------------------
     def file_prometheus(self, s: _FileScope) -> Iterator[Problem]:
         data = s.f.data if isinstance(s.f.data, dict) else {}
-        range_ms = parse_duration_ms(s.defaults["range"]) if isinstance(s.defaults.get("range"), str) \
-            else DEFAULT_RANGE_MS
+        if not _items(data, "prometheus_rules", s, ()):
+            return
+        range_ms = yield from self.duration(s.f, ("defaults", "range"), s.defaults.get("range"), DEFAULT_RANGE_MS)
         for i, entry in _items(data, "prometheus_rules", s, ()):
             path = ("prometheus_rules", i)
             routes = []

@@ -17,7 +17,7 @@ from typing import Any
 from vmrules import gotemplate, querylang
 from vmrules.config import schema
 from vmrules.config.load import LoadedFile
-from vmrules.durations import format_duration_ms
+from vmrules.durations import MAX_DURATION_MS, format_duration_ms
 from vmrules.errors import Problem, excerpt
 from vmrules.model import Datasource, Route, Rule, Threshold
 from vmrules.thresholds import COMPARISONS
@@ -36,10 +36,62 @@ def _validator() -> Any:
 
 
 def check_prometheus_file(f: LoadedFile) -> list[Problem]:
-    """Every problem of one Prometheus or vmalert rule file."""
+    """Every problem of one Prometheus or vmalert rule file (whose values it first reads as Prometheus does)."""
+    read_as_prometheus(f)
     problems, bad = _schema(f)
     problems += _semantics(f, bad)
     return problems
+
+
+_GROUP_TEXT = ("name", "interval", "query_offset", "eval_offset", "eval_delay", "type", "tenant")
+_RULE_TEXT = ("alert", "record", "expr", "for", "keep_firing_for")
+DURATION_KEYS = ("interval", "query_offset", "eval_offset", "eval_delay", "for", "keep_firing_for")
+
+
+def read_as_prometheus(f: LoadedFile) -> None:
+    """Read the values of a Prometheus rule file as Prometheus and vmalert do (Go's YAML into string fields):
+    a plain value that YAML 1.1 takes for a boolean or a number (`no`, `01`, `1.10`, `0x1F`, `404`) is its text
+    as written; an empty label or annotation value is the empty string; an empty duration, alert, record or
+    expr is not given (a default, or the problem that it is missing). Done once, in place."""
+    groups = f.data.get("groups") if isinstance(f.data, dict) else None
+    for g, group in enumerate(groups if isinstance(groups, list) else []):
+        if not isinstance(group, dict):
+            continue
+        _texts(f, ("groups", g), group, _GROUP_TEXT)
+        _text_map(f, ("groups", g, "labels"), group.get("labels"))
+        _text_map(f, ("groups", g, "params"), group.get("params"))
+        for key in ("headers", "notifier_headers"):
+            if isinstance(group.get(key), list):
+                group[key] = [_written(f, ("groups", g, key, i), v) for i, v in enumerate(group[key])]
+        rules = group.get("rules")
+        for r, rule in enumerate(rules if isinstance(rules, list) else []):
+            if isinstance(rule, dict):
+                path = ("groups", g, "rules", r)
+                _texts(f, path, rule, _RULE_TEXT)
+                for key in ("labels", "annotations"):
+                    _text_map(f, path + (key,), rule.get(key))
+
+
+def _texts(f: LoadedFile, path: tuple[Any, ...], spec: dict[str, Any], keys: tuple[str, ...]) -> None:
+    for key in keys:
+        if key in spec:
+            if spec[key] is None and key != "name":
+                del spec[key]
+            else:
+                spec[key] = _written(f, path + (key,), spec[key])
+
+
+def _text_map(f: LoadedFile, path: tuple[Any, ...], values: Any) -> None:
+    if isinstance(values, dict):
+        for key, value in values.items():
+            values[key] = "" if value is None else _written(f, path + (key,), value)
+
+
+def _written(f: LoadedFile, path: tuple[Any, ...], value: Any) -> Any:
+    """A scalar as written (Go's YAML gives a string field the text); null as Go gives it: the empty string."""
+    if value is None:
+        return ""
+    return f.written.get(path, value) if not isinstance(value, (dict, list)) else value
 
 
 def _schema(f: LoadedFile) -> tuple[list[Problem], set[tuple[Any, ...]]]:
@@ -83,6 +135,7 @@ def _semantics(f: LoadedFile, bad: set[tuple[Any, ...]]) -> Iterator[Problem]:
         if group.get("type") not in (None, "prometheus"):
             yield Problem(f.where(path + ("type",)), f"type {excerpt(group['type'])}: vmrules runs prometheus rules "
                           "(PromQL and MetricsQL); graphite rules are not supported")
+        yield from _durations(f, path, group, bad)
         for key in ("labels",):
             yield from _templates(f, path + (key,), group.get(key))
         rules = group.get("rules")
@@ -108,14 +161,30 @@ def _rule(f: LoadedFile, path: tuple[Any, ...], rule: dict[str, Any], bad: set[t
         if isinstance(rule["record"], str) and not _METRIC_NAME.fullmatch(rule["record"]):
             yield Problem(f.where(path + ("record",)), f"record {excerpt(rule['record'])} is not a metric name "
                           "([a-zA-Z_:][a-zA-Z0-9_:]*): Prometheus refuses it", "warning")
+    yield from _durations(f, path, rule, bad)
     expr = rule.get("expr")
-    if isinstance(expr, (str, int, float)) and not isinstance(expr, bool) and \
-            not any(b[:len(path) + 1] == path + ("expr",) for b in bad):
+    if isinstance(expr, str) and not any(b[:len(path) + 1] == path + ("expr",) for b in bad):
         result = querylang.check(str(expr), "metricsql")
         for p in result.problems:
             yield Problem(f.where_in(path + ("expr",), min(p.offset, len(str(expr).rstrip()))), f"expr: {p.message}")
     for key in ("labels", "annotations"):
         yield from _templates(f, path + (key,), rule.get(key))
+
+
+def _durations(f: LoadedFile, path: tuple[Any, ...], spec: dict[str, Any], bad: set[tuple[Any, ...]]) \
+        -> Iterator[Problem]:
+    """Durations Prometheus refuses: longer than Go's durations (an error: vmalert overflows on them too), or a
+    number without a unit, which vmalert reads as seconds (a warning)."""
+    for key in DURATION_KEYS:
+        text = spec.get(key)
+        if not isinstance(text, str) or path + (key,) in bad:
+            continue
+        if _ms(text) > MAX_DURATION_MS:
+            yield Problem(f.where(path + (key,)), f"{key}: {excerpt(text)} is out of range: durations are at most "
+                          f"{MAX_DURATION_MS // _PROM_UNITS['y']}y (Prometheus refuses longer ones)")
+        elif _SECONDS.fullmatch(text) and text != "0":
+            yield Problem(f.where(path + (key,)), f"{key}: {excerpt(text)} has no unit: vmalert reads it as "
+                          f"seconds, Prometheus refuses it; write {text}s", "warning")
 
 
 def _templates(f: LoadedFile, path: tuple[Any, ...], values: Any) -> Iterator[Problem]:
@@ -203,8 +272,8 @@ def _alert_spec(group: dict[str, Any], rule: dict[str, Any], interval: str,
 
 
 def _text(value: Any) -> str:
-    """A label value as Prometheus and vmalert read a YAML scalar: `true` stays `true`."""
-    return str(value).lower() if isinstance(value, bool) else str(value)
+    """A label value (read_as_prometheus has made it the text as written)."""
+    return str(value)
 
 
 def _split(text: str, tree: Any) -> tuple[str, dict[str, Any]]:
@@ -250,8 +319,14 @@ _PROM_UNITS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000,
 _PROM_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
 
 
+_SECONDS = re.compile(r"[0-9]+(\.[0-9]+)?")
+
+
 def _ms(text: str) -> int:
-    """A Prometheus (or vmalert: 1.5m) duration in milliseconds; the schema has checked its form."""
+    """A Prometheus (or vmalert: 1.5m, or 90 seconds as 90) duration in milliseconds; the schema has checked
+    its form."""
+    if _SECONDS.fullmatch(str(text)):
+        return int(float(text) * 1000)
     return int(sum(float(n) * _PROM_UNITS[u] for n, u in _PROM_PART.findall(str(text))))
 
 
