@@ -386,3 +386,16 @@ def test_durations_as_promtool_and_vmalert_take_them(tmp_path: Path) -> None:
     out = subprocess.run(["promtool", "check", "rules", str(tmp_path / "a.yml")], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
     assert validate_paths([str(tmp_path)]).ruleset is not None
+
+
+def test_dot_rules_files_are_found_when_they_hold_groups(tmp_path: Path) -> None:
+    """Prometheus repositories often name rule files `*.rules`; a folder's other `.rules` files (Prometheus 1's
+    format, anything else) are not read."""
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "node.rules").write_text(NODE_CPU)
+    (tmp_path / "kube.rules.yml").write_text(NODE_CPU.replace("NodeCPUHigh", "KubeCPUHigh"))
+    (tmp_path / "old.rules").write_text('ALERT InstanceDown\n  IF up == 0\n  FOR 5m\n')
+    result = validate_paths([str(tmp_path)])
+    assert result.problems == [] and result.ruleset is not None
+    assert sorted(Path(f).name for f in result.files) == ["kube.rules.yml", "node.rules"]
+    assert sorted(r.name for r in result.ruleset.rules) == ["KubeCPUHigh", "NodeCPUHigh"]

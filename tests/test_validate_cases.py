@@ -140,7 +140,7 @@ def test_missing_path_raises(tmp_path: Path) -> None:
 
 def test_empty_folder_is_a_problem(tmp_path: Path) -> None:
     result = validate_paths([str(tmp_path)])
-    assert [p.message for p in result.problems] == ["no rule files (*.yaml, *.yml) found"]
+    assert [p.message for p in result.problems] == ["no rule files (*.yaml, *.yml, *.rules with groups:) found"]
 
 
 def test_a_webhook_body_may_read_every_variable_a_run_gives_it(tmp_path: Path) -> None:

@@ -23,6 +23,8 @@ MAX_ALIAS_NODES = 100_000    # nodes reached again through aliases; an alias bom
 #                              are bounded by MAX_FILE_BYTES: 40,000 rules in 1.8 MB load in about 2 s)
 MAX_DEPTH = 64
 RULE_SUFFIXES = (".yaml", ".yml")
+PROMETHEUS_SUFFIX = ".rules"           # found in a folder only when it holds `groups:`
+_GROUPS_LINE = re.compile(rb"^groups:", re.MULTILINE)
 
 _STR_TAG = "tag:yaml.org,2002:str"
 _MAP_TAG = "tag:yaml.org,2002:map"
@@ -111,15 +113,25 @@ def discover(paths: Iterable[str]) -> tuple[list[str], list[Problem]]:
         for dirpath, dirnames, filenames in os.walk(root):
             dirnames[:] = [d for d in dirnames if not d.startswith(".")]
             for f in filenames:
-                if f.endswith(RULE_SUFFIXES):
+                if f.endswith(RULE_SUFFIXES) or f.endswith(PROMETHEUS_SUFFIX):
                     path = os.path.join(dirpath, f)
-                    if os.path.commonpath([top, os.path.realpath(path)]) == top:
-                        batch.append(path)
-                    else:
+                    if os.path.commonpath([top, os.path.realpath(path)]) != top:
                         refused.append(Problem(Location(path), f"refused: a symbolic link to a file outside {root} "
                                                                 "(rule files are read only inside the paths given)"))
+                    elif f.endswith(RULE_SUFFIXES) or _holds_groups(path):
+                        batch.append(path)
         found += sorted(batch)
     return list(dict.fromkeys(found)), refused
+
+
+def _holds_groups(path: str) -> bool:
+    """A `.rules` file found in a folder is read only when a line starts with `groups:` (a Prometheus rule file,
+    as Prometheus repositories often name them); other `.rules` files are someone else's."""
+    try:
+        with open(path, "rb") as f:
+            return _GROUPS_LINE.search(f.read(MAX_FILE_BYTES + 1)) is not None
+    except OSError:
+        return True                    # said when it is read
 
 
 def load_file(path: str) -> LoadedFile:

@@ -88,7 +88,8 @@ def validate_paths(paths: Iterable[str], jobs: int | None = None) -> Result:
         merger = _Merger()
         problems = refused + list(merger.run(outcomes))
     if not files and not refused:
-        problems.append(Problem(Location(", ".join(paths) or "."), "no rule files (*.yaml, *.yml) found"))
+        problems.append(Problem(Location(", ".join(paths) or "."),
+                                "no rule files (*.yaml, *.yml, *.rules with groups:) found"))
     result = Result(files, sorted(set(problems)), warnings=sorted(set(merger.warnings)),
                     notes=sorted(set(merger.notes)))
     if result.ok:
