@@ -399,3 +399,46 @@ def test_dot_rules_files_are_found_when_they_hold_groups(tmp_path: Path) -> None
     assert result.problems == [] and result.ruleset is not None
     assert sorted(Path(f).name for f in result.files) == ["kube.rules.yml", "node.rules"]
     assert sorted(r.name for r in result.ruleset.rules) == ["KubeCPUHigh", "NodeCPUHigh"]
+
+
+TEMPLATES = {        # annotation -> (column of the problem in the template, or None; what promtool says)
+    "{{ $foo }}": (4, "refused"),
+    "{{ if $up := 1 }}{{ $up }}{{ end }}{{ $up }}": (39, "refused"),
+    '{{ define "x" }}{{ $labels }}{{ end }}': (20, "refused"),
+    "{{ $labels.job | $lables }}": (18, "refused"),
+    "{{ .Lables.job }}": (4, "fails on every alert"),
+    "{{ $labels.job.port }}": (4, "fails on every alert"),
+    "{{ $value.x }}": (4, "fails on every alert"),
+    "{{ $x := 1 }}{{ $x }} {{ $.Labels.job }} {{ .ExternalURL }}": (None, "5 j "),
+    "{{ range $k, $v := $labels }}{{ $k }}={{ $v }}{{ end }}": (None, "__name__=upjob=j"),
+    "{{ with .Labels }}{{ .job }}{{ end }} {{ if $y := .Labels.job }}{{ $y }}{{ else }}{{ $y }}{{ end }}":
+        (None, "j j"),
+    "{{ 0b101 }} {{ 0o17 }} {{ 1i }}": (None, "5 15 (0+1i)"),
+}
+
+
+def test_templates_variables_and_fields_as_prometheus_runs_them(tmp_path: Path) -> None:
+    """Undefined variables are refused by promtool; a field the alert's data has not fails on every alert
+    (promtool's test shows it); both are a problem at their column, what Prometheus runs is none."""
+    for i, (template, (col, promtool)) in enumerate(TEMPLATES.items()):
+        rule = "groups:\n- name: g\n  rules:\n  - alert: A\n    expr: up == 0\n    annotations:\n      a: '{}'\n"
+        (tmp_path / f"{i}.yml").write_text(rule.replace("{}", template.replace("$x := 1", "$x := 5")))
+        problems = validate_paths([str(tmp_path / f"{i}.yml")]).problems
+        assert [(p.location.line, p.location.col) for p in problems] == ([(7, 10 + col)] if col else []), template
+        check = subprocess.run(["promtool", "check", "rules", str(tmp_path / f"{i}.yml")], capture_output=True,
+                               text=True)
+        assert (check.returncode != 0) == (promtool == "refused"), template
+        if promtool == "refused":
+            assert "undefined variable" in check.stdout + check.stderr and "undefined variable" in \
+                problems[0].message
+            continue
+        (tmp_path / f"{i}_test.yml").write_text(json.dumps({"rule_files": [f"{i}.yml"], "tests": [{
+            "interval": "1m", "input_series": [{"series": 'up{job="j"}', "values": "0 0"}],
+            "alert_rule_test": [{"eval_time": "1m", "alertname": "A", "exp_alerts": [
+                {"exp_labels": {"job": "j"}, "exp_annotations": {"a": promtool}}]}]}]}))
+        run = subprocess.run(["promtool", "test", "rules", str(tmp_path / f"{i}_test.yml")], capture_output=True,
+                             text=True)
+        if promtool == "fails on every alert":
+            assert "error expanding template" in run.stdout + run.stderr, template
+        else:
+            assert run.returncode == 0, run.stdout + run.stderr
