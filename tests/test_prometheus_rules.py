@@ -442,3 +442,43 @@ def test_templates_variables_and_fields_as_prometheus_runs_them(tmp_path: Path) 
             assert "error expanding template" in run.stdout + run.stderr, template
         else:
             assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_convert_output_always_validates(tmp_path: Path) -> None:
+    """Severities and label names vmalert takes and vmrules names do not: a severity is written as a name (with a
+    note), an alert with such a label name is left out (with a note); a comment or a string with a parenthesis
+    is not taken for the expr's parentheses; what is left validates."""
+    (tmp_path / "a.yml").write_text("""groups:
+- name: g
+  rules:
+  - alert: A
+    expr: up == 0
+    labels: {severity: high-urgency, page: no}
+  - alert: B
+    expr: up == 0
+    labels: {severity: 1}
+  - alert: C
+    expr: up == 0
+    labels: {ins-tance: x}
+  - alert: D
+    expr: |
+      (1 < up{a="("}) # a comment )
+""")
+    subprocess.run(["vmalert", f"-rule={tmp_path / 'a.yml'}", "-dryRun"], check=True, capture_output=True)
+    for path in [tmp_path / "a.yml", *sorted(FILES.glob("*.yml"))]:
+        res = CliRunner().invoke(main, ["convert", str(path)])
+        assert res.exit_code == 0, res.output
+        (tmp_path / "out" / path.name).parent.mkdir(exist_ok=True)
+        (tmp_path / "out" / f"{path.stem}.yaml").write_text(res.stdout)
+        result = validate_paths([str(tmp_path / "out" / f"{path.stem}.yaml")])
+        assert result.problems == [], (path, result.problems)
+        if path.name == "a.yml":
+            import yaml
+
+            rules = yaml.safe_load(res.stdout)["rules"]
+            assert [(r["name"], r["thresholds"][0]["severity"]) for r in rules] == [("A", "high_urgency"),
+                                                                                   ("B", "_1"), ("D", "firing")]
+            assert (rules[2]["query"], rules[2]["thresholds"][0]["above"]) == ('up{a="("}', 1)
+            assert rules[0]["labels"] == {"page": "no"}
+            assert "alert A: severity 'high-urgency' written as high_urgency" in res.stdout
+            assert "alert C not converted: label names that are no vmrules label names (ins-tance)" in res.stdout

@@ -24,6 +24,7 @@ from vmrules.thresholds import COMPARISONS
 
 RULE_KINDS = ("alert", "record")
 _METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")             # a vmrules name (rules, severities, labels)
 ONLY_ALERTS = ("for", "keep_firing_for", "annotations")
 
 
@@ -231,9 +232,17 @@ def as_vmrules(data: dict[str, Any], taken: dict[str, int] | None = None) -> tup
                              "prometheus_rules: to run it as it is)")
                 continue
             spec, why = _alert_spec(group, rule, interval, taken)
-            if spec is None:
+            odd = sorted(k for k in (spec or {}).get("labels", {}) if not _NAME.fullmatch(k))
+            if spec is None or odd:
+                why = why or f"label names that are no vmrules label names ({', '.join(odd)})"
                 notes.append(f"group {gname}: alert {rule.get('alert')} not converted: {why}")
                 continue
+            threshold = spec["thresholds"][0]
+            if not _NAME.fullmatch(threshold["severity"]):
+                notes.append(f"group {gname}: alert {rule['alert']}: severity {threshold['severity']!r} written as "
+                             f"{_identifier(threshold['severity'])} (a vmrules severity is a name: letters, digits "
+                             "and _)")
+                threshold["severity"] = _identifier(threshold["severity"])
             specs.append(spec)
             annotated += bool(rule.get("annotations"))
     if annotated:
@@ -280,18 +289,37 @@ def _split(text: str, tree: Any) -> tuple[str, dict[str, Any]]:
     """`X OP N` (no bool, no on/ignoring) as (X, {KEY: N}); anything else as (text, {when: 'true'})."""
     from vmrules.querylang.syntax import Binary, Number, Paren
 
+    whole = text.strip()
+    text, bare = _masked(text)                # offsets kept: comments blanked, and in `bare` strings too
     stop = len(text.rstrip())
     while isinstance(tree, Paren) and tree.start == len(text) - len(text.lstrip()) and text.rstrip().endswith(")"):
         tree, stop = tree.inner, stop - 1                 # (X > N): the parentheses around the whole expr
-        if not _closes_at(text, stop):
-            return text.strip(), {"when": "true"}
+        if not _closes_at(bare, stop):
+            return whole, {"when": "true"}
     if isinstance(tree, Binary) and tree.op in _THRESHOLD_KEYS and not tree.bool and tree.matching is None:
         end = tree.op_start + len(tree.op)
         if isinstance(tree.right, Number) and tree.left.type != "scalar" and _plain(text[end:stop]):
             return text[tree.start:tree.op_start].strip(), {_THRESHOLD_KEYS[tree.op]: tree.right.value}
         if isinstance(tree.left, Number) and tree.right.type != "scalar" and _plain(text[tree.start:tree.op_start]):
             return text[end:stop].strip(), {_THRESHOLD_KEYS[_FLIPPED[tree.op]]: tree.left.value}
-    return text.strip(), {"when": "true"}
+    return whole, {"when": "true"}
+
+
+_LITERAL = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`|#[^\n]*', re.DOTALL)
+
+
+def _masked(text: str) -> tuple[str, str]:
+    """The query with its comments blanked, and with its string literals blanked too (same offsets)."""
+    code, bare = [], []
+    pos = 0
+    for m in _LITERAL.finditer(text):
+        code.append(text[pos:m.start()])
+        bare.append(text[pos:m.start()])
+        blank = " " * (m.end() - m.start())
+        code.append(blank if m.group().startswith("#") else m.group())
+        bare.append(blank)
+        pos = m.end()
+    return "".join(code) + text[pos:], "".join(bare) + text[pos:]
 
 
 def _plain(number: str) -> bool:
@@ -330,11 +358,15 @@ def _ms(text: str) -> int:
     return int(sum(float(n) * _PROM_UNITS[u] for n, u in _PROM_PART.findall(str(text))))
 
 
+def _identifier(text: str) -> str:
+    """A vmrules name from any text: other characters as _, `_` before a digit."""
+    base = "".join(c if c.isascii() and (c.isalnum() or c == "_") else "_" for c in text) or "_"
+    return "_" + base if base[0].isdigit() else base
+
+
 def _name(alert: str, taken: dict[str, int]) -> str:
     """A vmrules rule name from an alert name: other characters as _, a second alert of the name `NAME_2`."""
-    base = "".join(c if c.isascii() and (c.isalnum() or c == "_") else "_" for c in alert) or "alert"
-    if base[0].isdigit():
-        base = "_" + base
+    base = _identifier(alert)
     name, n = base, 1
     while name in taken:
         n += 1
