@@ -482,3 +482,62 @@ def test_convert_output_always_validates(tmp_path: Path) -> None:
             assert rules[0]["labels"] == {"page": "no"}
             assert "alert A: severity 'high-urgency' written as high_urgency" in res.stdout
             assert "alert C not converted: label names that are no vmrules label names (ins-tance)" in res.stdout
+
+
+def test_a_file_routed_twice(tmp_path: Path) -> None:
+    """Entries of one vmrules file that name the same file: each entry's routes apply to its rules (a row reaches
+    a target once). Two vmrules files routing it: one problem naming both places (two datasources, two windows:
+    which would run it?)."""
+    (tmp_path / "alerts").mkdir()
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "alerts" / "a.yml").write_text("groups:\n- name: g\n  rules:\n  - alert: HighCPU\n    expr: cpu > 1\n")
+    (tmp_path / "alerts" / "b.yml").write_text("groups:\n- name: g\n  rules:\n  - alert: Other\n    expr: up == 0\n")
+    head = "version: 1\ntargets:\n  t1: {type: jsonl, path: a.jsonl}\n  t2: {type: jsonl, path: b.jsonl}\n"
+    (tmp_path / "rules" / "route.yaml").write_text(head + """prometheus_rules:
+  - {files: ["../alerts/*.yml"], route: [{to: t1}]}
+  - {files: ["../alerts/a.yml", "../alerts/a*.yml"], route: [{when: alert, to: t2}]}
+""")
+    result = validate_paths([str(tmp_path / "rules")])
+    assert result.problems == [] and result.ruleset is not None
+    assert [r.to for r in result.ruleset.rule("HighCPU").routes] == [("t1",), ("t2",)]
+    assert [r.to for r in result.ruleset.rule("Other").routes] == [("t1",)]
+    (tmp_path / "rules" / "second.yaml").write_text("""version: 1
+prometheus_rules:
+  - {files: ["../alerts/a.yml"], route: [{to: t1}]}
+""")
+    problems = validate_paths([str(tmp_path / "rules")]).problems
+    real = (tmp_path / "alerts" / "a.yml").resolve()
+    assert [(p.location.path, p.location.line, p.location.col, p.message) for p in problems] == [
+        (str(tmp_path / "rules" / "second.yaml"), 3, 14,
+         f"files: {real} is routed by another vmrules file too (at {tmp_path / 'rules' / 'route.yaml'}:6:14); "
+         "route a Prometheus rule file from one vmrules file (the routes of its entries that name the file all "
+         "apply)")]
+
+
+def test_names_do_not_depend_on_the_order_of_files(tmp_path: Path) -> None:
+    """A vmrules rule keeps its name; alerts named again get _2, _3 in the order of their files' paths and
+    places, whatever order the vmrules files and their entries come in."""
+    (tmp_path / "alerts").mkdir()
+    (tmp_path / "rules").mkdir()
+    alert = "groups:\n- name: g\n  rules:\n  - alert: HighCPU\n    expr: cpu > {}\n"
+    for name, n in (("a.yml", 1), ("b.yml", 2)):
+        (tmp_path / "alerts" / name).write_text(alert.format(n) + alert.format(n * 10).split("rules:\n")[1])
+    native = "version: 1\nrules:\n  - {name: HighCPU, query: cpu, route: [{to: t}]}\n"
+    routing = """version: 1
+targets: {t: {type: jsonl, path: a.jsonl}}
+prometheus_rules:
+  - {files: ["../alerts/b.yml"], route: [{to: t}]}
+  - {files: ["../alerts/a.yml"], route: [{to: t}]}
+"""
+    seen = []
+    for native_file in ("0.yaml", "z.yaml"):
+        for f in (tmp_path / "rules").iterdir():
+            f.unlink()
+        (tmp_path / "rules" / "m.yaml").write_text(routing)
+        (tmp_path / "rules" / native_file).write_text(native)
+        result = validate_paths([str(tmp_path / "rules")])
+        assert result.problems == [] and result.ruleset is not None
+        seen.append(sorted((r.name, r.query, r.thresholds[0].value if r.thresholds else None)
+                           for r in result.ruleset.rules))
+    assert seen[0] == seen[1] == [("HighCPU", "cpu", None), ("HighCPU_2", "cpu", 1.0), ("HighCPU_3", "cpu", 10.0),
+                                  ("HighCPU_4", "cpu", 2.0), ("HighCPU_5", "cpu", 20.0)]

@@ -72,7 +72,8 @@ class FileOutcome:
     warnings: list[Problem] = field(default_factory=list)    # lints: reported, fail only `validate --strict`
     notes: list[Problem] = field(default_factory=list)       # what was not checked, for `validate -v`
     unread: set[str] = field(default_factory=set)   # "targets", "rules": names it may hold that could not be read
-    routed: set[str] = field(default_factory=set)   # Prometheus rule files (real paths) its prometheus_rules run
+    routed: dict[str, Location] = field(default_factory=dict)   # Prometheus rule files (real paths) its
+    #                                                             prometheus_rules run, and the pattern naming each
 
 
 def check_files(paths: list[str]) -> list[FileOutcome]:
@@ -90,7 +91,7 @@ def check_file(path: str) -> FileOutcome:
         found = f.problems + check_prometheus_file(f)
         out = FileOutcome(path, [p for p in found if p.level == "error"], prometheus=True)
         if not out.problems:                   # unrouted: `plan` runs them (with --datasource), `apply` says no
-            rules, out.warnings = build_rules(f, None, (), DEFAULT_RANGE_MS, {})
+            rules, out.warnings = build_rules(f, None, (), DEFAULT_RANGE_MS, None)
             out.rules = [(r.name, r.location, r) for r in rules]
         out.warnings += [p for p in found if p.level == "warning"]
         return out
@@ -390,7 +391,8 @@ class _FileChecker:
         if not _items(data, "prometheus_rules", s, ()):
             return
         range_ms = yield from self.duration(s.f, ("defaults", "range"), s.defaults.get("range"), DEFAULT_RANGE_MS)
-        for i, entry in _items(data, "prometheus_rules", s, ()):
+        files: dict[str, tuple[str, tuple[Any, ...], list[Route], set[int]]] = {}   # real path: name, where,
+        for i, entry in _items(data, "prometheus_rules", s, ()):                    # routes, entries naming it
             path = ("prometheus_rules", i)
             routes = []
             for j, r in enumerate(entry.get("route") or []):
@@ -399,8 +401,13 @@ class _FileChecker:
                 routes.append(Route((r["to"],) if isinstance(r["to"], str) else tuple(r["to"]), when, s.f.where(rp)))
             for j, pattern in enumerate(entry["files"]):
                 found = yield from self.prometheus_paths(s.f, path + ("files", j), pattern)
-                for name in found:
-                    yield from self.prometheus_file(s, path + ("files", j), name, tuple(routes), range_ms)
+                for name in found:           # a file several entries name takes the routes of each
+                    first = files.setdefault(os.path.realpath(name), (name, path + ("files", j), [], set()))
+                    if i not in first[3]:
+                        first[2].extend(routes)
+                        first[3].add(i)
+        for name, where, routes, _ in files.values():
+            yield from self.prometheus_file(s, where, name, tuple(routes), range_ms)
 
     def prometheus_paths(self, f: LoadedFile, path: tuple[Any, ...], pattern: str) -> Checks[list[str]]:
         """The files a `files:` pattern names, relative to this file: only in its folder and the folder above
@@ -432,8 +439,6 @@ class _FileChecker:
     def prometheus_file(self, s: _FileScope, path: tuple[Any, ...], name: str, routes: tuple[Route, ...],
                         range_ms: int) -> Iterator[Problem]:
         real = os.path.realpath(name)
-        if real in self.out.routed:
-            return
         try:
             g = load_file(name)
         except ConfigError as exc:
@@ -447,9 +452,9 @@ class _FileChecker:
         found = [p for p in every if p.level == "error"]
         yield from found
         self.out.warnings += [p for p in every if p.level == "warning"]
-        self.out.routed.add(real)
+        self.out.routed[real] = s.f.where(path)
         if not found:
-            rules, warnings = build_rules(g, s.datasource, routes, range_ms, {})
+            rules, warnings = build_rules(g, s.datasource, routes, range_ms, None)
             self.out.rules += [(r.name, r.location, r) for r in rules]
             self.out.warnings += warnings
 

@@ -252,7 +252,7 @@ def as_vmrules(data: dict[str, Any], taken: dict[str, int] | None = None) -> tup
 
 
 def _alert_spec(group: dict[str, Any], rule: dict[str, Any], interval: str,
-                taken: dict[str, int]) -> tuple[dict[str, Any] | None, str]:
+                taken: dict[str, int] | None) -> tuple[dict[str, Any] | None, str]:
     labels = {k: _text(v) for k, v in {**(group.get("labels") or {}), **(rule.get("labels") or {})}.items()}
     templated = sorted(k for k, v in labels.items() if "{{" in v)
     if templated:
@@ -364,9 +364,12 @@ def _identifier(text: str) -> str:
     return "_" + base if base[0].isdigit() else base
 
 
-def _name(alert: str, taken: dict[str, int]) -> str:
-    """A vmrules rule name from an alert name: other characters as _, a second alert of the name `NAME_2`."""
+def _name(alert: str, taken: dict[str, int] | None) -> str:
+    """A vmrules rule name from an alert name: other characters as _, a second alert of the name `NAME_2` (none
+    when `taken` is None: the names of a rule set are made distinct across its files)."""
     base = _identifier(alert)
+    if taken is None:
+        return base
     name, n = base, 1
     while name in taken:
         n += 1
@@ -377,8 +380,9 @@ def _name(alert: str, taken: dict[str, int]) -> str:
 
 # -- the rules themselves, as a run takes them --------------------------------------------------------------------
 def build_rules(f: LoadedFile, datasource: Datasource | None, routes: tuple[Route, ...], range_ms: int,
-                taken: dict[str, int]) -> tuple[list[Rule], list[Problem]]:
-    """The rules of a valid Prometheus rule file, with these routes; a warning for each rule not run.
+                taken: dict[str, int] | None) -> tuple[list[Rule], list[Problem]]:
+    """The rules of a valid Prometheus rule file, with these routes; a warning for each rule not run. `taken`:
+    as `_name` takes it.
 
     An alerting rule is its `as_vmrules` spec (exact); a recording rule is its expr, its rows named after the
     record (`__name__` among the static labels) and labelled with the rule's labels."""
