@@ -497,6 +497,7 @@ def test_a_file_routed_twice(tmp_path: Path) -> None:
   - {files: ["../alerts/*.yml"], route: [{to: t1}]}
   - {files: ["../alerts/a.yml", "../alerts/a*.yml"], route: [{when: alert, to: t2}]}
 """)
+    (tmp_path / "alerts" / "empty.yml").write_text("# alerts to come\n")      # promtool: 0 rules found
     result = validate_paths([str(tmp_path / "rules")])
     assert result.problems == [] and result.ruleset is not None
     assert [r.to for r in result.ruleset.rule("HighCPU").routes] == [("t1",), ("t2",)]

@@ -444,6 +444,9 @@ class _FileChecker:
         except ConfigError as exc:
             yield from exc.problems
             return
+        if g.data is None:                   # empty, or comments only: no groups, as promtool and vmalert read it
+            self.out.routed[real] = s.f.where(path)
+            return
         if not is_prometheus_data(g.data):
             yield Problem(s.f.where(path), f"files: {name} is not a Prometheus rule file (its top level has no "
                           "groups:)")
