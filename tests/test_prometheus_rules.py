@@ -414,6 +414,7 @@ TEMPLATES = {        # annotation -> (column of the problem in the template, or 
     "{{ with .Labels }}{{ .job }}{{ end }} {{ if $y := .Labels.job }}{{ $y }}{{ else }}{{ $y }}{{ end }}":
         (None, "j j"),
     "{{ 0b101 }} {{ 0o17 }} {{ 1i }}": (None, "5 15 (0+1i)"),
+    "{{ ($labels).job }} {{ (.Labels).job }}": (None, "j j"),
 }
 
 

@@ -217,9 +217,11 @@ def _pipeline(tokens: list[tuple[str, int]], functions: frozenset[str], scopes: 
               dot_is_data: bool | None = None) -> tuple[int, str] | None:
     depth = 0
     dot = scopes.dot_is_data() if dot_is_data is None else dot_is_data
+    after = -1                                  # where the last `)` ends: `(pipeline).Field` is no field of dot
     for word, at in tokens:
-        if word[0] in "$." and (why := _reference(word, dot, scopes)) is not None:
+        if word[0] in "$." and at != after and (why := _reference(word, dot, scopes)) is not None:
             return at, why
+        after = at + 1 if word == ")" else -1
         if word == "(":
             depth += 1
         elif word == ")":
