@@ -125,6 +125,24 @@ def test_version() -> None:
     assert res.exit_code == 0 and res.stdout.startswith("vmrules, version ")
 
 
+def test_python_m_beside_a_folder_named_vmrules(tmp_path: Path) -> None:
+    """A rule repository often has a folder vmrules/; `python -m vmrules` run there works (an installed package
+    comes before a folder without __init__.py), or, when the folder hides an editable install's package, says so
+    in one line instead of an ImportError."""
+    import subprocess
+    import sys
+
+    from vmrules import __version__
+
+    (tmp_path / "vmrules").mkdir()
+    out = subprocess.run([sys.executable, "-m", "vmrules", "--version"], cwd=tmp_path, capture_output=True,
+                         text=True)
+    hidden = "python -m vmrules: the folder vmrules/ in this directory hides the vmrules package of an editable " \
+             "install (python -m looks here first); run the vmrules command, or python -m vmrules elsewhere\n"
+    assert (out.returncode, out.stdout, out.stderr) in ((0, f"vmrules, version {__version__}\n", ""),
+                                                        (1, "", hidden)), out
+
+
 def test_every_command_and_option_has_help() -> None:
     assert main.help
     for name, cmd in main.commands.items():

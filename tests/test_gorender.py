@@ -87,6 +87,8 @@ TEMPLATES = [
     "{{ eq $value 42 }}",
     "{{ humanizeDuration 0.0005 }} {{ humanizeDuration -3700.0 }} {{ humanizeDuration 59.5 }}",
     "{{ humanize 0.001234 }} {{ humanize -1500 }} {{ humanize1024 -2048 }} {{ humanizePercentage \"0.5\" }}",
+    "{{ 1i }} {{ 1+2i }} {{ -1.5e3i }} {{ 0i }} {{ 08i }} {{ printf \"%v|%.1f|%d\" 2i 2.5i 3i }} {{ eq 1i 1i }}"
+    "{{ if 0i }}t{{ else }}f{{ end }}",
 ]
 
 

@@ -274,3 +274,272 @@ def test_odd_rules_are_problems_or_left_out_never_a_crash(tmp_path: Path) -> Non
     (tmp_path / "converted.yaml").write_text(res.stdout)
     (tmp_path / "a.yml").unlink()
     assert validate_paths([str(tmp_path)]).problems == []
+
+
+def test_yaml_as_prometheus_reads_it(tmp_path: Path) -> None:
+    """Empty values are null, merge keys merge, and only the first document counts (a later one is a warning):
+    as promtool reads these files (checked here too)."""
+    (tmp_path / "a.yml").write_text("""groups:
+- name: g
+  rules:
+  - &base
+    alert: A
+    expr: up == 0
+    labels:
+    annotations:
+  - <<: *base
+    alert: B
+    labels: {severity: page}
+---
+groups:
+- name: h
+  rules:
+  - alert: C
+    expr: up ==
+""")
+    (tmp_path / "b.yml").write_text("groups:\n- name: e\n  rules:\n---\n")
+    for name in ("a.yml", "b.yml"):
+        out = subprocess.run(["promtool", "check", "rules", str(tmp_path / name)], capture_output=True, text=True)
+        assert out.returncode == 0, out.stdout + out.stderr
+    result = validate_paths([str(tmp_path)])
+    assert result.problems == [] and result.ruleset is not None
+    assert [(w.location.line, w.location.col) for w in result.warnings] == [(12, 1)]
+    assert "another YAML document starts here" in result.warnings[0].message
+    b = result.ruleset.rule("B")
+    assert (b.query, b.thresholds[0].severity, b.location.line) == ("up", "page", 9)
+    assert [r.name for r in result.ruleset.rules] == ["A", "B"]
+
+
+def test_values_are_the_text_as_written_as_promtool_reads_them(tmp_path: Path) -> None:
+    """YAML 1.1 reads `no`, `01`, `1.10` as a boolean and numbers; Prometheus and vmalert read a string field as the
+    text written: the labels promtool's test gives the alert are the ones we read."""
+    (tmp_path / "a.yml").write_text("""groups:
+- name: 123
+  rules:
+  - alert: 404
+    expr: up == 0
+    for: 0
+    labels:
+      page: no
+      ack: yes
+      tt: True
+      priority: 01
+      ver: 1.10
+      hex: 0x1F
+      big: 1e3
+      day: 2001-12-14
+      team: ~
+  - record: one
+    expr: 1
+""")
+    result = validate_paths([str(tmp_path)])
+    assert result.problems == [] and result.warnings == [] and result.ruleset is not None
+    alert, record = result.ruleset.rules
+    assert alert.name == "_404" and alert.description == "alert 404 of group 123"
+    assert alert.labels == {"page": "no", "ack": "yes", "tt": "True", "priority": "01", "ver": "1.10",
+                            "hex": "0x1F", "big": "1e3", "day": "2001-12-14", "team": ""}
+    assert alert.thresholds[0].for_ms == 0 and record.query == "1"
+    labels = {k: v for k, v in alert.labels.items() if v} | {"alertname": "404", "job": "j"}
+    (tmp_path / "t.yml").write_text(json.dumps({
+        "rule_files": ["a.yml"], "tests": [{"interval": "1m", "input_series": [{"series": 'up{job="j"}',
+                                                                                "values": "0 0"}],
+                                           "alert_rule_test": [{"eval_time": "1m", "alertname": "404",
+                                                                "exp_alerts": [{"exp_labels": labels}]}]}]}))
+    out = subprocess.run(["promtool", "test", "rules", str(tmp_path / "t.yml")], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_durations_as_promtool_and_vmalert_take_them(tmp_path: Path) -> None:
+    """`for: 0` and an empty `for:` are fine for both; a number without a unit is seconds to vmalert and refused
+    by Prometheus (a warning); longer than Go's durations is refused (promtool: out of range)."""
+    (tmp_path / "a.yml").write_text("""groups:
+- name: g
+  interval: 90
+  rules:
+  - alert: A
+    expr: up == 0
+    for:
+  - alert: B
+    expr: up == 0
+    for: 300y
+  - alert: C
+    expr: up == 0
+    keep_firing_for: 999999999999y
+""")
+    result = validate_paths([str(tmp_path)])
+    assert [(p.location.line, p.location.col, p.message) for p in result.problems] == [
+        (10, 10, "for: '300y' is out of range: durations are at most 292y (Prometheus refuses longer ones)"),
+        (13, 22, "keep_firing_for: '999999999999y' is out of range: durations are at most 292y (Prometheus "
+                 "refuses longer ones)")]
+    assert [(w.location.line, w.message) for w in result.warnings] == [
+        (3, "interval: '90' has no unit: vmalert reads it as seconds, Prometheus refuses it; write 90s")]
+    out = subprocess.run(["promtool", "check", "rules", str(tmp_path / "a.yml")], capture_output=True, text=True)
+    assert out.returncode != 0 and 'not a valid duration string: "90"' in out.stdout + out.stderr
+    (tmp_path / "a.yml").write_text("\n".join((tmp_path / "a.yml").read_text().splitlines()[:7]) + "\n")
+    result = validate_paths([str(tmp_path)])
+    assert result.ruleset is not None
+    rule = result.ruleset.rule("A")
+    assert (rule.step_ms, rule.thresholds[0].for_ms) == (90_000, 0)
+    out = subprocess.run(["promtool", "check", "rules", str(tmp_path / "a.yml")], capture_output=True, text=True)
+    assert out.returncode != 0
+    (tmp_path / "a.yml").write_text((tmp_path / "a.yml").read_text().replace("interval: 90", "interval: 0"))
+    out = subprocess.run(["promtool", "check", "rules", str(tmp_path / "a.yml")], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert validate_paths([str(tmp_path)]).ruleset is not None
+
+
+def test_dot_rules_files_are_found_when_they_hold_groups(tmp_path: Path) -> None:
+    """Prometheus repositories often name rule files `*.rules`; a folder's other `.rules` files (Prometheus 1's
+    format, anything else) are not read."""
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "node.rules").write_text(NODE_CPU)
+    (tmp_path / "kube.rules.yml").write_text(NODE_CPU.replace("NodeCPUHigh", "KubeCPUHigh"))
+    (tmp_path / "old.rules").write_text('ALERT InstanceDown\n  IF up == 0\n  FOR 5m\n')
+    result = validate_paths([str(tmp_path)])
+    assert result.problems == [] and result.ruleset is not None
+    assert sorted(Path(f).name for f in result.files) == ["kube.rules.yml", "node.rules"]
+    assert sorted(r.name for r in result.ruleset.rules) == ["KubeCPUHigh", "NodeCPUHigh"]
+
+
+TEMPLATES = {        # annotation -> (column of the problem in the template, or None; what promtool says)
+    "{{ $foo }}": (4, "refused"),
+    "{{ if $up := 1 }}{{ $up }}{{ end }}{{ $up }}": (39, "refused"),
+    '{{ define "x" }}{{ $labels }}{{ end }}': (20, "refused"),
+    "{{ $labels.job | $lables }}": (18, "refused"),
+    "{{ .Lables.job }}": (4, "fails on every alert"),
+    "{{ $labels.job.port }}": (4, "fails on every alert"),
+    "{{ $value.x }}": (4, "fails on every alert"),
+    "{{ $x := 1 }}{{ $x }} {{ $.Labels.job }} {{ .ExternalURL }}": (None, "5 j "),
+    "{{ range $k, $v := $labels }}{{ $k }}={{ $v }}{{ end }}": (None, "__name__=upjob=j"),
+    "{{ with .Labels }}{{ .job }}{{ end }} {{ if $y := .Labels.job }}{{ $y }}{{ else }}{{ $y }}{{ end }}":
+        (None, "j j"),
+    "{{ 0b101 }} {{ 0o17 }} {{ 1i }}": (None, "5 15 (0+1i)"),
+    "{{ ($labels).job }} {{ (.Labels).job }}": (None, "j j"),
+}
+
+
+def test_templates_variables_and_fields_as_prometheus_runs_them(tmp_path: Path) -> None:
+    """Undefined variables are refused by promtool; a field the alert's data has not fails on every alert
+    (promtool's test shows it); both are a problem at their column, what Prometheus runs is none."""
+    for i, (template, (col, promtool)) in enumerate(TEMPLATES.items()):
+        rule = "groups:\n- name: g\n  rules:\n  - alert: A\n    expr: up == 0\n    annotations:\n      a: '{}'\n"
+        (tmp_path / f"{i}.yml").write_text(rule.replace("{}", template.replace("$x := 1", "$x := 5")))
+        problems = validate_paths([str(tmp_path / f"{i}.yml")]).problems
+        assert [(p.location.line, p.location.col) for p in problems] == ([(7, 10 + col)] if col else []), template
+        check = subprocess.run(["promtool", "check", "rules", str(tmp_path / f"{i}.yml")], capture_output=True,
+                               text=True)
+        assert (check.returncode != 0) == (promtool == "refused"), template
+        if promtool == "refused":
+            assert "undefined variable" in check.stdout + check.stderr and "undefined variable" in \
+                problems[0].message
+            continue
+        (tmp_path / f"{i}_test.yml").write_text(json.dumps({"rule_files": [f"{i}.yml"], "tests": [{
+            "interval": "1m", "input_series": [{"series": 'up{job="j"}', "values": "0 0"}],
+            "alert_rule_test": [{"eval_time": "1m", "alertname": "A", "exp_alerts": [
+                {"exp_labels": {"job": "j"}, "exp_annotations": {"a": promtool}}]}]}]}))
+        run = subprocess.run(["promtool", "test", "rules", str(tmp_path / f"{i}_test.yml")], capture_output=True,
+                             text=True)
+        if promtool == "fails on every alert":
+            assert "error expanding template" in run.stdout + run.stderr, template
+        else:
+            assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_convert_output_always_validates(tmp_path: Path) -> None:
+    """Severities and label names vmalert takes and vmrules names do not: a severity is written as a name (with a
+    note), an alert with such a label name is left out (with a note); a comment or a string with a parenthesis
+    is not taken for the expr's parentheses; what is left validates."""
+    (tmp_path / "a.yml").write_text("""groups:
+- name: g
+  rules:
+  - alert: A
+    expr: up == 0
+    labels: {severity: high-urgency, page: no}
+  - alert: B
+    expr: up == 0
+    labels: {severity: 1}
+  - alert: C
+    expr: up == 0
+    labels: {ins-tance: x}
+  - alert: D
+    expr: |
+      (1 < up{a="("}) # a comment )
+""")
+    subprocess.run(["vmalert", f"-rule={tmp_path / 'a.yml'}", "-dryRun"], check=True, capture_output=True)
+    for path in [tmp_path / "a.yml", *sorted(FILES.glob("*.yml"))]:
+        res = CliRunner().invoke(main, ["convert", str(path)])
+        assert res.exit_code == 0, res.output
+        (tmp_path / "out" / path.name).parent.mkdir(exist_ok=True)
+        (tmp_path / "out" / f"{path.stem}.yaml").write_text(res.stdout)
+        result = validate_paths([str(tmp_path / "out" / f"{path.stem}.yaml")])
+        assert result.problems == [], (path, result.problems)
+        if path.name == "a.yml":
+            import yaml
+
+            rules = yaml.safe_load(res.stdout)["rules"]
+            assert [(r["name"], r["thresholds"][0]["severity"]) for r in rules] == [("A", "high_urgency"),
+                                                                                   ("B", "_1"), ("D", "firing")]
+            assert (rules[2]["query"], rules[2]["thresholds"][0]["above"]) == ('up{a="("}', 1)
+            assert rules[0]["labels"] == {"page": "no"}
+            assert "alert A: severity 'high-urgency' written as high_urgency" in res.stdout
+            assert "alert C not converted: label names that are no vmrules label names (ins-tance)" in res.stdout
+
+
+def test_a_file_routed_twice(tmp_path: Path) -> None:
+    """Entries of one vmrules file that name the same file: each entry's routes apply to its rules (a row reaches
+    a target once). Two vmrules files routing it: one problem naming both places (two datasources, two windows:
+    which would run it?)."""
+    (tmp_path / "alerts").mkdir()
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "alerts" / "a.yml").write_text("groups:\n- name: g\n  rules:\n  - alert: HighCPU\n    expr: cpu > 1\n")
+    (tmp_path / "alerts" / "b.yml").write_text("groups:\n- name: g\n  rules:\n  - alert: Other\n    expr: up == 0\n")
+    head = "version: 1\ntargets:\n  t1: {type: jsonl, path: a.jsonl}\n  t2: {type: jsonl, path: b.jsonl}\n"
+    (tmp_path / "rules" / "route.yaml").write_text(head + """prometheus_rules:
+  - {files: ["../alerts/*.yml"], route: [{to: t1}]}
+  - {files: ["../alerts/a.yml", "../alerts/a*.yml"], route: [{when: alert, to: t2}]}
+""")
+    (tmp_path / "alerts" / "empty.yml").write_text("# alerts to come\n")      # promtool: 0 rules found
+    result = validate_paths([str(tmp_path / "rules")])
+    assert result.problems == [] and result.ruleset is not None
+    assert [r.to for r in result.ruleset.rule("HighCPU").routes] == [("t1",), ("t2",)]
+    assert [r.to for r in result.ruleset.rule("Other").routes] == [("t1",)]
+    (tmp_path / "rules" / "second.yaml").write_text("""version: 1
+prometheus_rules:
+  - {files: ["../alerts/a.yml"], route: [{to: t1}]}
+""")
+    problems = validate_paths([str(tmp_path / "rules")]).problems
+    real = (tmp_path / "alerts" / "a.yml").resolve()
+    assert [(p.location.path, p.location.line, p.location.col, p.message) for p in problems] == [
+        (str(tmp_path / "rules" / "second.yaml"), 3, 14,
+         f"files: {real} is routed by another vmrules file too (at {tmp_path / 'rules' / 'route.yaml'}:6:14); "
+         "route a Prometheus rule file from one vmrules file (the routes of its entries that name the file all "
+         "apply)")]
+
+
+def test_names_do_not_depend_on_the_order_of_files(tmp_path: Path) -> None:
+    """A vmrules rule keeps its name; alerts named again get _2, _3 in the order of their files' paths and
+    places, whatever order the vmrules files and their entries come in."""
+    (tmp_path / "alerts").mkdir()
+    (tmp_path / "rules").mkdir()
+    alert = "groups:\n- name: g\n  rules:\n  - alert: HighCPU\n    expr: cpu > {}\n"
+    for name, n in (("a.yml", 1), ("b.yml", 2)):
+        (tmp_path / "alerts" / name).write_text(alert.format(n) + alert.format(n * 10).split("rules:\n")[1])
+    native = "version: 1\nrules:\n  - {name: HighCPU, query: cpu, route: [{to: t}]}\n"
+    routing = """version: 1
+targets: {t: {type: jsonl, path: a.jsonl}}
+prometheus_rules:
+  - {files: ["../alerts/b.yml"], route: [{to: t}]}
+  - {files: ["../alerts/a.yml"], route: [{to: t}]}
+"""
+    seen = []
+    for native_file in ("0.yaml", "z.yaml"):
+        for f in (tmp_path / "rules").iterdir():
+            f.unlink()
+        (tmp_path / "rules" / "m.yaml").write_text(routing)
+        (tmp_path / "rules" / native_file).write_text(native)
+        result = validate_paths([str(tmp_path / "rules")])
+        assert result.problems == [] and result.ruleset is not None
+        seen.append(sorted((r.name, r.query, r.thresholds[0].value if r.thresholds else None)
+                           for r in result.ruleset.rules))
+    assert seen[0] == seen[1] == [("HighCPU", "cpu", None), ("HighCPU_2", "cpu", 1.0), ("HighCPU_3", "cpu", 10.0),
+                                  ("HighCPU_4", "cpu", 2.0), ("HighCPU_5", "cpu", 20.0)]

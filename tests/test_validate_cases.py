@@ -140,7 +140,7 @@ def test_missing_path_raises(tmp_path: Path) -> None:
 
 def test_empty_folder_is_a_problem(tmp_path: Path) -> None:
     result = validate_paths([str(tmp_path)])
-    assert [p.message for p in result.problems] == ["no rule files (*.yaml, *.yml) found"]
+    assert [p.message for p in result.problems] == ["no rule files (*.yaml, *.yml, *.rules with groups:) found"]
 
 
 def test_a_webhook_body_may_read_every_variable_a_run_gives_it(tmp_path: Path) -> None:
@@ -229,3 +229,74 @@ def test_no_lint_where_the_query_does_return_the_label(tmp_path: Path, query: st
             f"    where: '{where}'\n    route: [{{to: o}}]\n")
     assert problems_of(tmp_path, {"r.yaml": text}) == []
     assert problems_of(tmp_path, {}, level="warning") == []
+
+
+def test_merge_keys_are_read_as_yaml_reads_them(tmp_path: Path) -> None:
+    """`<<: *base` and `<<: [*a, *b]`: the keys written win, then the first mapping that gives a key."""
+    (tmp_path / "r.yaml").write_text("""version: 1
+targets:
+  out: &csv {type: csv, path: a.csv}
+  more: {<<: *csv, path: b.csv}
+rules:
+  - &base
+    name: a
+    query: up
+    step: 5m
+    labels: &team {team: infra, tier: web}
+    route: [{to: out}]
+  - <<: [*base, {step: 1m, unit: bytes}]
+    name: b
+    labels: {<<: *team, tier: db}
+""")
+    result = validate_paths([str(tmp_path)])
+    assert result.problems == [] and result.ruleset is not None
+    b = result.ruleset.rule("b")
+    assert (b.query, b.step_ms, b.unit, b.labels) == ("up", 300_000, "bytes", {"team": "infra", "tier": "db"})
+    assert [r.to for r in b.routes] == [("out",)]
+    assert result.ruleset.targets["more"].options == {"path": "b.csv"}
+
+
+def test_merge_keys_cannot_bomb(tmp_path: Path) -> None:
+    import time
+    lines = ["version: 1", "x0: &m0 {k: 1}"]
+    lines += [f"x{i}: &m{i} {{<<: [{', '.join([f'*m{i - 1}'] * 10)}]}}" for i in range(1, 9)]
+    started = time.monotonic()
+    got = problems_of(tmp_path, {"r.yaml": "\n".join(lines) + "\n"})
+    assert time.monotonic() - started < 2
+    assert len(got) == 1 and "alias bomb" in got[0]
+
+
+def test_an_empty_value_is_what_it_always_was_except_where_null_means_something(tmp_path: Path) -> None:
+    """`key:` with nothing after it is null in YAML: the empty string where a vmrules file takes a string (a
+    description, a label), and null where null has a meaning (an expected row's severity: none)."""
+    (tmp_path / "r.yaml").write_text("""version: 1
+targets: {out: {type: csv, path: a.csv}}
+rules:
+  - name: r
+    query: up
+    description:
+    labels:
+      team:
+    thresholds: [{above: 5}]
+    route: [{to: out}]
+tests:
+  - rule: r
+    input: [{series: 'up{a="b"}', values: '1 9'}]
+    expect:
+      out:
+        - time: 0
+          value: 1
+          severity:
+        - {time: 1m, value: 9, severity: alert}
+""")
+    result = validate_paths([str(tmp_path)])
+    assert result.problems == [] and result.ruleset is not None
+    rule = result.ruleset.rule("r")
+    assert (rule.description, rule.labels) == ("", {"team": ""})
+    assert result.ruleset.tests[0].expect["out"][0]["severity"] is None
+    from click.testing import CliRunner
+
+    from vmrules.cli import main
+
+    res = CliRunner().invoke(main, ["test", str(tmp_path)])
+    assert res.exit_code == 0, res.output

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 _PART = re.compile(r"(\d+)(ms|s|m|h|d|w)")
 DURATION_PATTERN = r"^([0-9]+(ms|s|m|h|d|w))+$"
+MAX_DURATION_MS = (2 ** 63 - 1) // 1_000_000     # Go's durations, about 292 years: Prometheus' limit, and ours
 
 
 def parse_duration_ms(text: str) -> int:

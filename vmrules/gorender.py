@@ -90,9 +90,16 @@ def go_print(v: Any) -> str:
         return "true" if v else "false"
     if isinstance(v, float):
         return _shortest_g(v) if math.isfinite(v) else go_float(v)
+    if isinstance(v, complex):
+        return _complex(v, "g", "", None)
     if isinstance(v, Mapping):
         return "map[" + " ".join(f"{k}:{go_print(v[k])}" for k in sorted(v)) + "]"
     return str(v)
+
+
+def _complex(v: complex, verb: str, flags: str, prec: int | None) -> str:
+    """fmt's complex: (real+imagi), each part a float with this verb, the imaginary part always signed."""
+    return f"({_verb(verb, flags, prec, v.real)}{_verb(verb, flags.replace(' ', '') + '+', prec, v.imag)}i)"
 
 
 def _type(v: Any) -> str:
@@ -102,6 +109,8 @@ def _type(v: Any) -> str:
         return "int"
     if isinstance(v, float):
         return "float64"
+    if isinstance(v, complex):
+        return "complex128"
     if isinstance(v, str):
         return "string"
     if isinstance(v, Mapping):
@@ -177,6 +186,8 @@ def _verb(verb: str, flags: str, prec: int | None, arg: Any) -> str:
             else go_print(arg)
     if isinstance(arg, bool):
         return go_print(arg) if verb == "t" else _bad(verb, arg)
+    if isinstance(arg, complex):
+        return _complex(arg, verb, flags, prec) if verb in "eEfFgG" else _bad(verb, arg)
     if isinstance(arg, float):
         if verb in "eEfFgG":
             if not math.isfinite(arg):
@@ -472,26 +483,16 @@ def html_escape(*args: Any) -> str:
 def _truth(v: Any) -> bool:
     if v is None:
         return False
-    if isinstance(v, (bool, int, float, str, Mapping, list)):
+    if isinstance(v, (bool, int, float, complex, str, Mapping, list)):
         return bool(v)
     return True
 
 
-def _kind(v: Any) -> str:
-    if isinstance(v, bool):
-        return "bool"
-    if isinstance(v, int):
-        return "int"
-    if isinstance(v, float):
-        return "float"
-    if isinstance(v, str):
-        return "string"
-    return "other"
-
-
 def _kinds(name: str, a: Any, b: Any) -> str:
-    ka, kb = _kind(a), _kind(b)
-    if ka == "other" or kb == "other" or ka == "bool" and name not in ("eq", "ne"):
+    """Go's basic kinds for eq and lt: bool and complex compare only for equality, different kinds never."""
+    ka, kb = _type(a), _type(b)
+    if not {ka, kb} <= {"bool", "int", "float64", "complex128", "string"} \
+            or ka in ("bool", "complex128") and name not in ("eq", "ne"):
         raise ValueError(f"error calling {name}: invalid type for comparison")
     if ka != kb:
         raise ValueError(f"error calling {name}: incompatible types for comparison")
@@ -560,12 +561,13 @@ _SHORT_CIRCUIT = ("and", "or")
 
 
 # -- parsing ------------------------------------------------------------------------------------------------------
+_UNSIGNED = (r"(?:0[xX][0-9a-fA-F_]*\.?[0-9a-fA-F_]*[pP][-+]?[0-9_]+|0[xX][0-9a-fA-F_]+|0[oObB][0-7_]+"
+             r"|[0-9][0-9_]*(?:\.[0-9_]*)?(?:[eE][-+]?[0-9]+)?|\.[0-9]+(?:[eE][-+]?[0-9]+)?)")
 _TOKEN = re.compile(r'''(?P<space>\s+)|(?P<str>"(?:[^"\\\n]|\\.)*")|(?P<raw>`[^`]*`)|(?P<char>'(?:[^'\\\n]|\\.)+')'''
                     r"|(?P<decl>:=)|(?P<assign>=)|(?P<pipe>\|)|(?P<open>\()|(?P<close>\))|(?P<comma>,)"
                     r"|(?P<var>\$[A-Za-z0-9_]*)(?P<vfields>(?:\.[A-Za-z0-9_]+)*)"
-                    r"|(?P<fields>\.[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*)|(?P<num>[-+]?(?:"
-                    r"0[xX][0-9a-fA-F_]*\.?[0-9a-fA-F_]*[pP][-+]?[0-9_]+|0[xX][0-9a-fA-F_]+|0[oObB][0-7_]+"
-                    r"|[0-9][0-9_]*(?:\.[0-9_]*)?(?:[eE][-+]?[0-9]+)?|\.[0-9]+(?:[eE][-+]?[0-9]+)?))|(?P<dot>\.)"
+                    r"|(?P<fields>\.[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*)"
+                    rf"|(?P<num>[-+]?{_UNSIGNED}(?:[-+]{_UNSIGNED})?i?)|(?P<dot>\.)"
                     r"|(?P<ident>[A-Za-z_][A-Za-z0-9_]*)")
 
 
@@ -911,9 +913,24 @@ def _types(cmd: list[_Arg], piped_value: bool) -> None:
         raise GoTemplateError(at, f"{name} takes a string; $value is a float (Go refuses it at every evaluation)")
 
 
-def _number(text: str, at: int) -> int | float:
-    """A number as Go's parser reads it: an int (within int64: Go refuses a larger one where it is used) or a
-    float64 (finite); underscores only between digits, after a base prefix."""
+def _number(text: str, at: int) -> int | float | complex:
+    """A number as Go's parser reads it: an int (within int64: Go refuses a larger one where it is used), a
+    float64 (finite) or, ending in i, a complex128 (1i, 1+2i: its parts decimal floats); underscores only between
+    digits, after a base prefix."""
+    if text.endswith("i"):
+        body = text[:-1]
+        try:
+            if re.search(r"[_xXoObB]", body):
+                raise ValueError(text)
+            try:
+                number = complex(0, float(body))
+            except ValueError:
+                number = complex(body + "j")
+        except ValueError:
+            raise GoTemplateError(at, f"bad number syntax: {text!r}") from None
+        if not (math.isfinite(number.real) and math.isfinite(number.imag)):
+            raise GoTemplateError(at, f"number out of range: {text!r}")
+        return number
     clean = text.replace("_", "")
     try:
         if re.search(r"_(?![0-9a-fA-F])|(?<![0-9a-fA-FxXoObB])_", text):

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 import yaml
 
-from vmrules.config.load import load_file
-from vmrules.config.promrules import as_vmrules, check_prometheus_file, is_prometheus_file
+from vmrules.config.load import is_prometheus_data, load_file
+from vmrules.config.promrules import as_vmrules, check_prometheus_file
 from vmrules.errors import ConfigError, Location, Problem
 
 __all__ = ["convert_files"]
@@ -21,7 +21,7 @@ def convert_files(paths: Sequence[str]) -> str:
     taken: dict[str, int] = {}
     for path in paths:
         f = load_file(path)
-        if not is_prometheus_file(f.data):
+        if not is_prometheus_data(f.data):
             problems.append(Problem(Location(path), "not a Prometheus rule file (its top level has no groups:)"))
             continue
         found = [p for p in f.problems + check_prometheus_file(f) if p.level == "error"]

@@ -16,9 +16,9 @@ from typing import Any, TypeVar
 from vmrules import expr
 from vmrules.config import schema
 from vmrules.config.lints import lint_headers, lint_rule
-from vmrules.config.load import LoadedFile, load_file
-from vmrules.config.promrules import build_rules, check_prometheus_file, is_prometheus_file
-from vmrules.durations import format_duration_ms, parse_duration_ms
+from vmrules.config.load import LoadedFile, is_prometheus_data, load_file
+from vmrules.config.promrules import build_rules, check_prometheus_file
+from vmrules.durations import MAX_DURATION_MS, format_duration_ms, parse_duration_ms
 from vmrules.errors import ConfigError, Location, Problem, excerpt
 from vmrules.model import (
     DEFAULT_MAX_POINTS,
@@ -47,6 +47,7 @@ EPISODE_KEY = ("rule", "metric", "labels", "severity", "start")
 TABLE_TYPES = ("sqlite", "postgres")      # database targets: modes append, upsert, replace; episodes upserted
 SERVICE_TYPES = ("webhook", "alertmanager", "victoriametrics")   # built-in targets sent over HTTP(S)
 T = TypeVar("T")
+_LONGEST = f"durations are at most {MAX_DURATION_MS // 604_800_000}w (about 292 years)"
 Checks = Generator[Problem, None, T]   # yields problems, returns what it built
 
 
@@ -71,7 +72,8 @@ class FileOutcome:
     warnings: list[Problem] = field(default_factory=list)    # lints: reported, fail only `validate --strict`
     notes: list[Problem] = field(default_factory=list)       # what was not checked, for `validate -v`
     unread: set[str] = field(default_factory=set)   # "targets", "rules": names it may hold that could not be read
-    routed: set[str] = field(default_factory=set)   # Prometheus rule files (real paths) its prometheus_rules run
+    routed: dict[str, Location] = field(default_factory=dict)   # Prometheus rule files (real paths) its
+    #                                                             prometheus_rules run, and the pattern naming each
 
 
 def check_files(paths: list[str]) -> list[FileOutcome]:
@@ -85,11 +87,11 @@ def check_file(path: str) -> FileOutcome:
         f = load_file(path)
     except ConfigError as exc:
         return FileOutcome(path, exc.problems, unread={"targets", "rules"})
-    if is_prometheus_file(f.data):
+    if is_prometheus_data(f.data):
         found = f.problems + check_prometheus_file(f)
         out = FileOutcome(path, [p for p in found if p.level == "error"], prometheus=True)
         if not out.problems:                   # unrouted: `plan` runs them (with --datasource), `apply` says no
-            rules, out.warnings = build_rules(f, None, (), DEFAULT_RANGE_MS, {})
+            rules, out.warnings = build_rules(f, None, (), DEFAULT_RANGE_MS, None)
             out.rules = [(r.name, r.location, r) for r in rules]
         out.warnings += [p for p in found if p.level == "warning"]
         return out
@@ -119,6 +121,17 @@ def _items(spec: dict[str, Any], key: str, s: _FileScope, path: tuple[Any, ...])
     if not isinstance(value, list):
         return []
     return [(i, item) for i, item in enumerate(value) if isinstance(item, dict) and s.ok(path + (key, i))]
+
+
+@dataclass
+class _Routed:
+    """A Prometheus rule file the prometheus_rules of a vmrules file name: the first place, and what applies."""
+
+    name: str
+    where: tuple[Any, ...]
+    external: dict[str, str]
+    routes: list[Route] = field(default_factory=list)
+    entries: set[int] = field(default_factory=set)
 
 
 @dataclass
@@ -187,6 +200,9 @@ class _FileChecker:
         ms = parse_duration_ms(text)
         if ms <= 0:
             yield Problem(f.where(path), f"{path[-1]} must be longer than 0")
+            return default
+        if ms > MAX_DURATION_MS:
+            yield Problem(f.where(path), f"{path[-1]}: {excerpt(text)} is out of range: {_LONGEST}")
             return default
         return ms
 
@@ -329,6 +345,10 @@ class _FileChecker:
                 to_path = rp + ("to",) + (() if isinstance(r["to"], str) else (j,))
                 self.out.route_refs.append((spec.get("name", "?"), name, f.where(to_path)))
         lookback = parse_duration_ms(spec["lookback"]) if ok("lookback") else None   # 0s: no lookback
+        if lookback is not None and lookback > MAX_DURATION_MS:
+            yield Problem(f.where(path + ("lookback",)), f"lookback: {excerpt(spec['lookback'])} is out of range: "
+                          f"{_LONGEST}")
+            return None
         if not s.ok(path):
             return None
         rule = Rule(
@@ -379,8 +399,10 @@ class _FileChecker:
     # -- Prometheus rule files run from here --------------------------------
     def file_prometheus(self, s: _FileScope) -> Iterator[Problem]:
         data = s.f.data if isinstance(s.f.data, dict) else {}
-        range_ms = parse_duration_ms(s.defaults["range"]) if isinstance(s.defaults.get("range"), str) \
-            else DEFAULT_RANGE_MS
+        if not _items(data, "prometheus_rules", s, ()):
+            return
+        range_ms = yield from self.duration(s.f, ("defaults", "range"), s.defaults.get("range"), DEFAULT_RANGE_MS)
+        files: dict[str, _Routed] = {}
         for i, entry in _items(data, "prometheus_rules", s, ()):
             path = ("prometheus_rules", i)
             routes = []
@@ -388,11 +410,23 @@ class _FileChecker:
                 rp = path + ("route", j)
                 when = yield from self.expression(s.f, rp + ("when",), r.get("when"))
                 routes.append(Route((r["to"],) if isinstance(r["to"], str) else tuple(r["to"]), when, s.f.where(rp)))
+            external = dict(entry.get("external_labels") or {})
             for j, pattern in enumerate(entry["files"]):
                 found = yield from self.prometheus_paths(s.f, path + ("files", j), pattern)
-                for name in found:
-                    yield from self.prometheus_file(s, path + ("files", j), name, tuple(routes), range_ms,
-                                                    dict(entry.get("external_labels") or {}))
+                for name in found:           # a file several entries name takes the routes of each
+                    first = files.setdefault(os.path.realpath(name), _Routed(name, path + ("files", j), external))
+                    if i in first.entries:
+                        continue
+                    if first.external != external:
+                        yield Problem(s.f.where(path + ("files", j)), f"files: {name} is named by an entry with "
+                                      f"other external_labels too (at {s.f.where(first.where)}); a file's rules "
+                                      "have one set")
+                        continue
+                    first.routes += routes
+                    first.entries.add(i)
+        for routed in files.values():
+            yield from self.prometheus_file(s, routed.where, routed.name, tuple(routed.routes), range_ms,
+                                            routed.external)
 
     def prometheus_paths(self, f: LoadedFile, path: tuple[Any, ...], pattern: str) -> Checks[list[str]]:
         """The files a `files:` pattern names, relative to this file: only in its folder and the folder above
@@ -424,14 +458,15 @@ class _FileChecker:
     def prometheus_file(self, s: _FileScope, path: tuple[Any, ...], name: str, routes: tuple[Route, ...],
                         range_ms: int, external: dict[str, str]) -> Iterator[Problem]:
         real = os.path.realpath(name)
-        if real in self.out.routed:
-            return
         try:
             g = load_file(name)
         except ConfigError as exc:
             yield from exc.problems
             return
-        if not is_prometheus_file(g.data):
+        if g.data is None:                   # empty, or comments only: no groups, as promtool and vmalert read it
+            self.out.routed[real] = s.f.where(path)
+            return
+        if not is_prometheus_data(g.data):
             yield Problem(s.f.where(path), f"files: {name} is not a Prometheus rule file (its top level has no "
                           "groups:)")
             return
@@ -439,9 +474,9 @@ class _FileChecker:
         found = [p for p in every if p.level == "error"]
         yield from found
         self.out.warnings += [p for p in every if p.level == "warning"]
-        self.out.routed.add(real)
+        self.out.routed[real] = s.f.where(path)
         if not found:
-            rules, warnings = build_rules(g, s.datasource, routes, range_ms, {}, external)
+            rules, warnings = build_rules(g, s.datasource, routes, range_ms, None, external)
             self.out.rules += [(r.name, r.location, r) for r in rules]
             self.out.warnings += warnings
 

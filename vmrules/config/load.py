@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,10 +23,14 @@ MAX_ALIAS_NODES = 100_000    # nodes reached again through aliases; an alias bom
 #                              are bounded by MAX_FILE_BYTES: 40,000 rules in 1.8 MB load in about 2 s)
 MAX_DEPTH = 64
 RULE_SUFFIXES = (".yaml", ".yml")
+PROMETHEUS_SUFFIX = ".rules"           # found in a folder only when it holds `groups:`
+_GROUPS_LINE = re.compile(rb"^groups:", re.MULTILINE)
 
 _STR_TAG = "tag:yaml.org,2002:str"
 _MAP_TAG = "tag:yaml.org,2002:map"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_NULL_TAG = "tag:yaml.org,2002:null"
 _Base: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
@@ -35,7 +40,7 @@ class _Loader(_Base):  # type: ignore[misc,valid-type]
     def resolve(self, kind: type, value: Any, implicit: tuple[bool, bool]) -> str:
         if kind is yaml.ScalarNode:
             if implicit[0]:
-                for tag, regexp in self.yaml_implicit_resolvers.get(value[:1] or None, ()):
+                for tag, regexp in self.yaml_implicit_resolvers.get(value[:1], ()):   # '': the empty value, null
                     if regexp.match(value):
                         return str(tag)
             return _STR_TAG
@@ -54,6 +59,8 @@ class LoadedFile:
     source: str = ""
     marks: dict[Path, tuple[int, int]] = field(default_factory=dict)       # 1-based (line, col)
     key_marks: dict[Path, tuple[int, int]] = field(default_factory=dict)
+    empty: set[Path] = field(default_factory=set)           # values written as nothing (`key:`): null in YAML
+    written: dict[Path, str] = field(default_factory=dict)  # plain values that are no string, as written (`no`, `01`)
     problems: list[Problem] = field(default_factory=list)    # found while loading, the rest still checked
 
     def where(self, path: Iterable[Any]) -> Location:
@@ -106,15 +113,25 @@ def discover(paths: Iterable[str]) -> tuple[list[str], list[Problem]]:
         for dirpath, dirnames, filenames in os.walk(root):
             dirnames[:] = [d for d in dirnames if not d.startswith(".")]
             for f in filenames:
-                if f.endswith(RULE_SUFFIXES):
+                if f.endswith(RULE_SUFFIXES) or f.endswith(PROMETHEUS_SUFFIX):
                     path = os.path.join(dirpath, f)
-                    if os.path.commonpath([top, os.path.realpath(path)]) == top:
-                        batch.append(path)
-                    else:
+                    if os.path.commonpath([top, os.path.realpath(path)]) != top:
                         refused.append(Problem(Location(path), f"refused: a symbolic link to a file outside {root} "
                                                                 "(rule files are read only inside the paths given)"))
+                    elif f.endswith(RULE_SUFFIXES) or _holds_groups(path):
+                        batch.append(path)
         found += sorted(batch)
     return list(dict.fromkeys(found)), refused
+
+
+def _holds_groups(path: str) -> bool:
+    """A `.rules` file found in a folder is read only when a line starts with `groups:` (a Prometheus rule file,
+    as Prometheus repositories often name them); other `.rules` files are someone else's."""
+    try:
+        with open(path, "rb") as f:
+            return _GROUPS_LINE.search(f.read(MAX_FILE_BYTES + 1)) is not None
+    except OSError:
+        return True                    # said when it is read
 
 
 def load_file(path: str) -> LoadedFile:
@@ -135,25 +152,63 @@ def load_file(path: str) -> LoadedFile:
     return load_text(text, path)
 
 
+def is_prometheus_data(data: Any) -> bool:
+    """A Prometheus or vmalert rule file: its top level has `groups:` and no `version:`."""
+    return isinstance(data, dict) and "groups" in data and "version" not in data
+
+
 def load_text(text: str, path: str = "<string>") -> LoadedFile:
-    """Parse YAML text into a LoadedFile; raises ConfigError with the first problem."""
+    """Parse YAML text into a LoadedFile; raises ConfigError with the first problem.
+
+    A file is its first YAML document. Another one after it is an error in a vmrules file, and a warning in a
+    Prometheus rule file, where Prometheus and vmalert read the first and ignore the rest; an empty one (a
+    trailing `---`) is nothing."""
     loader = _Loader(text)
     try:
-        node = loader.get_single_node()
+        node = loader.get_node() if loader.check_node() else None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         loc = Location(path, mark.line + 1, mark.column + 1) if mark else Location(path)
+        loader.dispose()
         raise _error(loc, f"YAML syntax: {exc.problem or exc.context}") from None
     except yaml.YAMLError as exc:
+        loader.dispose()
         raise _error(Location(path), f"YAML syntax: {exc}") from None
     except RecursionError:
-        raise _error(Location(path), "YAML is nested too deeply") from None
-    finally:
         loader.dispose()
+        raise _error(Location(path), "YAML is nested too deeply") from None
+    more = _more_documents(loader, text, node)
     out = LoadedFile(path, None, text)
     if node is not None:
         out.data = _Walker(loader, out).value(node, (), 0)
+    if more is not None:
+        if is_prometheus_data(out.data):
+            out.problems.append(Problem(Location(path, *more), "another YAML document starts here: Prometheus and "
+                                        "vmalert read only the first one of a file, and so does vmrules (move its "
+                                        "groups into the first, or into a file of their own)", "warning"))
+        else:
+            out.problems.append(Problem(Location(path, *more), "another YAML document starts here: a rule file is "
+                                        "one document (move it into a file of its own)"))
     return out
+
+
+def _more_documents(loader: Any, text: str, first: yaml.Node | None) -> tuple[int, int] | None:
+    """Where a second, non-empty document starts (its `---` line), or None; the loader is disposed of."""
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            if not (isinstance(node, yaml.ScalarNode) and node.tag != _STR_TAG and node.value == ""):
+                break
+        else:
+            return None
+    except (yaml.YAMLError, RecursionError):
+        pass                                   # a broken second document is a second document all the same
+    finally:
+        loader.dispose()
+    after = first.end_mark.line if first is not None else 0
+    lines = text.splitlines()
+    line = next((i for i in range(after, len(lines)) if re.match(r"---(\s|$)", lines[i])), after)
+    return line + 1, 1
 
 
 class _Walker:
@@ -180,8 +235,12 @@ class _Walker:
             raise _error(self.loc(node), f"nesting deeper than {MAX_DEPTH} levels")
         mark = node.start_mark
         self.out.marks[path] = (mark.line + 1, mark.column + 1)
-        if node.tag == _STR_TAG and isinstance(node, yaml.ScalarNode):
-            return node.value
+        if isinstance(node, yaml.ScalarNode):
+            if node.tag == _STR_TAG:
+                return node.value
+            self.out.written[path] = node.value
+            if node.value == "" and node.tag == _NULL_TAG:
+                self.out.empty.add(path)
         if isinstance(node, yaml.MappingNode):
             return self.mapping(node, path, depth, alias)
         if isinstance(node, yaml.SequenceNode):
@@ -197,21 +256,45 @@ class _Walker:
         if node.tag != _MAP_TAG:
             raise _error(self.loc(node), f"unsupported YAML tag {cut(node.tag, 100)}")
         out: dict[str, Any] = {}
+        for key_node, value_node, written in self.pairs(node, depth):
+            key = key_node.value
+            if key in out or key == "<<" and path + (key,) in self.out.key_marks:
+                if written:          # said, and the first one kept, so that the rest of the file is checked
+                    first = self.out.key_marks[path + (key,)]
+                    self.out.problems.append(Problem(self.loc(key_node), f"duplicate key {key!r} (first at line "
+                                                                         f"{first[0]})"))
+                continue             # a merged key the mapping writes itself, or an earlier merged mapping gave
+            mark = key_node.start_mark
+            self.out.key_marks[path + (key,)] = (mark.line + 1, mark.column + 1)
+            if value_node is not None:
+                out[key] = self.value(value_node, path + (key,), depth + 1, alias)
+        return out
+
+    def pairs(self, node: yaml.MappingNode, depth: int) -> list[tuple[yaml.Node, yaml.Node | None, bool]]:
+        """(key, value, written here) of a mapping, merge keys (`<<: *base`, `<<: [*a, *b]`) expanded as YAML
+        does: the keys it writes first, then those of each merged mapping in order (the first one wins). A merge
+        key itself comes with no value, so that a second one is a duplicate."""
+        own: list[tuple[yaml.Node, yaml.Node | None, bool]] = []
+        merged: list[tuple[yaml.Node, yaml.Node | None, bool]] = []
         for key_node, value_node in node.value:
             if not isinstance(key_node, yaml.ScalarNode):
                 raise _error(self.loc(key_node), "mapping keys must be plain strings")
-            key = key_node.value
-            if key == "<<" and key_node.tag == "tag:yaml.org,2002:merge":
-                raise _error(self.loc(key_node), "merge keys (<<) are not supported; repeat the keys or use defaults:")
-            if key in out:           # said, and the first one kept, so that the rest of the file is checked
-                first = self.out.key_marks[path + (key,)]
-                self.out.problems.append(Problem(self.loc(key_node), f"duplicate key {key!r} (first at line "
-                                                                     f"{first[0]})"))
+            if key_node.value != "<<" or key_node.tag != _MERGE_TAG:
+                own.append((key_node, value_node, True))
                 continue
-            mark = key_node.start_mark
-            self.out.key_marks[path + (key,)] = (mark.line + 1, mark.column + 1)
-            out[key] = self.value(value_node, path + (key,), depth + 1, alias)
-        return out
+            own.append((key_node, None, True))
+            sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+            for source in sources:
+                if not isinstance(source, yaml.MappingNode) or source.tag != _MAP_TAG:
+                    raise _error(self.loc(source), "a merge key (<<) takes a mapping or a list of mappings")
+                if depth > MAX_DEPTH:
+                    raise _error(self.loc(source), f"nesting deeper than {MAX_DEPTH} levels")
+                found = [(k, v, False) for k, v, _ in self.pairs(source, depth + 1) if v is not None]
+                self.aliased += len(found)
+                if self.aliased > MAX_ALIAS_NODES:
+                    raise _error(self.loc(source), f"aliases expand to more than {MAX_ALIAS_NODES} nodes (alias bomb?)")
+                merged += found
+        return own + merged
 
 
 def _position_in(source: str, line: int, col: int, value: str, offset: int) -> tuple[int, int]:

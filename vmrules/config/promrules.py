@@ -17,18 +17,15 @@ from typing import Any
 from vmrules import gorender, gotemplate, querylang
 from vmrules.config import schema
 from vmrules.config.load import LoadedFile
-from vmrules.durations import format_duration_ms
+from vmrules.durations import MAX_DURATION_MS, format_duration_ms
 from vmrules.errors import Problem, excerpt
 from vmrules.model import SEVERITY_LABEL, Datasource, Route, Rule, Threshold
 from vmrules.thresholds import COMPARISONS
 
 RULE_KINDS = ("alert", "record")
 _METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")             # a vmrules name (rules, severities, labels)
 ONLY_ALERTS = ("for", "keep_firing_for", "annotations")
-
-
-def is_prometheus_file(data: Any) -> bool:
-    return isinstance(data, dict) and "groups" in data and "version" not in data
 
 
 @cache
@@ -40,10 +37,62 @@ def _validator() -> Any:
 
 
 def check_prometheus_file(f: LoadedFile) -> list[Problem]:
-    """Every problem of one Prometheus or vmalert rule file."""
+    """Every problem of one Prometheus or vmalert rule file (whose values it first reads as Prometheus does)."""
+    read_as_prometheus(f)
     problems, bad = _schema(f)
     problems += _semantics(f, bad)
     return problems
+
+
+_GROUP_TEXT = ("name", "interval", "query_offset", "eval_offset", "eval_delay", "type", "tenant")
+_RULE_TEXT = ("alert", "record", "expr", "for", "keep_firing_for")
+DURATION_KEYS = ("interval", "query_offset", "eval_offset", "eval_delay", "for", "keep_firing_for")
+
+
+def read_as_prometheus(f: LoadedFile) -> None:
+    """Read the values of a Prometheus rule file as Prometheus and vmalert do (Go's YAML into string fields):
+    a plain value that YAML 1.1 takes for a boolean or a number (`no`, `01`, `1.10`, `0x1F`, `404`) is its text
+    as written; an empty label or annotation value is the empty string; an empty duration, alert, record or
+    expr is not given (a default, or the problem that it is missing). Done once, in place."""
+    groups = f.data.get("groups") if isinstance(f.data, dict) else None
+    for g, group in enumerate(groups if isinstance(groups, list) else []):
+        if not isinstance(group, dict):
+            continue
+        _texts(f, ("groups", g), group, _GROUP_TEXT)
+        _text_map(f, ("groups", g, "labels"), group.get("labels"))
+        _text_map(f, ("groups", g, "params"), group.get("params"))
+        for key in ("headers", "notifier_headers"):
+            if isinstance(group.get(key), list):
+                group[key] = [_written(f, ("groups", g, key, i), v) for i, v in enumerate(group[key])]
+        rules = group.get("rules")
+        for r, rule in enumerate(rules if isinstance(rules, list) else []):
+            if isinstance(rule, dict):
+                path = ("groups", g, "rules", r)
+                _texts(f, path, rule, _RULE_TEXT)
+                for key in ("labels", "annotations"):
+                    _text_map(f, path + (key,), rule.get(key))
+
+
+def _texts(f: LoadedFile, path: tuple[Any, ...], spec: dict[str, Any], keys: tuple[str, ...]) -> None:
+    for key in keys:
+        if key in spec:
+            if spec[key] is None and key != "name":
+                del spec[key]
+            else:
+                spec[key] = _written(f, path + (key,), spec[key])
+
+
+def _text_map(f: LoadedFile, path: tuple[Any, ...], values: Any) -> None:
+    if isinstance(values, dict):
+        for key, value in values.items():
+            values[key] = "" if value is None else _written(f, path + (key,), value)
+
+
+def _written(f: LoadedFile, path: tuple[Any, ...], value: Any) -> Any:
+    """A scalar as written (Go's YAML gives a string field the text); null as Go gives it: the empty string."""
+    if value is None:
+        return ""
+    return f.written.get(path, value) if not isinstance(value, (dict, list)) else value
 
 
 def _schema(f: LoadedFile) -> tuple[list[Problem], set[tuple[Any, ...]]]:
@@ -87,6 +136,7 @@ def _semantics(f: LoadedFile, bad: set[tuple[Any, ...]]) -> Iterator[Problem]:
         if group.get("type") not in (None, "prometheus"):
             yield Problem(f.where(path + ("type",)), f"type {excerpt(group['type'])}: vmrules runs prometheus rules "
                           "(PromQL and MetricsQL); graphite rules are not supported")
+        yield from _durations(f, path, group, bad)
         for key in ("labels",):
             yield from _templates(f, path + (key,), group.get(key))
         rules = group.get("rules")
@@ -112,14 +162,30 @@ def _rule(f: LoadedFile, path: tuple[Any, ...], rule: dict[str, Any], bad: set[t
         if isinstance(rule["record"], str) and not _METRIC_NAME.fullmatch(rule["record"]):
             yield Problem(f.where(path + ("record",)), f"record {excerpt(rule['record'])} is not a metric name "
                           "([a-zA-Z_:][a-zA-Z0-9_:]*): Prometheus refuses it", "warning")
+    yield from _durations(f, path, rule, bad)
     expr = rule.get("expr")
-    if isinstance(expr, (str, int, float)) and not isinstance(expr, bool) and \
-            not any(b[:len(path) + 1] == path + ("expr",) for b in bad):
+    if isinstance(expr, str) and not any(b[:len(path) + 1] == path + ("expr",) for b in bad):
         result = querylang.check(str(expr), "metricsql")
         for p in result.problems:
             yield Problem(f.where_in(path + ("expr",), min(p.offset, len(str(expr).rstrip()))), f"expr: {p.message}")
     for key in ("labels", "annotations"):
         yield from _templates(f, path + (key,), rule.get(key))
+
+
+def _durations(f: LoadedFile, path: tuple[Any, ...], spec: dict[str, Any], bad: set[tuple[Any, ...]]) \
+        -> Iterator[Problem]:
+    """Durations Prometheus refuses: longer than Go's durations (an error: vmalert overflows on them too), or a
+    number without a unit, which vmalert reads as seconds (a warning)."""
+    for key in DURATION_KEYS:
+        text = spec.get(key)
+        if not isinstance(text, str) or path + (key,) in bad:
+            continue
+        if _ms(text) > MAX_DURATION_MS:
+            yield Problem(f.where(path + (key,)), f"{key}: {excerpt(text)} is out of range: durations are at most "
+                          f"{MAX_DURATION_MS // _PROM_UNITS['y']}y (Prometheus refuses longer ones)")
+        elif _SECONDS.fullmatch(text) and text != "0":
+            yield Problem(f.where(path + (key,)), f"{key}: {excerpt(text)} has no unit: vmalert reads it as "
+                          f"seconds, Prometheus refuses it; write {text}s", "warning")
 
 
 def _templates(f: LoadedFile, path: tuple[Any, ...], values: Any) -> Iterator[Problem]:
@@ -171,9 +237,17 @@ def as_vmrules(data: dict[str, Any], taken: dict[str, int] | None = None) -> tup
                              "prometheus_rules: to run it as it is)")
                 continue
             spec, why = _alert_spec(group, rule, interval, taken)
-            if spec is None:
+            odd = sorted(k for k in (spec or {}).get("labels", {}) if not _NAME.fullmatch(k))
+            if spec is None or odd:
+                why = why or f"label names that are no vmrules label names ({', '.join(odd)})"
                 notes.append(f"group {gname}: alert {rule.get('alert')} not converted: {why}")
                 continue
+            threshold = spec["thresholds"][0]
+            if not _NAME.fullmatch(threshold["severity"]):
+                notes.append(f"group {gname}: alert {rule['alert']}: severity {threshold['severity']!r} written as "
+                             f"{_identifier(threshold['severity'])} (a vmrules severity is a name: letters, digits "
+                             "and _)")
+                threshold["severity"] = _identifier(threshold["severity"])
             specs.append(spec)
             annotated += bool(rule.get("annotations"))
     if annotated:
@@ -183,7 +257,7 @@ def as_vmrules(data: dict[str, Any], taken: dict[str, int] | None = None) -> tup
 
 
 def _alert_spec(group: dict[str, Any], rule: dict[str, Any], interval: str,
-                taken: dict[str, int], templates: bool = False) -> tuple[dict[str, Any] | None, str]:
+                taken: dict[str, int] | None, templates: bool = False) -> tuple[dict[str, Any] | None, str]:
     """The vmrules spec of an alert; with `templates`, its templated labels under `label_templates`
     (a templated severity among them, the threshold's severity then SEVERITY_LABEL)."""
     labels = {k: _text(v) for k, v in {**(group.get("labels") or {}), **(rule.get("labels") or {})}.items()}
@@ -217,26 +291,45 @@ def _alert_spec(group: dict[str, Any], rule: dict[str, Any], interval: str,
 
 
 def _text(value: Any) -> str:
-    """A label value as Prometheus and vmalert read a YAML scalar: `true` stays `true`."""
-    return str(value).lower() if isinstance(value, bool) else str(value)
+    """A label value (read_as_prometheus has made it the text as written)."""
+    return str(value)
 
 
 def _split(text: str, tree: Any) -> tuple[str, dict[str, Any]]:
     """`X OP N` (no bool, no on/ignoring) as (X, {KEY: N}); anything else as (text, {when: 'true'})."""
     from vmrules.querylang.syntax import Binary, Number, Paren
 
+    whole = text.strip()
+    text, bare = _masked(text)                # offsets kept: comments blanked, and in `bare` strings too
     stop = len(text.rstrip())
     while isinstance(tree, Paren) and tree.start == len(text) - len(text.lstrip()) and text.rstrip().endswith(")"):
         tree, stop = tree.inner, stop - 1                 # (X > N): the parentheses around the whole expr
-        if not _closes_at(text, stop):
-            return text.strip(), {"when": "true"}
+        if not _closes_at(bare, stop):
+            return whole, {"when": "true"}
     if isinstance(tree, Binary) and tree.op in _THRESHOLD_KEYS and not tree.bool and tree.matching is None:
         end = tree.op_start + len(tree.op)
         if isinstance(tree.right, Number) and tree.left.type != "scalar" and _plain(text[end:stop]):
             return text[tree.start:tree.op_start].strip(), {_THRESHOLD_KEYS[tree.op]: tree.right.value}
         if isinstance(tree.left, Number) and tree.right.type != "scalar" and _plain(text[tree.start:tree.op_start]):
             return text[end:stop].strip(), {_THRESHOLD_KEYS[_FLIPPED[tree.op]]: tree.left.value}
-    return text.strip(), {"when": "true"}
+    return whole, {"when": "true"}
+
+
+_LITERAL = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`|#[^\n]*', re.DOTALL)
+
+
+def _masked(text: str) -> tuple[str, str]:
+    """The query with its comments blanked, and with its string literals blanked too (same offsets)."""
+    code, bare = [], []
+    pos = 0
+    for m in _LITERAL.finditer(text):
+        code.append(text[pos:m.start()])
+        bare.append(text[pos:m.start()])
+        blank = " " * (m.end() - m.start())
+        code.append(blank if m.group().startswith("#") else m.group())
+        bare.append(blank)
+        pos = m.end()
+    return "".join(code) + text[pos:], "".join(bare) + text[pos:]
 
 
 def _plain(number: str) -> bool:
@@ -264,16 +357,29 @@ _PROM_UNITS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000,
 _PROM_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
 
 
+_SECONDS = re.compile(r"[0-9]+(\.[0-9]+)?")
+
+
 def _ms(text: str) -> int:
-    """A Prometheus (or vmalert: 1.5m) duration in milliseconds; the schema has checked its form."""
+    """A Prometheus (or vmalert: 1.5m, or 90 seconds as 90) duration in milliseconds; the schema has checked
+    its form."""
+    if _SECONDS.fullmatch(str(text)):
+        return int(float(text) * 1000)
     return int(sum(float(n) * _PROM_UNITS[u] for n, u in _PROM_PART.findall(str(text))))
 
 
-def _name(alert: str, taken: dict[str, int]) -> str:
-    """A vmrules rule name from an alert name: other characters as _, a second alert of the name `NAME_2`."""
-    base = "".join(c if c.isascii() and (c.isalnum() or c == "_") else "_" for c in alert) or "alert"
-    if base[0].isdigit():
-        base = "_" + base
+def _identifier(text: str) -> str:
+    """A vmrules name from any text: other characters as _, `_` before a digit."""
+    base = "".join(c if c.isascii() and (c.isalnum() or c == "_") else "_" for c in text) or "_"
+    return "_" + base if base[0].isdigit() else base
+
+
+def _name(alert: str, taken: dict[str, int] | None) -> str:
+    """A vmrules rule name from an alert name: other characters as _, a second alert of the name `NAME_2` (none
+    when `taken` is None: the names of a rule set are made distinct across its files)."""
+    base = _identifier(alert)
+    if taken is None:
+        return base
     name, n = base, 1
     while name in taken:
         n += 1
@@ -284,8 +390,10 @@ def _name(alert: str, taken: dict[str, int]) -> str:
 
 # -- the rules themselves, as a run takes them --------------------------------------------------------------------
 def build_rules(f: LoadedFile, datasource: Datasource | None, routes: tuple[Route, ...], range_ms: int,
-                taken: dict[str, int], external: dict[str, str] | None = None) -> tuple[list[Rule], list[Problem]]:
-    """The rules of a valid Prometheus rule file, with these routes; a warning for each rule not run.
+                taken: dict[str, int] | None, external: dict[str, str] | None = None) \
+        -> tuple[list[Rule], list[Problem]]:
+    """The rules of a valid Prometheus rule file, with these routes; a warning for each rule not run. `taken`:
+    as `_name` takes it.
 
     An alerting rule is its `as_vmrules` spec (exact); a recording rule is its expr, its rows named after the
     record (`__name__` among the static labels) and labelled with the rule's labels."""

@@ -81,6 +81,8 @@ def check(f: LoadedFile) -> tuple[list[Problem], set[tuple[Any, ...]]]:
     if f.data is None:
         return [Problem(f.where(()), "file is empty: a rule file starts with `version: 1`")], {()}
     plugins = needs_plugins(f.data)
+    if f.empty:
+        _empty_as_text(f, plugins)
     if is_valid(f.data, plugins):
         return [], set()
     from jsonschema.exceptions import best_match
@@ -91,6 +93,22 @@ def check(f: LoadedFile) -> tuple[list[Problem], set[tuple[Any, ...]]]:
             problems += _problems(f, leaf)
         paths.add(tuple(error.absolute_path))
     return problems, paths
+
+
+def _empty_as_text(f: LoadedFile, plugins: bool) -> None:
+    """A value written as nothing (`description:`) is null in YAML; where the schema takes a string and not null,
+    it is the empty string, as vmrules files have always read it (null stays where it means something: an
+    expected row's `severity:` or `end:`)."""
+    errors = list(validator(plugins).iter_errors(f.data))
+    while errors:
+        e = errors.pop()
+        errors += e.context or []
+        path = tuple(e.absolute_path)
+        if e.validator == "type" and e.instance is None and path in f.empty and "string" in e.validator_value:
+            parent = f.data
+            for key in path[:-1]:
+                parent = parent[key]
+            parent[path[-1]] = ""
 
 
 def _leaves(e: ValidationError, best_match: Callable[[list[ValidationError]], ValidationError]) \
@@ -149,6 +167,9 @@ def _problem(f: LoadedFile, e: ValidationError) -> Problem:
                            "use letters, digits and _, not starting with a digit")
         case "const" if path == ("version",):
             return Problem(f.where(path), f"unsupported version {excerpt(e.instance)}: this vmrules reads version 1")
+        case "enum" if e.instance is None:
+            return Problem(f.where(path), f"{where}expected one of: {', '.join(map(str, e.validator_value))}, got "
+                           "nothing (null)")
         case "enum":
             close = difflib.get_close_matches(e.instance, [str(v) for v in e.validator_value], n=1) \
                 if isinstance(e.instance, str) else []

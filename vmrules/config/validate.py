@@ -10,7 +10,7 @@ import contextlib
 import gc
 import multiprocessing
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Container, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -88,7 +88,8 @@ def validate_paths(paths: Iterable[str], jobs: int | None = None) -> Result:
         merger = _Merger()
         problems = refused + list(merger.run(outcomes))
     if not files and not refused:
-        problems.append(Problem(Location(", ".join(paths) or "."), "no rule files (*.yaml, *.yml) found"))
+        problems.append(Problem(Location(", ".join(paths) or "."),
+                                "no rule files (*.yaml, *.yml, *.rules with groups:) found"))
     result = Result(files, sorted(set(problems)), warnings=sorted(set(merger.warnings)),
                     notes=sorted(set(merger.notes)))
     if result.ok:
@@ -107,7 +108,7 @@ def _check_all(files: list[str], jobs: int) -> list[FileOutcome]:
         return [out for part in pool.map(check_files, chunks) for out in part]
 
 
-def _free(name: str, taken: dict[str, Location]) -> str:
+def _free(name: str, taken: Container[str]) -> str:
     """`name`, or `name_2`, `name_3`... when taken (Prometheus allows an alert name in several files)."""
     if name not in taken:
         return name
@@ -115,6 +116,20 @@ def _free(name: str, taken: dict[str, Location]) -> str:
     while f"{name}_{n}" in taken:
         n += 1
     return f"{name}_{n}"
+
+
+def _prometheus_names(rules: list[list[tuple[str, Location, Rule | None]]]) -> dict[int, str]:
+    """The name of each rule from a Prometheus rule file (by id), the same whatever the order of the files: the
+    vmrules rules keep theirs, and an alert name met again (several alerts of one name, in one file or in
+    several) gets `_2`, `_3`... in the order of the files' real paths and of the rules in each."""
+    taken = {name for part in rules for name, _, rule in part if rule is None or rule.origin != "prometheus"}
+    found = [rule for part in rules for _, _, rule in part if rule is not None and rule.origin == "prometheus"]
+    names = {}
+    for rule in sorted(found, key=lambda r: (os.path.realpath(r.location.path) if r.location else "",
+                                             r.location.line if r.location else 0)):
+        names[id(rule)] = _free(rule.name, taken)
+        taken.add(names[id(rule)])
+    return names
 
 
 def load_ruleset(paths: Iterable[str], jobs: int | None = None) -> RuleSet:
@@ -152,10 +167,22 @@ class _Merger:
     def run(self, outcomes: list[FileOutcome]) -> Iterator[Problem]:
         rule_names: dict[str, Location] = {}
         refs = []
-        routed = set().union(*(out.routed for out in outcomes))
+        kept = []
+        routed_by: dict[str, Location] = {}
+        routed = {real for out in outcomes for real in out.routed}
         for out in outcomes:
             if out.prometheus and os.path.realpath(out.path) in routed:
                 continue                         # read through the prometheus_rules that route it
+            twice = {real for real in out.routed if real in routed_by}
+            for real in twice:                   # two vmrules files: two datasources, two windows, which one?
+                yield Problem(out.routed[real], f"files: {real} is routed by another vmrules file too (at "
+                              f"{routed_by[real]}); route a Prometheus rule file from one vmrules file (the routes "
+                              "of its entries that name the file all apply)")
+            routed_by |= {real: loc for real, loc in out.routed.items() if real not in twice}
+            kept.append((out, [(name, loc, rule) for name, loc, rule in out.rules if rule is None or
+                               rule.origin != "prometheus" or os.path.realpath(rule.location.path) not in twice]))
+        names = _prometheus_names([rules for _, rules in kept])
+        for out, out_rules in kept:
             if out.prometheus:
                 self.unrouted.append(out.path)
             yield from out.problems
@@ -168,9 +195,9 @@ class _Merger:
                     self.targets[name] = target
                 else:
                     self.broken[name] = loc
-            for name, loc, rule in out.rules:
+            for name, loc, rule in out_rules:
                 if rule is not None and rule.origin == "prometheus":
-                    rule = replace(rule, name=_free(name, rule_names))     # alerts of one name in two files
+                    rule = replace(rule, name=names[id(rule)])
                     name = rule.name
                     refs += [(name, target, route.location) for route in rule.routes for target in route.to]
                 if name in rule_names:
