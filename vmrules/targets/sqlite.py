@@ -170,6 +170,9 @@ def _prepare(con: sqlite3.Connection, name: str, schema: pa.Schema, mode: str, k
                     f"({', '.join(_q(k) for k in key)})")
 
 
+ROWS_PER_STATEMENT = 100      # rows per INSERT: one statement for many rows binds and steps half as long
+
+
 def _insert(con: sqlite3.Connection, name: str, table: pa.Table, mode: str, key: tuple[str, ...] = KEY) -> None:
     names = table.column_names
     for batch in table.to_batches(max_chunksize=100_000):
@@ -186,15 +189,27 @@ def _insert(con: sqlite3.Connection, name: str, table: pa.Table, mode: str, key:
                 params.append(_decoded(col))
             else:
                 params.append(col.to_pylist())
-        sql = f"INSERT INTO {_q(name)} ({', '.join(_q(n) for n in names)}) VALUES ({', '.join(values)})"
-        if mode == "upsert":
-            updates = [f"{_q(n)} = excluded.{_q(n)}" for n in names if n not in key]
-            sql += f" ON CONFLICT ({', '.join(_q(k) for k in key)}) DO " + (
-                f"UPDATE SET {', '.join(updates)}" if updates else "NOTHING")
-        if params:
-            con.executemany(sql, zip(*params, strict=True))
-        else:
-            con.executemany(sql, ((),) * batch.num_rows)
+        row = f"({', '.join(values)})"
+        if not params:                    # every column the same in every row
+            con.executemany(_statement(name, names, row, mode, key), [()] * batch.num_rows)
+            continue
+        rows = np.empty((batch.num_rows, len(params)), dtype=object)
+        for i, column in enumerate(params):
+            rows[:, i] = column
+        k = min(ROWS_PER_STATEMENT, max(1, 999 // len(params)))   # at most 999 parameters a statement
+        whole = batch.num_rows // k * k
+        for count, group in ((k, rows[:whole].reshape(-1, k * len(params))), (1, rows[whole:])):
+            if len(group):
+                con.executemany(_statement(name, names, ", ".join([row] * count), mode, key), group.tolist())
+
+
+def _statement(name: str, names: list[str], rows: str, mode: str, key: tuple[str, ...]) -> str:
+    sql = f"INSERT INTO {_q(name)} ({', '.join(_q(n) for n in names)}) VALUES {rows}"
+    if mode == "upsert":                  # rows of one statement that share a key: the later one stays, as in order
+        updates = [f"{_q(n)} = excluded.{_q(n)}" for n in names if n not in key]
+        sql += f" ON CONFLICT ({', '.join(_q(k) for k in key)}) DO " + (
+            f"UPDATE SET {', '.join(updates)}" if updates else "NOTHING")
+    return sql
 
 
 def _constant(col: pa.Array) -> str | None:
