@@ -232,6 +232,8 @@ def random_rule(rnd: random.Random, i: int) -> dict[str, Any]:
             th["keep_firing_for"] = "3m"                 # not pushable: fetched as it is, same rows anyway
         thresholds.append(th)
     rule: dict[str, Any] = {"name": f"r{i}", "query": query, "thresholds": thresholds}
+    if rnd.random() < 0.15:
+        rule["instant"] = True                           # one instant query, after a lookback of ranges
     if rnd.random() < 0.5:
         lo = rnd.choice([-20.0, -5.0, 0.0, 10.0])
         rule["valid"] = {"min": lo, "max": lo + rnd.choice([60.0, 100.0, 130.0])} if rnd.random() < 0.7 else \
@@ -253,7 +255,11 @@ def random_rules(seed: int, url: str, dialect: str, max_points: int) -> dict[str
             "targets": {"rows": {"type": "jsonl", "path": "{{ rule.name }}/rows-{{ run.from }}.jsonl"},
                         "eps": {"type": "jsonl", "path": "{{ rule.name }}/eps-{{ run.from }}.jsonl",
                                 "shape": "episodes"}},
-            "rules": [random_rule(rnd, i) for i in range(8)]}
+            "rules": [random_rule(rnd, i) for i in range(8)] + [NAN_HOLDS]}
+
+
+NAN_HOLDS = {"name": "r8", "query": "pd_a", "thresholds": [{"severity": "s0", "above": 50, "clear": {"below": 30}}],
+             "route": [{"when": "alert", "to": ["rows"]}]}    # a NaN sample keeps it firing: not pushed (Prometheus)
 
 
 def _key(row: dict[str, Any]) -> tuple[str, ...]:
