@@ -1,12 +1,15 @@
 """Apply speed and memory against a throwaway VictoriaMetrics, next to the raw download, in one run.
 
-    python bench/apply_bench.py [W1 W2 W3 ...] [--runs N] [--against OTHER_CHECKOUT]
+    python bench/apply_bench.py [W1 W2 W3 W2-alerts ...] [--runs N] [--against OTHER_CHECKOUT]
 
 W1 = 1,000 series x 1,440 points, W2 = 10,000 x 1,440, W3 = 100 x 100,000
 (a long range, split by max_points_per_series). For each workload, interleaved:
 `curl` of the same query_range answer(s) to /dev/null, then `vmrules apply` of
 one rule (valid 0..100, one threshold) writing every valid row to Parquet and
-the alert rows to CSV, in a fresh process under /usr/bin/time. Prints medians,
+the alert rows to CSV, in a fresh process under /usr/bin/time.
+W2-alerts: W2's data, the alert rows only (about 15 %), to CSV and SQLite, so the
+rule's conditions go to the server (pushdown); curl fetches the unfiltered query, and
+`vmrules apply --no-pushdown` runs interleaved too, for comparison. Prints medians,
 the ratio vmrules/curl and peak RSS. `--against DIR` also runs the `vmrules` of another
 checkout (its `.venv`, e.g. the code before a change), interleaved with this one, and
 prints its medians and the median of the paired ratios.
@@ -32,6 +35,7 @@ from tests.support.servers import VictoriaMetrics  # noqa: E402
 
 END_S = 1_793_491_200
 WORKLOADS = {"W1": (1000, 1440), "W2": (10_000, 1440), "W3": (100, 100_000)}
+ALERTS_ONLY = {"W2-alerts": "W2"}        # a workload on another's data, whose rule routes only alert rows
 MAX_POINTS = 30_000
 
 
@@ -74,8 +78,12 @@ def curl(vm: VictoriaMetrics, metric: str, points: int) -> float:
     return time.perf_counter() - t
 
 
-def vmrules(vm: VictoriaMetrics, work: str, metric: str, points: int, exe: str = "") -> tuple[float, float]:
-    rules = os.path.join(work, f"rules-{metric}")
+ROUTES = {"rows": "[{to: all}, {when: alert, to: alerts}]", "alerts": "[{when: alert, to: [alerts, db]}]"}
+
+
+def vmrules(vm: VictoriaMetrics, work: str, metric: str, points: int, exe: str = "", routes: str = "rows",
+            *args: str) -> tuple[float, float]:
+    rules = os.path.join(work, f"rules-{metric}-{routes}")
     os.makedirs(rules, exist_ok=True)
     with open(os.path.join(rules, "b.yaml"), "w") as f:
         f.write(f"""version: 1
@@ -83,13 +91,14 @@ datasource: {{url: "{vm.url}", max_points_per_series: {MAX_POINTS}, timeout: 300
 targets:
   all: {{type: parquet, path: all.parquet}}
   alerts: {{type: csv, path: alerts.csv}}
+  db: {{type: sqlite, path: alerts.db, table: alerts}}
 rules:
   - name: bench
     query: {metric}
     step: 1m
     valid: {{min: 0, max: 100}}
     thresholds: [{{above: 80}}]
-    route: [{{to: all}}, {{when: alert, to: alerts}}]
+    route: {ROUTES[routes]}
 """)
     out = os.path.join(work, f"out-{metric}")
     shutil.rmtree(out, ignore_errors=True)
@@ -97,7 +106,7 @@ rules:
     start = END_S - (points - 1) * 60
     t = time.perf_counter()
     r = subprocess.run(["/usr/bin/time", "-f", "%M", exe, "apply", rules, "-q", "--output-dir", out,
-                        "--from", str(start), "--to", str(END_S)], capture_output=True, text=True)
+                        "--from", str(start), "--to", str(END_S), *args], capture_output=True, text=True)
     wall = time.perf_counter() - t
     if r.returncode != 0:
         raise SystemExit(f"vmrules failed: {r.stderr[-2000:]}")
@@ -115,6 +124,64 @@ def check_rows(path: str, n: int, points: int) -> None:
     if table.num_rows != n * points - invalid or distinct != table.num_rows:
         raise SystemExit(f"{path}: {table.num_rows} rows, {distinct} distinct, expected {n * points - invalid}")
     print(f"  {table.num_rows} rows, each (series, timestamp) once", flush=True)
+
+
+def alert_rows(out: str) -> tuple[int, int]:
+    """The alert rows of a W2-alerts run, checked alike in its CSV file and its SQLite table: count and a
+    digest of the (labels, timestamp, value) set."""
+    import hashlib
+    import sqlite3
+
+    import pyarrow.csv as pcsv
+
+    t = pcsv.read_csv(os.path.join(out, "alerts.csv"))
+    con = sqlite3.connect(os.path.join(out, "alerts.db"))
+    try:
+        db = sorted(con.execute("SELECT labels, timestamp, value FROM alerts"))
+    finally:
+        con.close()
+    if t.num_rows != len(db):
+        raise SystemExit(f"{out}: {t.num_rows} rows in the CSV, {len(db)} in SQLite")
+    return len(db), int(hashlib.sha256(repr(db).encode()).hexdigest()[:12], 16)
+
+
+def measure_alerts(vm: VictoriaMetrics, work: str, w: str, runs: int, other: str) -> tuple[float, float, float]:
+    """An alerts-only workload: curl of the unfiltered query, vmrules (pushdown), vmrules --no-pushdown."""
+    base = ALERTS_ONLY[w]
+    n, points = WORKLOADS[base]
+    metric = f"bench_{base.lower()}"
+    runs_of = {"this": ("", ()), "no pushdown": ("", ("--no-pushdown",))} | \
+        ({"other": (other, ())} if other else {})
+    seen = {}
+    for name, (exe, args) in runs_of.items():         # warm-up: the same alert rows every way
+        vmrules(vm, work, metric, points, exe, "alerts", *args)
+        seen[name] = alert_rows(os.path.join(work, f"out-{metric}"))
+    if len(set(seen.values())) != 1 or not 0.1 < seen["this"][0] / (n * points) < 0.2:
+        raise SystemExit(f"{w}: alert rows differ or are not about 15 %: {seen}")
+    print(f"  {seen['this'][0]} alert rows ({seen['this'][0] / (n * points):.1%}), the same with and without "
+          "pushdown, in CSV and SQLite", flush=True)
+    curls: list[float] = []
+    walls: dict[str, list[float]] = {k: [] for k in runs_of}
+    rss: dict[str, list[float]] = {k: [] for k in runs_of}
+    for i in range(runs):
+        order = list(runs_of) if i % 2 == 0 else list(reversed(runs_of))
+        for name in ["curl", *order] if i % 2 == 0 else [*order, "curl"]:
+            if name == "curl":
+                curls.append(curl(vm, metric, points))
+                continue
+            exe, args = runs_of[name]
+            wall, peak = vmrules(vm, work, metric, points, exe, "alerts", *args)
+            walls[name].append(wall)
+            rss[name].append(peak)
+    c = statistics.median(curls)
+    print(f"{w}: curl of the unfiltered query {c:.2f} s  [runs: {', '.join(f'{x:.2f}' for x in curls)}]")
+    for name in runs_of:
+        v = statistics.median(walls[name])
+        ratios = statistics.median(a / b for a, b in zip(walls[name], curls, strict=True))
+        print(f"{w}: vmrules ({name}) {v:.2f} s (x{v / c:.2f} of curl's median; median of paired ratios "
+              f"{ratios:.2f}), peak RSS {max(rss[name]):.0f} MiB  [runs: {', '.join(f'{x:.2f}' for x in walls[name])}]",
+              flush=True)
+    return c, statistics.median(walls["this"]), max(rss["this"])
 
 
 def compile_package(checkout: str) -> None:
@@ -166,16 +233,19 @@ def main() -> None:
     work = tempfile.mkdtemp(prefix="vmrules-bench-")
     vm = VictoriaMetrics(work)
     try:
-        rows = []
+        rows, loaded = [], set()
         for w in a.workloads:
-            n, points = WORKLOADS[w]
-            metric = f"bench_{w.lower()}"
-            data = os.path.join(work, f"{w}.jsonl")
-            generate(metric, n, points, data)
-            load(vm, data)
-            os.unlink(data)
-            vm.wait_for(metric, n, END_S)
-            c, v, peak = measure(vm, work, w, a.runs, other)
+            base = ALERTS_ONLY.get(w, w)
+            n, points = WORKLOADS[base]
+            metric = f"bench_{base.lower()}"
+            if base not in loaded:
+                data = os.path.join(work, f"{base}.jsonl")
+                generate(metric, n, points, data)
+                load(vm, data)
+                os.unlink(data)
+                vm.wait_for(metric, n, END_S)
+                loaded.add(base)
+            c, v, peak = (measure_alerts if w in ALERTS_ONLY else measure)(vm, work, w, a.runs, other)
             rows.append((w, n * points, c, v, v / c, peak))
         print("\n| workload | samples | curl median | vmrules median | ratio | peak RSS |")
         print("|---|---|---|---|---|---|")

@@ -197,3 +197,39 @@ def test_parts_of_several_rules_merge_into_one_file(tmp_path: Path, kind: str, c
         assert len(json.loads(Path(out).read_text())) == 7
     else:
         assert len([json.loads(x) for x in Path(out).read_text().splitlines()]) == 7
+
+
+@pytest.mark.parametrize("mode", ["append", "upsert"])
+def test_sqlite_columns_the_same_in_every_row_are_written_as_given(tmp_path: Path, mode: str) -> None:
+    """Text and bool columns that hold one value in a batch go into the statement once: the rows read back
+    as the table was, quotes, NUL and nulls included."""
+    n = 5
+    t = table(n).set_column(2, "labels", dict_column(['{"q":"it\'s"}'], np.zeros(n, np.int32)))
+    t = t.set_column(5, "severity", dict_column(["crit'ical"], np.zeros(n, np.int32)))
+    t = t.set_column(6, "alert", pa.array([True] * n))
+    t = t.set_column(7, "a", dict_column(["nul\x00inside"], np.zeros(n, np.int32)))
+    t = t.append_column("b", pa.array([None, "x", None, "x", "x"]).dictionary_encode())
+    t = t.append_column("c", pa.array([False] * n))
+    db = str(tmp_path / "s.db")
+    sqlite.write(t, db, "tab", "r", target("sqlite", mode=mode))
+    con = sqlite3.connect(db)
+    got = con.execute('SELECT rule, metric, labels, severity, alert, "a", "b", "c" FROM "tab" ORDER BY timestamp')
+    assert got.fetchall() == [("r", "m", '{"q":"it\'s"}', "crit'ical", 1, "nul\x00inside", b, 0)
+                              for b in [None, "x", None, "x", "x"]]
+
+
+def test_sqlite_many_rows_a_statement_keep_every_row_and_the_order_of_upserts(tmp_path: Path) -> None:
+    """Rows go in statements of many rows (and the rest one by one): none is lost or doubled, a key given
+    twice keeps its later row, and a table whose every column is the same in every row still gets its rows."""
+    n = 1_234
+    t = table(n).set_column(4, "value", pa.array(np.arange(n, dtype=float)))
+    db = str(tmp_path / "s.db")
+    sqlite.write(t, db, "app", "r", target("sqlite"))
+    twice = pa.concat_tables([t, t.set_column(4, "value", pa.array(np.arange(n, dtype=float) + 0.5))])
+    sqlite.write(twice.combine_chunks(), db, "ups", "r", target("sqlite", mode="upsert"))
+    sqlite.write(t.select(["rule"]).slice(0, 3), db, "const", "r", target("sqlite"))
+    con = sqlite3.connect(db)
+    assert con.execute('SELECT count(*), sum(value), count(DISTINCT timestamp) FROM "app"').fetchone() == \
+        (n, n * (n - 1) / 2, n)
+    assert con.execute('SELECT count(*), sum(value) FROM "ups"').fetchone() == (n, n * (n - 1) / 2 + n / 2)
+    assert con.execute('SELECT * FROM "const"').fetchall() == [("r",)] * 3

@@ -244,6 +244,9 @@ def targets_cmd() -> None:
               help="Also POST those metrics to URL: VictoriaMetrics' /api/v1/import/prometheus or a "
                    "Pushgateway's /metrics/job/NAME.")
 @_ALLOW_ENV_OPTION
+@click.option("--no-pushdown", is_flag=True,
+              help="Fetch every sample, even for rules whose rows are only alert rows (pushdown sends their "
+                   "conditions to the server, which then sends only the samples that can alert).")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="json: every message and the summary as JSON lines on stderr, for log pipelines.")
 @click.option("-v", "--verbose", is_flag=True, help="Log each request (never a credential).")
@@ -251,7 +254,8 @@ def targets_cmd() -> None:
 def apply_cmd(paths: tuple[str, ...], datasource: str | None, from_: str | None, to: str | None, since: str | None,
               output_dir: str, rules: tuple[str, ...], dry_run: bool, concurrency: int, incremental: bool, lag: str,
               chunk: str | None, shard: str | None, report_path: str | None, metrics_file: str | None,
-              push_url: str | None, allow_env: tuple[str, ...], log_format: str, verbose: bool, quiet: bool) -> None:
+              push_url: str | None, allow_env: tuple[str, ...], no_pushdown: bool, log_format: str, verbose: bool,
+              quiet: bool) -> None:
     """Run rules (default: rules/): fetch, filter, assign severities, route and export.
 
     Exit 0 when every rule ran, 1 when some rule failed (the others still ran),
@@ -288,7 +292,9 @@ def apply_cmd(paths: tuple[str, ...], datasource: str | None, from_: str | None,
     options = ApplyOptions(output_dir=output_dir, datasource=datasource, from_ms=from_ms, to_ms=to_ms,
                            rules=rules, dry_run=dry_run, concurrency=concurrency, log=say if verbose else None,
                            notice=None if quiet else say, incremental=incremental, lag_ms=_duration("--lag", lag),
-                           shard=_shard(shard) if shard else None, allow_env=_allow_env(allow_env))
+                           shard=_shard(shard) if shard else None, allow_env=_allow_env(allow_env),
+                           no_pushdown="--no-pushdown" if no_pushdown else
+                           "--report needs every sample" if report_path else None)
     if not (quiet or dry_run or chunk or as_json) and sys.stderr.isatty():
         from vmrules.render.progress import Progress
         options.progress = Progress(sys.stderr, 0)

@@ -20,6 +20,7 @@ from vmrules.delivery.state import Carry, State, StateError
 from vmrules.durations import Time, format_time_ms, parse_duration_ms, time_ms
 from vmrules.errors import RuleError, UsageError, VmrulesError
 from vmrules.evaluate.counts import Counts
+from vmrules.evaluate.pushdown import UNKNOWN_COUNTS, Pushdown, decide
 from vmrules.model import Datasource, Rule, RuleSet, Target
 from vmrules.net.http import Env, HttpError, redact_dsn, redact_url, rule_env, scrub
 from vmrules.sources import normalize_url, open_source, url_problem
@@ -65,6 +66,8 @@ class ApplyOptions:
     written: set[str] | None = None          # files earlier chunks of this backfill wrote: added to, not replaced
     open_episodes: bool = True               # file targets get the episodes still open at the window's end
                                              # (not in incremental runs, nor in a backfill's chunks but the last)
+    no_pushdown: str | None = None           # why no rule's conditions go into its query this run (None: they
+                                             # go where exact: `--no-pushdown`, a report needs every sample)
     start: Time = None                       # as the command line's --from / --to / --since: RFC 3339,
     end: Time = None                         # unix seconds or "now-1h" as text, unix ms, or a datetime;
     since: str | None = None                 # turned into from_ms / to_ms when the options are made
@@ -110,6 +113,7 @@ class RuleReport:
     seconds: float = 0.0
     carry_in: Carry | None = None      # the alert states this window continues (then it has no lookback)
     carry_out: Carry | None = None     # the alert states at the window's end, once it ran
+    pushdown: Pushdown = field(default_factory=Pushdown)    # the query sent, when it filters on the server
 
 
 @dataclass
@@ -312,6 +316,8 @@ def destination(rule: Rule, target: Target, run: dict[str, Any], window: Window,
 def _plan(rule: Rule, ruleset: RuleSet, ds: Datasource, window: Window, run: dict[str, Any],
           options: ApplyOptions) -> RuleReport:
     rep = RuleReport(rule.name, window, rule.query, ds.url if ds.is_file else redact_url(ds.url))
+    off = options.no_pushdown or ("--report needs every sample" if options.charts is not None else None)
+    rep.pushdown = decide(rule, ruleset.targets, ds.dialect, ds.is_file, off)
     try:
         for name in dict.fromkeys(n for route in rule.routes for n in route.to):
             rep.destinations.append(destination(rule, ruleset.targets[name], run, window, options.output_dir,
@@ -377,9 +383,11 @@ def _run_rule(rule: Rule, rep: RuleReport, ds: Datasource, ruleset: RuleSet, rep
         return None
     started = time.monotonic()
     out = None
+    log(f"rule {rule.name}: pushdown {rep.pushdown.describe()}")
     try:
         after = _table_watermarks(rule, rep, rule_env(options.env, options.allow_env)) if options.incremental else {}
-        for batch, ev, state in evaluated(rule, ds, rep.window, ruleset.targets, options, log, after, rep.carry_in):
+        for batch, ev, state in evaluated(rule, ds, rep.window, ruleset.targets, options, log, after, rep.carry_in,
+                                          rep.pushdown.query):
             if out is None:
                 from vmrules.delivery.outputs import RuleOutputs
                 out = RuleOutputs(rule.name, rep.destinations, report.run["id"],
@@ -391,6 +399,8 @@ def _run_rule(rule: Rule, rep: RuleReport, ds: Datasource, ruleset: RuleSet, rep
             rep.fetched += batch.samples
             rep.counts.add(ev.counts)
             rep.counts.series = len(state.seen)       # each series once, however many batches it spans
+            if rep.pushdown.on:
+                rep.counts.unknown = UNKNOWN_COUNTS
             out.write(ev)
         assert out is not None and state is not None
         if any(d.target.shape == "episodes" for d in rep.destinations):
@@ -460,14 +470,14 @@ def _table_watermarks(rule: Rule, rep: RuleReport, env: Env) -> dict[str, int]:
 
 
 def evaluated(rule: Rule, ds: Datasource, window: Window, targets: Mapping[str, Target], options: ApplyOptions,
-              log: Log, after: Mapping[str, int] | None = None,
-              carry: Carry | None = None) -> Iterator[tuple[QueryResult, Evaluation, EvalState]]:
+              log: Log, after: Mapping[str, int] | None = None, carry: Carry | None = None,
+              query: str | None = None) -> Iterator[tuple[QueryResult, Evaluation, EvalState]]:
     """The rule's batches as they arrive, each evaluated (the state carries series and alert states across
     them, starting from `carry`); the progress bar and the report's charts are told of each.
-    Samples of the lookback feed the alert states only."""
+    Samples of the lookback feed the alert states only. `query`: sent instead of the rule's (pushdown)."""
     state = None
     emit_from = window.first_ms if window.lookback_ms else None
-    for batch in rule_batches(rule, ds, window, options, log):
+    for batch in rule_batches(rule, ds, window, options, log, query):
         if state is None:      # pyarrow loads once the first request is out, while the answer streams in
             from vmrules.evaluate.rows import EvalState, evaluate
             state = _carried_state(rule, carry) if carry is not None else EvalState()
@@ -489,15 +499,17 @@ def _carried_state(rule: Rule, carry: Carry) -> EvalState:
                         "move the file away to start afresh") from None
 
 
-def rule_batches(rule: Rule, ds: Datasource, window: Window, options: ApplyOptions, log: Log) -> Iterator[QueryResult]:
-    """The rule's samples in batches of complete series (at least one batch, maybe empty)."""
+def rule_batches(rule: Rule, ds: Datasource, window: Window, options: ApplyOptions, log: Log,
+                 query: str | None = None) -> Iterator[QueryResult]:
+    """The rule's samples in batches of complete series (at least one batch, maybe empty); `query` replaces
+    the rule's."""
     if window.points == 0:
         yield QueryResult.empty()
         return
     source = open_source(ds, rule_env(options.env, options.allow_env), log)
     try:
         for part in window.fetches():
-            yield from source.batches(rule.query, part)
+            yield from source.batches(query or rule.query, part)
     finally:
         source.close()
 

@@ -45,8 +45,9 @@ def prometheus_text(report: Any, ended_s: float, duration_s: float, previous: Ma
             add(LAST_SUCCESS, previous[r.name], rule=r.name)
         add("vmrules_rule_duration_seconds", r.seconds, rule=r.name)
         add("vmrules_rule_window_end_timestamp_seconds", r.window.end_ms / 1000, rule=r.name)
-        add("vmrules_rule_series", r.counts.series, rule=r.name)
-        add("vmrules_rule_samples", r.counts.samples, rule=r.name)
+        for name in ("series", "samples"):        # not known when the server sent only candidates (pushdown)
+            if (n := r.counts.known(name)) is not None:
+                add(f"vmrules_rule_{name}", n, rule=r.name)
         for severity, n in r.counts.by_severity.items():
             add("vmrules_rule_alert_rows", n, rule=r.name, severity=str(severity))
         for target, n in sorted(r.rows.items()):

@@ -39,17 +39,22 @@ def _gh(text: str) -> str:
 
 
 def format_summary(report: RunReport, output_dir: str) -> str:
-    """A table per rule (status, series, samples, invalid, alerts, rows per target, seconds) and the outputs."""
+    """A table per rule (status, series, samples, invalid, alerts, rows per target, seconds) and the outputs;
+    `?` for a count a pushed-down rule cannot know (the server sent only the samples that can alert)."""
     head = ("rule", "status", "series", "samples", "invalid", "filtered", "alerts", "seconds", "rows")
     rows = [head]
     for r in report.rules:
         written = ", ".join(f"{k}={v}" for k, v in r.rows.items()) or "-"
         c = r.counts
         by = ", ".join(f"{k} {v}" for k, v in c.in_order(c.by_severity).items())
-        rows.append((r.name, r.status, str(c.series), str(c.samples), str(c.invalid), str(c.filtered),
+        rows.append((r.name, r.status, c.shown("series"), c.shown("samples"), c.shown("invalid"), c.shown("filtered"),
                      f"{c.alerts} ({by})" if by else str(c.alerts), f"{r.seconds:.2f}", written))
     widths = [max(len(row[i]) for row in rows) for i in range(len(head) - 1)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1] for row in rows]
+    pushed = [r.name for r in report.rules if r.counts.unknown]
+    if pushed:
+        lines.append(f"? not known: {', '.join(pushed)} fetched only the samples that can alert (pushdown; "
+                     "--no-pushdown counts them)")
     if report.outputs:
         lines.append("")
         lines.append(f"exports in {output_dir}:")
@@ -82,7 +87,8 @@ def json_events(report: RunReport, output_dir: str) -> list[dict[str, object]]:
         c = r.counts
         events.append({"event": "rule", "rule": r.name, "status": r.status, "error": r.error or None,
                        "from": format_time_ms(r.window.start_ms), "to": format_time_ms(r.window.end_ms),
-                       "series": c.series, "samples": c.samples, "invalid": c.invalid, "filtered": c.filtered,
+                       "series": c.known("series"), "samples": c.known("samples"), "invalid": c.known("invalid"),
+                       "filtered": c.known("filtered"), "pushdown": r.pushdown.filter or None,
                        "alerts": c.alerts, "by_severity": c.by_severity, "rows": r.rows, "requests": r.requests,
                        "bytes": r.bytes_read, "seconds": round(r.seconds, 3)})
     for o in report.outputs:
@@ -99,7 +105,7 @@ def empty_notes(report: RunReport) -> list[str]:
     """A hint for each rule whose query found no series at all (a typo in a metric or label is the usual cause)."""
     out = []
     for r in report.rules:
-        if r.status == "ok" and r.counts.series == 0 and r.window.points:
+        if r.status == "ok" and r.counts.known("series") == 0 and r.window.points:
             out.append(f"note: rule {r.name}: the query found no series from {format_time_ms(r.window.start_ms)} "
                        f"to {format_time_ms(r.window.end_ms)}; check its metric and label names, e.g. with "
                        f"vmrules query '{r.query}' --since 1h --datasource URL")
@@ -122,6 +128,9 @@ def format_plan(report: RunReport, output_dir: str) -> str:
             lines.append(f"  lookback: {format_duration_ms(w.lookback_ms)} before the window, for the alert state "
                          "(fetched, not exported)")
         lines.append(f"  query: {r.query}")
+        lines.append(f"  pushdown: {r.pushdown.describe()}")
+        if r.pushdown.query is not None:
+            lines.append(f"  sent: {' '.join(r.pushdown.query.split())}")
         lines.append(f"  datasource: {r.datasource}")
         if r.error:
             lines.append(f"  error: {r.error}")
