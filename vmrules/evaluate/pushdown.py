@@ -21,7 +21,6 @@ is sent but cannot alert is evaluated as in a full fetch. Light to import: no nu
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -137,12 +136,6 @@ def _on_quiet_row(n: expr.Node) -> object:
             a, b = _on_quiet_row(left), _on_quiet_row(right)
             if _UNKNOWN in (a, b):
                 return _UNKNOWN
-            if op in ("=~", "!~"):
-                try:
-                    found = re.fullmatch(f"(?:{b})", str(a)) is not None
-                except re.error:
-                    return _UNKNOWN
-                return found if op == "=~" else not found
             if type(a) is not type(b) and not (isinstance(a, float | int) and isinstance(b, float | int)):
                 return _UNKNOWN
             return expr.evaluate_row(expr.Compare(op, expr.Lit(a, 0), expr.Lit(b, 0), 0), {})  # type: ignore[arg-type]
