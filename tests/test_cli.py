@@ -150,3 +150,42 @@ def test_every_command_and_option_has_help() -> None:
         for p in cmd.params:
             if isinstance(p, click.Option):
                 assert p.help, f"{name} {p.name}"
+
+
+def test_the_installed_command_exits_with_its_code_and_all_its_output(tmp_path: Path) -> None:
+    """The `vmrules` program skips the interpreter's teardown (cli.run): its exit status is still the command's,
+    output larger than a pipe's buffer arrives whole, exit handlers still run, and a closed pipe still ends it."""
+    import subprocess
+    import sys
+
+    exe = str(Path(sys.executable).parent / "vmrules")
+    data = Path(__file__).resolve().parent.parent / "examples" / "data" / "node.jsonl"
+    query = [exe, "query", '{__name__=~".+"}', "--datasource", f"file:{data}", "--from", "1793404800",
+             "--to", "1793491200", "--step", "5m", "--format", "jsonl"]
+    whole = subprocess.run(query, capture_output=True, text=True)
+    lines = whole.stdout.splitlines()
+    assert whole.returncode == 0 and len(whole.stdout) > 1 << 20, whole.stderr
+    assert len(lines) == len(set(lines)) and all(json.loads(x)["value"] is not None for x in lines)
+    in_process = CliRunner().invoke(main, query[1:])
+    assert in_process.exit_code == 0 and in_process.stdout == whole.stdout
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 1\nrules: 3\n")
+    assert subprocess.run([exe, "validate", str(bad)], capture_output=True).returncode == 1
+    assert subprocess.run([exe, "apply", "--no-such-option"], capture_output=True).returncode == 2
+    assert subprocess.run([exe, "--version"], capture_output=True).returncode == 0
+
+    # An exit handler registered while the command runs (as logging and temporary folders do) still runs.
+    marker = tmp_path / "atexit-ran"
+    code = ("import atexit, pathlib, sys\n"
+            f"atexit.register(pathlib.Path({str(marker)!r}).write_text, 'yes')\n"
+            "from vmrules.cli import run\nsys.argv[1:] = ['--version']\nrun()\n")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+    assert marker.read_text() == "yes"
+
+    # A reader that stops early: the command ends (no hang), by a broken pipe as Python's own exit would.
+    head = subprocess.Popen(query, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert head.stdout is not None
+    head.stdout.read(100)
+    head.stdout.close()
+    assert head.wait(timeout=60) != 0

@@ -8,6 +8,6 @@ if getattr(vmrules, "__file__", None) is None:     # a folder vmrules/ here hide
     sys.exit("python -m vmrules: the folder vmrules/ in this directory hides the vmrules package of an editable "
              "install (python -m looks here first); run the vmrules command, or python -m vmrules elsewhere")
 
-from vmrules.cli import main  # noqa: E402
+from vmrules.cli import run  # noqa: E402
 
-main()
+run()
