@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
-import secrets
 from typing import Any
 
 import numpy as np
@@ -78,7 +78,7 @@ class MatrixStream:
             if self.trailer is None:
                 raise NotCompact("the result array does not end")
             out = [self._build(metrics, regions, counts)] if metrics else []
-        mark = secrets.token_hex(8)         # stands for the array cut out; no answer can know it
+        mark = os.urandom(8).hex()         # stands for the array cut out; no answer can know it
         try:
             envelope = json.loads(self.head + f'"{mark}"'.encode() + bytes(self.trailer))
         except ValueError as exc:
