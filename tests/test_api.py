@@ -84,6 +84,11 @@ def test_the_apply_path_loads_pyarrow_only_after_the_request_left() -> None:
             "print(sorted(m for m in ('pyarrow', 'numpy', 'jinja2', 'jsonschema', 'requests') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+    code = ("import sys, vmrules.cli, vmrules.commands.apply, vmrules.sources.prometheus, vmrules.sources.parse, "
+            "vmrules.evaluate.rows, vmrules.delivery.outputs; print(sorted(m for m in ('secrets', 'hmac', "
+            "'multiprocessing', 'concurrent.futures.process') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", "imports a run does without (~30 ms, bench/README.md)"
 
 
 def test_the_first_request_leaves_before_pyarrow_loads(tmp_path: Path) -> None:
