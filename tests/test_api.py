@@ -100,7 +100,8 @@ import os, socket, sys
 srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(1)
 open({str(rules / 'r.yaml')!r}, "w").write(
     'version: 1\\ndatasource: {{url: "http://127.0.0.1:%d"}}\\n' % srv.getsockname()[1]
-    + 'targets: {{p: {{type: parquet, path: a.parquet}}}}\\nrules: [{{name: r, query: up, route: [{{to: p}}]}}]\\n')
+    + 'targets: {{p: {{type: parquet, path: a.parquet}}}}\\n'
+    + 'rules: [{{name: r, query: \\'up{{job=~"node|vm-.*"}}\\', route: [{{to: p}}]}}]\\n')
 def sendall(self, data, *a):
     print("pyarrow" in sys.modules); sys.stdout.flush(); os._exit(0)
 socket.socket.sendall = sendall

@@ -139,3 +139,32 @@ def test_errors_point_at_the_offset(text: str, offset: int, message: str) -> Non
 def test_label_names() -> None:
     node = expr.parse('env == "a" and value > 1 and (instance =~ "x" or severity == "w")')
     assert expr.label_names(node) == {"env", "instance"}
+
+
+def test_patterns_passed_without_re2_are_patterns_re2_compiles() -> None:
+    """Regexes of the plain kind (`prod|staging`, `node-.*`) are accepted without asking RE2, so that checking
+    them does not load pyarrow: every such pattern of up to 4 characters over an alphabet with every quantifier,
+    the alternation and a paren is one RE2 compiles, and what RE2 refuses the shortcut passes on to RE2."""
+    import itertools
+
+    import pyarrow.compute as pc
+
+    def re2_compiles(pattern: str) -> bool:
+        try:
+            pc.match_substring_regex(pa.array([""]), pattern=f"^(?:{pattern})$")
+        except pa.ArrowInvalid:
+            return False
+        return True
+
+    shortcut = refused = 0
+    for n in range(5):
+        for chars in itertools.product("a.-*+?|(", repeat=n):
+            pattern = "".join(chars)
+            if expr._SURELY_RE2.fullmatch(pattern):
+                shortcut += 1
+                assert re2_compiles(pattern), pattern
+            elif not re2_compiles(pattern):
+                refused += 1
+                assert expr._regex_problem(pattern), pattern
+    assert shortcut > 500 and refused > 1000, (shortcut, refused)
+    assert not expr._regex_problem("tmpfs|overlay|squashfs") and expr._regex_problem("a**")
