@@ -29,6 +29,8 @@ _VALUES = b',"values":['
 _CLOSE = ord("]")
 _TO_LINES = bytes.maketrans(b"]", b"\n")
 _CSV_READ = pacsv.ReadOptions(column_names=["_", "t", "v"], block_size=1 << 24)
+# The quotes are gone by then (translate deletes them): a parser that does not look for them is ~25 % faster.
+_CSV_PARSE = pacsv.ParseOptions(quote_char=False)
 _CSV_CONVERT = pacsv.ConvertOptions(include_columns=["t", "v"], column_types={"t": pa.float64(), "v": pa.float64()},
                                     null_values=[], strings_can_be_null=False)
 
@@ -165,7 +167,8 @@ class MatrixStream:
             return QueryResult(labels, series_id, np.empty(0, np.int64), np.empty(0, np.float64))
         text = b",".join(regions).translate(_TO_LINES, b'["')
         try:
-            table = pacsv.read_csv(io.BytesIO(text), read_options=_CSV_READ, convert_options=_CSV_CONVERT)
+            table = pacsv.read_csv(io.BytesIO(text), read_options=_CSV_READ, parse_options=_CSV_PARSE,
+                                   convert_options=_CSV_CONVERT)
         except pa.ArrowInvalid as exc:
             raise NotCompact(f"values are not numbers: {exc}") from None
         if table.num_rows != total:
