@@ -73,8 +73,13 @@ def dict_column(per_series: Sequence[str], series_id: np.ndarray) -> pa.Dictiona
     """A row column from per-series strings: dictionary-encoded, no per-row work in Python."""
     index: dict[str, int] = {}
     codes = np.fromiter((index.setdefault(v, len(index)) for v in per_series), np.int32, len(per_series))
-    return pa.DictionaryArray.from_arrays(pa.array(codes[series_id] if len(codes) else series_id, pa.int32()),
-                                          pa.array(list(index), pa.string()))
+    if len(index) == len(codes):        # every value its own (labels, one rule): the codes are the series ids
+        rows = series_id
+    elif len(index) == 1:               # one value (a metric name): all zeros, without a gather per row
+        rows = np.zeros(len(series_id), np.int32)
+    else:
+        rows = codes[series_id]
+    return pa.DictionaryArray.from_arrays(pa.array(rows, pa.int32()), pa.array(list(index), pa.string()))
 
 
 def series_keys(table: pa.Table) -> pa.DictionaryArray:
