@@ -553,7 +553,7 @@ def run() -> None:
     """The `vmrules` program: the command, then an exit that skips the interpreter's teardown.
 
     Measured (bench/README.md, 2026-12-02): tearing down the modules a run imports (pyarrow, numpy,
-    jinja2) takes ~70 ms of a W1 run's ~0.9 s. Everything the command wrote is closed and committed
+    jinja2) took 59-68 ms after a W1 run of ~0.9 s. Everything the command wrote is closed and committed
     when it returns; what exiting still owes is done here: the exit handlers (logging, temporary
     folders) and flushing stdout and stderr. A thread still running, or output that cannot be
     flushed (a closed pipe), takes the ordinary exit, whose behaviour is Python's.
