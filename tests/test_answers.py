@@ -104,6 +104,31 @@ def test_a_fallback_gets_every_byte_of_the_answer(body: bytes) -> None:
     assert stream.raw() == body
 
 
+@pytest.mark.parametrize("tail", [
+    b',"x":[[%d,"7"]]' % END_S,                  # another array of pairs after the values
+    b',"x":[[%d,"7"],[%d,"8"]],"y":1' % (END_S, END_S - 60),
+    b',"values2":[]',
+    b',"x":"]]"',                                 # the series' end, spelled inside a string
+])
+def test_a_series_with_keys_after_its_values_reads_as_json_does(tail: bytes) -> None:
+    """The fast path finds a series' end by `]]}`: whatever comes between an earlier `]]` and it is
+    never read as points (the row count catches it, and the whole answer is parsed as JSON)."""
+    body = matrix(REAL + [({"i": "b"}, POINTS[:3])])
+    cut = body.index(b"]]}") + 2
+    body = body[:cut] + tail + body[cut:]
+    for batch_bytes, cut in ((64, 7), (1 << 20, 1 << 20)):
+        with pytest.raises(NotCompact):
+            streamed(body, batch_bytes, cut)
+    truth = json.loads(body)["data"]["result"]
+    parsed = parse_answer(body, "matrix")
+    fetched = source_batches(body)                  # HttpSource: the fast path's NotCompact, then the JSON parse
+    for labels, values in ((parsed.labels, parsed.values.tolist()),
+                           ([lab for b in fetched for lab in b.labels], [v for b in fetched for v in b.values])):
+        assert labels == [r["metric"] for r in truth]
+        assert sorted(values) == sorted(float(v) for r in truth for _, v in r["values"])
+        assert len(values) == len(POINTS) + 3
+
+
 def source_batches(body: bytes) -> list:
     """The answer through HttpSource's streaming path, from a fault server."""
     server = FaultServer([Reply(200, body)])
