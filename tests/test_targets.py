@@ -233,3 +233,27 @@ def test_sqlite_many_rows_a_statement_keep_every_row_and_the_order_of_upserts(tm
         (n, n * (n - 1) / 2, n)
     assert con.execute('SELECT count(*), sum(value) FROM "ups"').fetchone() == (n, n * (n - 1) / 2 + n / 2)
     assert con.execute('SELECT * FROM "const"').fetchall() == [("r",)] * 3
+
+
+def test_csv_of_dictionary_columns_is_the_csv_of_their_values() -> None:
+    """Dictionary columns go to Arrow's CSV writer encoded: the bytes are those of the decoded columns,
+    formula cells quoted, nulls empty, quotes and commas escaped."""
+    import pyarrow.csv as pacsv
+
+    codes = np.arange(1000, dtype=np.int32) % 5
+    table = pa.table({
+        "metric": pa.DictionaryArray.from_arrays(pa.array(codes), pa.array(["=a", "b,c", 'd"e', "+x", "ok"])),
+        "severity": pa.DictionaryArray.from_arrays(pa.array(codes % 2, mask=codes % 2 == 0), pa.array(["w", "@c"])),
+        "plain": pa.array(["-1", "x"] * 500),
+    })
+    decoded = pa.table({name: table.column(name).cast(pa.string()) for name in table.column_names})
+
+    def csv_bytes(t: pa.Table) -> bytes:
+        out, text = io.BytesIO(), csvfile._text(t)
+        with pacsv.CSVWriter(out, text.schema) as writer:
+            writer.write_table(text)
+        return out.getvalue()
+
+    written = csv_bytes(table)
+    assert written == csv_bytes(decoded)
+    assert written.splitlines()[1:3] == [b'"\'=a",,"\'-1"', b'"b,c","\'@c","x"']
