@@ -109,10 +109,11 @@ def test_a_fallback_gets_every_byte_of_the_answer(body: bytes) -> None:
     b',"x":[[%d,"7"],[%d,"8"]],"y":1' % (END_S, END_S - 60),
     b',"values2":[]',
     b',"x":"]]"',                                 # the series' end, spelled inside a string
+    b',"5,6"\n:[0,[%d,"8"]]' % END_S,             # a key and a line break that would parse as points
 ])
 def test_a_series_with_keys_after_its_values_reads_as_json_does(tail: bytes) -> None:
-    """The fast path finds a series' end by `]]}`: whatever comes between an earlier `]]` and it is
-    never read as points (the row count catches it, and the whole answer is parsed as JSON)."""
+    """Keys after a series' values are never read as points: the fast path refuses the layout and the
+    whole answer is parsed as JSON."""
     body = matrix(REAL + [({"i": "b"}, POINTS[:3])])
     cut = body.index(b"]]}") + 2
     body = body[:cut] + tail + body[cut:]

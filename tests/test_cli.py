@@ -175,6 +175,10 @@ def test_the_installed_command_exits_with_its_code_and_all_its_output(tmp_path: 
     assert subprocess.run([exe, "apply", "--no-such-option"], capture_output=True).returncode == 2
     assert subprocess.run([exe, "--version"], capture_output=True).returncode == 0
 
+    # Started with stdout or stderr closed (Python then has None for it): the command's own status.
+    for closed in (">&-", "2>&-"):
+        assert subprocess.run(["sh", "-c", f'"$0" --version {closed}', exe]).returncode == 0, closed
+
     # An exit handler registered while the command runs (as logging and temporary folders do) still runs.
     marker = tmp_path / "atexit-ran"
     code = ("import atexit, pathlib, sys\n"

@@ -168,3 +168,4 @@ def test_patterns_passed_without_re2_are_patterns_re2_compiles() -> None:
                 assert expr._regex_problem(pattern), pattern
     assert shortcut > 500 and refused > 1000, (shortcut, refused)
     assert not expr._regex_problem("tmpfs|overlay|squashfs") and expr._regex_problem("a**")
+    assert "too large" in expr._regex_problem("." * 60_000)        # plain, but more than RE2 takes

@@ -571,12 +571,14 @@ def run() -> None:
     if code is None:
         code = 0
     elif not isinstance(code, int):
-        print(code, file=sys.stderr)
+        if sys.stderr is not None:
+            print(code, file=sys.stderr)
         code = 1
     atexit._run_exitfuncs()     # noqa: SLF001 - the handlers Python would run next
     try:
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:          # None: started with the descriptor closed (`>&-`)
+                stream.flush()
     except (OSError, ValueError):
         sys.exit(code)
     os._exit(code & 0xFF)

@@ -130,10 +130,10 @@ class MatrixStream:
             if buf[start] == _CLOSE:                  # "values":[] - a series without points
                 rend = start - 1
             else:
-                # The series' end, `]]}`: `}` is rare in the values, so this is ~30 % faster than looking for `]]`.
-                # An earlier `]]` (a values array that ends before) leaves an empty line, one `]` more than rows,
-                # and text after it that is not numbers: _build refuses both (NotCompact, the JSON parse).
-                rend = buf.find(b"]]}", start)
+                # The first `]]` ends the values, and `}` must follow. (Looking for `]]}` is faster, but then
+                # what comes between an earlier `]]` and it is read as points: keys after the values can
+                # be made to parse as numbers.)
+                rend = buf.find(b"]]", start)
                 if rend < 0 or len(buf) < rend + 4:
                     return metrics, regions, counts, pos
             if buf[rend + 2:rend + 3] != b"}":
