@@ -8,8 +8,8 @@ over 24h). `vmrules apply rules/ --incremental --lag 0s --to T` runs as cron run
 file. Beside each incremental run, interleaved: the same window as `--from/--to` (no state: the alert
 states come from the lookback, `for: 15m` reaching back 15 minutes), `vmrules validate rules/` (the rule
 files loaded and checked, nothing fetched) and `vmrules --version` (the interpreter and the command line).
-Prints medians of wall time (process start to exit), peak
-RSS, requests and bytes read from the server, and the size of the state file.
+Prints medians of wall time (process start to exit), peak RSS, requests and bytes read from the server,
+and the size of the state file.
 """
 
 from __future__ import annotations
@@ -92,8 +92,9 @@ def main() -> None:
         print(f"rules/ (4 rules, 200 series at 5m), {a.runs} runs {a.every} apart, medians:\n")
         print("| run | wall (start to exit) | peak RSS | requests | bytes read |")
         print("|---|---|---|---|---|")
+        first_req, first_read = fetched(first[2])
         print(f"| first incremental (6h range) | {first[0]:.2f} s | {first[1] / 1024:.0f} MiB | "
-              f"{fetched(first[2])[0]} | {fetched(first[2])[1]:,} |")
+              f"{first_req} | {first_read:,} |")
         names = {"incremental": f"incremental, {a.every} (state carried)",
                  "window": f"--from/--to, {a.every} (states from the lookback)",
                  "validate": "`vmrules validate rules/` (the rule files loaded and checked)",
